@@ -1,0 +1,130 @@
+"""trustpub: trusted-publishing OIDC token exchange.
+
+`create_app` is the composition root: the only place that picks concrete stores,
+builds HTTP sessions and wires services together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import requests
+from flask import Flask
+
+from app.api import meta, oidc
+from app.api.errors import register_error_handlers
+from app.api.services import EXTENSION_KEY, Services
+from app.exchange import TokenExchange
+from app.oidc.dev_issuer import (
+    dev_issuer_config,
+    dev_issuer_keyset,
+    load_or_create_dev_issuer_key,
+)
+from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher
+from app.oidc.verify import IssuerConfig, TrustedIssuers
+from app.private_files import write_private_file
+from app.publishers.policy_files import load_policy_dir
+from app.publishers.providers import PROVIDERS
+from app.publishers.registry import PublisherRegistry
+from app.settings import Settings, load_settings
+from app.stores.base import HealthCheck, ReplayStore
+from app.stores.memory import MemoryStore
+from app.stores.redis import RedisStore, connect
+from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
+from app.tokens.mint import UploadTokenMinter
+
+log = logging.getLogger(__name__)
+
+# The whole request body limit; endpoints may set tighter ones.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Stores:
+    replay: ReplayStore
+    health: tuple[HealthCheck, ...]
+    in_memory: bool
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings(os.environ)
+    issuers = build_trusted_issuers(settings)
+    publishers = load_policy_dir(
+        settings.policies_dir, {name: issuers.urls(name) for name in PROVIDERS}
+    )
+    key_ring = build_key_ring(settings)
+    stores = build_stores(settings)
+    if settings.dev:
+        log.warning(
+            "DEVELOPMENT SETUP: %s stores, signing keys from %s, the local development issuer "
+            "is trusted; never expose this service",
+            "in-memory" if stores.in_memory else "Redis",
+            settings.signing_keys or settings.dev_dir,
+        )
+
+    exchange = TokenExchange(
+        issuers=issuers,
+        providers=dict(PROVIDERS),
+        publishers=PublisherRegistry(publishers),
+        replay=stores.replay,
+        minter=UploadTokenMinter(
+            keys=key_ring,
+            issuer=settings.token_issuer,
+            audience=settings.upload_audience,
+            ttl=settings.token_ttl,
+            prefix=settings.token_prefix,
+        ),
+        audience=settings.audience,
+        enabled=settings.enabled,
+        clock=time.time,
+    )
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = Services(
+        exchange=exchange,
+        key_ring=key_ring,
+        health_checks=stores.health,
+        audience=settings.audience,
+        publisher_count=len(publishers),
+        enabled=settings.enabled,
+    )
+    app.extensions["trustpub.settings"] = settings
+    app.register_blueprint(oidc.blueprint)
+    app.register_blueprint(meta.blueprint)
+    register_error_handlers(app)
+    return app
+
+
+def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
+    issuers = TrustedIssuers()
+    session = requests.Session()
+    fetcher = HttpKeySetFetcher(session)
+    for url in settings.github_issuers:
+        issuers.add(IssuerConfig(url=url, provider="github"), CachedKeySet(url, fetcher))
+    if settings.dev:
+        key = load_or_create_dev_issuer_key(settings.dev_dir)
+        issuers.add(dev_issuer_config(), dev_issuer_keyset(key))
+    return issuers
+
+
+def build_key_ring(settings: Settings) -> KeyRing:
+    if settings.signing_keys is not None:
+        return load_key_ring(settings.signing_keys)
+    # Development only (settings refuse a missing key otherwise): one generated key,
+    # kept in the development directory so tokens survive a restart.
+    key_dir = settings.dev_dir / "signing-keys"
+    write_private_file(key_dir / "dev-signing-key.pem", generate_signing_key_pem())
+    return load_key_ring(key_dir)
+
+
+def build_stores(settings: Settings) -> Stores:
+    if settings.redis_url is None:
+        memory = MemoryStore()
+        return Stores(replay=memory, health=(memory,), in_memory=True)
+    redis_store = RedisStore(connect(settings.redis_url))
+    return Stores(replay=redis_store, health=(redis_store,), in_memory=False)

@@ -1,0 +1,52 @@
+"""The PyPI-compatible trusted-publishing endpoints, at the paths the publish action calls."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.api.services import services
+from app.errors import InvalidPayload, PayloadTooLarge
+from app.oidc.jws import MAX_TOKEN_BYTES
+
+blueprint = Blueprint("oidc", __name__, url_prefix="/_/oidc")
+
+# A mint body is {"token": "<jwt>"}: the token's cap plus room for the JSON around it.
+MAX_MINT_BODY_BYTES = MAX_TOKEN_BYTES + 1024
+
+
+@blueprint.get("/audience")
+def audience() -> Response | tuple[Response, int]:
+    if not services().enabled:
+        # The action reads 403 as "trusted publishing disabled"; 404 would read as
+        # "not supported", and any non-JSON 200 crashes it.
+        return jsonify({"message": "Trusted publishing is disabled on this index"}), 403
+    return jsonify({"audience": services().audience})
+
+
+@blueprint.post("/mint-token")
+@blueprint.post("/github/mint-token")  # older releases of the publish action call this
+def mint_token() -> Response:
+    minted = services().exchange.exchange(_token_from_body())
+    response = jsonify({"success": True, "token": minted.token, "expires": minted.expires_at})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _token_from_body() -> str:
+    # The body is JSON whatever the Content-Type: GitLab's documented recipe posts it
+    # with curl -d, which labels it form-encoded.
+    if (request.content_length or 0) > MAX_MINT_BODY_BYTES:
+        raise PayloadTooLarge("request body is too large")
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_MINT_BODY_BYTES:
+        raise PayloadTooLarge("request body is too large")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidPayload("request body is not JSON") from None
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise InvalidPayload('request body has no string "token"')
+    return token

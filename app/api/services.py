@@ -1,0 +1,28 @@
+"""The services a view may use, wired once by `create_app` and fetched by views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import current_app
+
+from app.exchange import TokenExchange
+from app.stores.base import HealthCheck
+from app.tokens.keys import KeyRing
+
+EXTENSION_KEY = "trustpub"
+
+
+@dataclass(frozen=True)
+class Services:
+    exchange: TokenExchange
+    key_ring: KeyRing
+    health_checks: tuple[HealthCheck, ...]
+    audience: str
+    publisher_count: int
+    enabled: bool
+
+
+def services() -> Services:
+    return cast(Services, current_app.extensions[EXTENSION_KEY])

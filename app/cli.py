@@ -1,0 +1,160 @@
+"""The `trustpub` command: serve, check policies, manage keys, development helpers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.errors import ConfigurationError
+from app.settings import Settings, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def main() -> None:
+    cli(prog_name="trustpub")
+
+
+@click.group()
+def cli() -> None:
+    """trustpub: exchange CI identity tokens for short-lived upload tokens."""
+
+
+def _settings(dev: bool | None) -> Settings:
+    try:
+        return load_settings(os.environ, dev=dev or None)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--dev", is_flag=True, help="Development setup: trust the local dev issuer.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve(bind: str, workers: int, threads: int, dev: bool, access_log: bool) -> None:
+    """Run the service under gunicorn."""
+    from app import create_app
+    from app.serving import GunicornApplication
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    settings = _settings(dev)
+    if settings.redis_url is None and workers > 1:
+        # Each worker would keep its own replay records: one OIDC token could then be
+        # exchanged once per worker.
+        raise click.ClickException(
+            "in-memory stores hold state per process: use --workers 1 or set TRUSTPUB_REDIS_URL"
+        )
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    options: dict[str, Any] = {
+        "bind": bind,
+        "workers": workers,
+        "threads": threads,
+        "accesslog": "-" if access_log else None,
+    }
+    GunicornApplication(app, options).run()
+
+
+@cli.command("check-policies")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--dev", is_flag=True, help="Also accept publishers of the local dev issuer.")
+def check_policies(directory: Path | None, dev: bool) -> None:
+    """Validate policy files; exit non-zero listing every error with file and key."""
+    from app import build_trusted_issuers
+    from app.publishers.policy_files import load_policy_dir
+    from app.publishers.providers import PROVIDERS
+
+    settings = _issuer_settings(dev)
+    issuers = build_trusted_issuers(settings)
+    directory = directory or settings.policies_dir
+    try:
+        publishers = load_policy_dir(directory, {name: issuers.urls(name) for name in PROVIDERS})
+    except ConfigurationError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{directory}: {len(publishers)} publisher(s) OK")
+
+
+def _issuer_settings(dev: bool) -> Settings:
+    """Settings for commands that need only issuers: no audience or keys required."""
+    environ = dict(os.environ)
+    environ.setdefault("TRUSTPUB_AUDIENCE", "check-only")
+    environ.setdefault("TRUSTPUB_SIGNING_KEYS", "unused")
+    try:
+        return load_settings(environ, dev=dev or None)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def keys() -> None:
+    """Upload-token signing keys."""
+
+
+@keys.command("generate")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("keys"),
+    show_default=True,
+    help="Directory of signing keys (TRUSTPUB_SIGNING_KEYS).",
+)
+def keys_generate(directory: Path) -> None:
+    """Write a new Ed25519 signing key; once loaded, it signs and older keys only verify."""
+    from app.private_files import write_private_file
+    from app.tokens.keys import generate_signing_key_pem, load_key_ring, new_key_file_name
+
+    path = directory / new_key_file_name()
+    if not write_private_file(path, generate_signing_key_pem()):
+        raise click.ClickException(f"{path} exists already; try again in a second")
+    kid = load_key_ring(path).signer.kid
+    click.echo(f"wrote {path} (kid {kid})")
+
+
+@cli.group()
+def dev() -> None:
+    """Development helpers; only a service started with --dev trusts what they make."""
+
+
+@dev.command("oidc-token")
+@click.option("--repository", required=True, help="owner/name")
+@click.option("--workflow", required=True, help="Workflow file name, e.g. release.yml")
+@click.option("--environment", default=None)
+@click.option("--owner-id", default="65", show_default=True)
+@click.option("--repository-id", default="74", show_default=True)
+@click.option("--ref", default="refs/heads/main", show_default=True)
+def dev_oidc_token(
+    repository: str,
+    workflow: str,
+    environment: str | None,
+    owner_id: str,
+    repository_id: str,
+    ref: str,
+) -> None:
+    """Print a GitHub-shaped OIDC token signed by the local development issuer."""
+    from app.oidc.dev_issuer import dev_github_token, load_or_create_dev_issuer_key
+
+    settings = _settings(dev=True)
+    key = load_or_create_dev_issuer_key(settings.dev_dir)
+    click.echo(
+        dev_github_token(
+            key,
+            audience=settings.audience,
+            repository=repository,
+            workflow=workflow,
+            owner_id=owner_id,
+            repository_id=repository_id,
+            environment=environment,
+            ref=ref,
+        )
+    )

@@ -1,0 +1,106 @@
+"""The one exception hierarchy of trustpub.
+
+Every failure a caller can see is a `TrustpubError` with a stable, kebab-case `code`
+(clients print it), an HTTP `status` and a public `description` that is safe to show
+to the caller: it never contains a token, a secret or another project's configuration.
+The API layer maps these to each endpoint family's wire format in one place
+(`app.api.errors`); domain code only raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class TrustpubError(Exception):
+    """Base of every error a caller may see."""
+
+    code: ClassVar[str] = "internal-error"
+    status: ClassVar[int] = 500
+    retry_after: ClassVar[int | None] = None
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class InvalidPayload(TrustpubError):
+    """The request is not what the endpoint takes: not JSON, no token, not a JWT, unknown issuer."""
+
+    code = "invalid-payload"
+    status = 422
+
+
+class PayloadTooLarge(TrustpubError):
+    code = "payload-too-large"
+    status = 413
+
+
+class NotEnabled(TrustpubError):
+    """Trusted publishing (or this provider) is switched off."""
+
+    code = "not-enabled"
+    status = 422
+
+
+class InvalidToken(TrustpubError):
+    """The OIDC token did not verify: signature, key, algorithm, audience, issuer or timing.
+
+    The description names the check that failed and nothing else: a caller whose token
+    did not verify learns only that, and why in one phrase.
+    """
+
+    code = "invalid-token"
+    status = 422
+
+
+@dataclass(frozen=True)
+class ClaimMismatch:
+    """One of the caller's own claims that differs from what a publisher expects."""
+
+    claim: str
+    expected: str
+    received: str | None
+
+    def describe(self) -> str:
+        received = "missing" if self.received is None else repr(self.received)
+        return f"claim {self.claim!r}: expected {self.expected}, received {received}"
+
+
+class InvalidPublisher(TrustpubError):
+    """The token verified but no registered publisher matches it."""
+
+    code = "invalid-publisher"
+    status = 422
+
+    def __init__(self, description: str, mismatches: tuple[ClaimMismatch, ...] = ()) -> None:
+        if mismatches:
+            description = f"{description}: " + "; ".join(m.describe() for m in mismatches)
+        super().__init__(description)
+        self.mismatches = mismatches
+
+
+class InvalidReuseToken(TrustpubError):
+    code = "invalid-reuse-token"
+    status = 422
+
+
+class StoreUnavailable(TrustpubError):
+    """The state store (Redis) cannot be reached: fail closed and ask the caller to retry."""
+
+    code = "store-unavailable"
+    status = 503
+    retry_after = 5
+
+
+class KeySetUnavailable(TrustpubError):
+    """The CI provider's key set cannot be fetched and no usable cached copy exists."""
+
+    code = "issuer-keys-unavailable"
+    status = 503
+    retry_after = 30
+
+
+class ConfigurationError(Exception):
+    """Settings or policies that stop start-up. Not an HTTP error: the operator must act."""

@@ -1,0 +1,77 @@
+"""The exchange use case: verify -> match -> claim the jti -> mint -> record.
+
+This is the only place that orders those steps; views call it, and it knows nothing
+about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.errors import InvalidReuseToken, NotEnabled, TrustpubError
+from app.oidc.verify import TrustedIssuers, replay_record_ttl, verify_identity_token
+from app.publishers.model import Provider
+from app.publishers.registry import PublisherRegistry
+from app.stores.base import ReplayStore
+from app.tokens.mint import MintedToken, UploadTokenMinter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenExchange:
+    issuers: TrustedIssuers
+    providers: dict[str, Provider]
+    publishers: PublisherRegistry
+    replay: ReplayStore
+    minter: UploadTokenMinter
+    audience: str
+    enabled: bool
+    clock: Callable[[], float]
+
+    def exchange(self, raw_token: str) -> MintedToken:
+        if not self.enabled:
+            raise NotEnabled("trusted publishing is disabled on this index")
+        now = int(self.clock())
+        identity = verify_identity_token(raw_token, self.issuers, self.audience, now)
+        provider = self.providers[identity.issuer.provider]
+        claims = provider.parse_claims(identity.issuer.url, identity.claims)
+        try:
+            match = self.publishers.match(claims)
+        except TrustpubError as exc:
+            log.info(
+                "exchange refused: code=%s issuer=%s subject=%s reason=%s",
+                exc.code,
+                claims.issuer,
+                claims.lookup_key,
+                exc.description,
+            )
+            raise
+        # Claimed after matching (a token that matches nothing is not burned) and
+        # before minting (two concurrent exchanges cannot both mint).
+        if identity.jti is not None:
+            replay_key = "jti:" + _replay_digest(identity.issuer.url, identity.jti)
+            if not self.replay.claim_once(replay_key, replay_record_ttl(identity, now)):
+                raise InvalidReuseToken("this OIDC token has already been exchanged")
+        minted = self.minter.mint(match.projects, claims.identity, now)
+        log.info(
+            "upload token minted: jti=%s projects=%s provider=%s repository=%s workflow=%s "
+            "environment=%s run_id=%s",
+            minted.jti,
+            ",".join(minted.projects),
+            claims.identity.get("provider"),
+            claims.identity.get("repository"),
+            claims.identity.get("workflow"),
+            claims.identity.get("environment"),
+            claims.identity.get("run_id"),
+        )
+        return minted
+
+
+def _replay_digest(issuer: str, jti: str) -> str:
+    # Hashing bounds the key size whatever the jti, and keeps issuers apart.
+    material = f"{issuer}\x00{jti}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=16).hexdigest()

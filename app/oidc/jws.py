@@ -1,0 +1,204 @@
+"""Strict parsing and signature checks of compact JWS tokens.
+
+Parsing is kept apart from verification so that exactly one thing is read from an
+unverified token before its signature is checked: the issuer and key id
+(`read_unverified_routing`). Everything else waits for `verify_signature`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from app.errors import InvalidPayload, InvalidToken
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
+
+# Real CI tokens are 1-3 KiB; anything far larger is an attack on the parser.
+MAX_TOKEN_BYTES = 16 * 1024
+
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+
+# Headers that ask the verifier to fetch keys from the token, to honour extensions it
+# cannot know, or to treat the payload as another token: all rejected (RFC 8725 §3.1-3.11).
+_FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "jwk", "crit", "cty", "zip", "b64"})
+
+
+@dataclass(frozen=True)
+class ParsedToken:
+    """A structurally valid compact JWS whose signature has NOT been checked yet."""
+
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class UnverifiedRouting:
+    """What may be read before verification: where to find the key, nothing more."""
+
+    issuer: str
+    kid: str | None
+    alg: str
+
+
+def parse_compact_jws(token: str) -> ParsedToken:
+    """Split and decode a compact JWS, rejecting anything a CI provider would not send."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidPayload("token is too large to be an OIDC token")
+    if not token.isascii():
+        raise InvalidPayload("token is not a JWT (non-ASCII characters)")
+    raw = token.encode("ascii")
+    parts = raw.split(b".")
+    if len(parts) != 3 or not all(parts):
+        raise InvalidPayload("token is not a JWT (expected three non-empty dot-separated parts)")
+    header_b64, claims_b64, signature_b64 = parts
+    header = _decode_json_object(header_b64, "header")
+    claims = _decode_json_object(claims_b64, "payload")
+    return ParsedToken(
+        header=header,
+        claims=claims,
+        signing_input=header_b64 + b"." + claims_b64,
+        signature=_b64url_decode(signature_b64, "signature"),
+    )
+
+
+def read_unverified_routing(token: ParsedToken) -> UnverifiedRouting:
+    """The one function that reads an unverified token: its `iss`, header `kid` and `alg`.
+
+    They only select which configured issuer and key to verify with; none of them is
+    trusted as a fact until `verify_signature` has passed with that issuer's key.
+    """
+    issuer = token.claims.get("iss")
+    if not isinstance(issuer, str) or not issuer:
+        raise InvalidPayload("token has no string 'iss' claim")
+    kid = token.header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 256):
+        raise InvalidToken("token header 'kid' is not a non-empty string")
+    alg = token.header.get("alg")
+    if not isinstance(alg, str):
+        raise InvalidToken("token header 'alg' is not a string")
+    return UnverifiedRouting(issuer=issuer, kid=kid, alg=alg)
+
+
+def check_header(token: ParsedToken) -> None:
+    forbidden = sorted(_FORBIDDEN_HEADERS.intersection(token.header))
+    if forbidden:
+        raise InvalidToken(f"token header carries unsupported parameter(s): {', '.join(forbidden)}")
+    typ = token.header.get("typ")
+    # CI providers send typ JWT or nothing; anything else is some other kind of token,
+    # including trustpub's own upload tokens (RFC 8725 §3.11).
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise InvalidToken("token header 'typ' is not JWT")
+
+
+def verify_signature(token: ParsedToken, alg: str, key: PublicKey) -> None:
+    """Check the signature with `alg`, which the caller took from configuration, not the header."""
+    verifier = _VERIFIERS.get(alg)
+    if verifier is None:
+        raise InvalidToken(f"algorithm {alg} is not supported")
+    if not verifier(key, token.signing_input, token.signature):
+        raise InvalidToken("token signature did not verify")
+
+
+def _decode_json_object(segment: bytes, what: str) -> dict[str, Any]:
+    data = _b64url_decode(segment, what)
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except UnicodeDecodeError:
+        raise InvalidPayload(f"token {what} is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise InvalidPayload(f"token {what} is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"token {what} is not a JSON object")
+    return value
+
+
+def _b64url_decode(segment: bytes, what: str) -> bytes:
+    # One strict pass: the alphabet check rejects padding, whitespace and the standard
+    # alphabet, which base64's decoder would otherwise accept silently.
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise InvalidPayload(f"token {what} is not base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidPayload(f"token {what} is not base64url") from None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # Two parsers could read two different values from one token: refuse both.
+        raise ValueError("duplicate key")
+    for value in result.values():
+        # json accepts lone surrogate escapes ("\ud800"); they break every later encode.
+        if isinstance(value, str) and not value.isascii():
+            value.encode("utf-8")
+    return result
+
+
+def _rsa(hash_algorithm: hashes.HashAlgorithm) -> Any:
+    def verify(key: PublicKey, message: bytes, signature: bytes) -> bool:
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+            return False
+        try:
+            key.verify(signature, message, padding.PKCS1v15(), hash_algorithm)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _ecdsa(curve: type[ec.EllipticCurve], hash_algorithm: hashes.HashAlgorithm) -> Any:
+    def verify(key: PublicKey, message: bytes, signature: bytes) -> bool:
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
+            return False
+        size = (key.curve.key_size + 7) // 8
+        if len(signature) != 2 * size:
+            return False
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        try:
+            key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_algorithm))
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _eddsa(key: PublicKey, message: bytes, signature: bytes) -> bool:
+    if not isinstance(key, Ed25519PublicKey):
+        return False
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+# The key type must fit the algorithm: an RSA key never verifies an ES256 token, and no
+# HMAC algorithm is listed at all, so a public key can never be used as an HMAC secret.
+_VERIFIERS = {
+    "RS256": _rsa(hashes.SHA256()),
+    "RS384": _rsa(hashes.SHA384()),
+    "RS512": _rsa(hashes.SHA512()),
+    "ES256": _ecdsa(ec.SECP256R1, hashes.SHA256()),
+    "ES384": _ecdsa(ec.SECP384R1, hashes.SHA384()),
+    "EdDSA": _eddsa,
+}
+SUPPORTED_ALGORITHMS = frozenset(_VERIFIERS)

@@ -1,0 +1,258 @@
+"""Issuer key sets: fetched over TLS through discovery, cached, refreshed without stampedes.
+
+A warm cache never waits for the network: keys past their time-to-live keep serving
+while one background thread refreshes them. An unknown `kid` triggers at most one
+synchronous refresh per `min_refresh_interval` per issuer, shared by every concurrent
+request (they queue on one lock, then find the fresh set). A failed fetch keeps the last
+good set for `max_stale` seconds and is itself remembered for `failure_backoff` seconds,
+so neither a provider outage nor an attacker spraying random `kid`s turns requests into
+outbound fetches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from app.errors import InvalidToken, KeySetUnavailable
+from app.oidc.jws import PublicKey
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+MAX_KEYS = 64
+
+
+class KeySetFetchError(Exception):
+    """Fetching or parsing an issuer's key set failed; the message is safe to log."""
+
+
+class KeySet(Protocol):
+    def key_for(self, kid: str) -> PublicKey:
+        """The issuer's public key `kid`; raises InvalidToken or KeySetUnavailable."""
+        ...
+
+
+class KeySetFetcher(Protocol):
+    def fetch(self, issuer: str) -> Mapping[str, PublicKey]: ...
+
+
+@dataclass(frozen=True)
+class KeySetPolicy:
+    ttl: float = 3600.0
+    min_refresh_interval: float = 60.0
+    failure_backoff: float = 10.0
+    max_stale: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    keys: Mapping[str, PublicKey]
+    fetched_at: float
+
+
+class StaticKeySet:
+    """Keys known without any fetch (the development issuer)."""
+
+    def __init__(self, keys: Mapping[str, PublicKey]) -> None:
+        self._keys = dict(keys)
+
+    def key_for(self, kid: str) -> PublicKey:
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("token 'kid' is not in the issuer's key set")
+        return key
+
+
+class CachedKeySet:
+    def __init__(
+        self,
+        issuer: str,
+        fetcher: KeySetFetcher,
+        policy: KeySetPolicy | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._issuer = issuer
+        self._fetcher = fetcher
+        self._policy = policy or KeySetPolicy()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._next_attempt_at = float("-inf")
+
+    def key_for(self, kid: str) -> PublicKey:
+        now = self._clock()
+        snapshot = self._usable_snapshot(now)
+        if snapshot is not None and kid in snapshot.keys:
+            if now - snapshot.fetched_at > self._policy.ttl:
+                self._refresh_in_background()
+            return snapshot.keys[kid]
+        return self._key_after_refresh(kid)
+
+    def _usable_snapshot(self, now: float) -> _Snapshot | None:
+        snapshot = self._snapshot
+        if snapshot is None or now - snapshot.fetched_at > self._policy.max_stale:
+            return None
+        return snapshot
+
+    def _key_after_refresh(self, kid: str) -> PublicKey:
+        with self._lock:
+            now = self._clock()
+            snapshot = self._usable_snapshot(now)
+            # Another request may have refreshed while this one waited for the lock.
+            if snapshot is not None and kid in snapshot.keys:
+                return snapshot.keys[kid]
+            if now >= self._next_attempt_at:
+                snapshot = self._refresh_locked(now) or snapshot
+        if snapshot is None:
+            raise KeySetUnavailable(
+                "the CI provider's signing keys cannot be fetched right now; retry later"
+            )
+        key = snapshot.keys.get(kid)
+        if key is None:
+            raise InvalidToken("token 'kid' is not in the issuer's key set")
+        return key
+
+    def _refresh_locked(self, now: float) -> _Snapshot | None:
+        try:
+            keys = self._fetcher.fetch(self._issuer)
+        except KeySetFetchError as exc:
+            log.warning("key set refresh failed for issuer %s: %s", self._issuer, exc)
+            self._next_attempt_at = now + self._policy.failure_backoff
+            return None
+        self._snapshot = _Snapshot(keys=keys, fetched_at=now)
+        self._next_attempt_at = now + self._policy.min_refresh_interval
+        log.info("key set refreshed for issuer %s: %d key(s)", self._issuer, len(keys))
+        return self._snapshot
+
+    def _refresh_in_background(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # a refresh is already running
+        if self._clock() < self._next_attempt_at:
+            self._lock.release()
+            return
+
+        def run() -> None:
+            try:
+                self._refresh_locked(self._clock())
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=run, name="keyset-refresh", daemon=True).start()
+
+
+class HttpKeySetFetcher:
+    """Discovery, then JWKS, over HTTPS with timeouts, a size cap and a total deadline."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        timeout: float = 2.0,
+        deadline: float = 4.0,
+        max_bytes: int = 256 * 1024,
+    ) -> None:
+        self._session = session
+        self._timeout = timeout
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._jwks_uris: dict[str, str] = {}
+
+    def fetch(self, issuer: str) -> Mapping[str, PublicKey]:
+        deadline = time.monotonic() + self._deadline
+        jwks_uri = self._jwks_uris.get(issuer) or self._discover(issuer, deadline)
+        try:
+            keys = parse_jwks(self._get_json(jwks_uri, deadline))
+        except KeySetFetchError:
+            self._jwks_uris.pop(issuer, None)  # rediscover next time: the URI may have moved
+            raise
+        self._jwks_uris[issuer] = jwks_uri
+        return keys
+
+    def _discover(self, issuer: str, deadline: float) -> str:
+        document = self._get_json(f"{issuer}/.well-known/openid-configuration", deadline)
+        if document.get("issuer") != issuer:
+            raise KeySetFetchError("discovery document names a different issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise KeySetFetchError("discovery document has no jwks_uri")
+        # Keys come from the issuer's own origin: a compromised or spoofed discovery
+        # document must not point the verifier at an arbitrary host.
+        if _origin(jwks_uri) != _origin(issuer):
+            raise KeySetFetchError("jwks_uri is not on the issuer's origin")
+        return jwks_uri
+
+    def _get_json(self, url: str, deadline: float) -> dict[str, Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise KeySetFetchError("deadline exceeded")
+        timeout = min(self._timeout, remaining)
+        try:
+            with self._session.get(
+                url,
+                timeout=(timeout, timeout),
+                stream=True,
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            ) as response:
+                if response.status_code != 200:
+                    raise KeySetFetchError(f"{url} answered HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=16 * 1024):
+                    body += chunk
+                    if len(body) > self._max_bytes:
+                        raise KeySetFetchError(f"{url} answered more than {self._max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise KeySetFetchError(f"{url} was too slow")
+        except requests.RequestException as exc:
+            raise KeySetFetchError(f"{url}: {type(exc).__name__}") from exc
+        try:
+            document = json.loads(bytes(body).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise KeySetFetchError(f"{url} did not answer JSON") from None
+        if not isinstance(document, dict):
+            raise KeySetFetchError(f"{url} did not answer a JSON object")
+        return document
+
+
+def parse_jwks(document: Mapping[str, Any]) -> dict[str, PublicKey]:
+    """Public signing keys by `kid`; keys that are unusable are skipped, none at all fails."""
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise KeySetFetchError("key set has no 'keys' list")
+    keys: dict[str, PublicKey] = {}
+    for entry in entries[:MAX_KEYS]:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
+            continue
+        if any(private in entry for private in ("d", "p", "q")):
+            continue  # never treat a leaked private key document as a key set
+        try:
+            key = jwt.PyJWK(entry).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+            continue
+        # Symmetric ("oct") entries parse too; they are never a signing key of a CI issuer.
+        if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey):
+            keys[kid] = key
+    if not keys:
+        raise KeySetFetchError("key set holds no usable signing key")
+    return keys
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port

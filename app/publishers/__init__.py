@@ -1,0 +1,1 @@
+"""Trusted publishers: provider claim models, policy files, and matching claims to publishers."""

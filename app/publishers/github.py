@@ -1,0 +1,225 @@
+"""GitHub Actions: the claims its tokens carry and the publishers that match them.
+
+Identity is bound to immutable IDs (`repository_owner_id`, optionally `repository_id`)
+so a deleted and re-registered owner or repository cannot inherit a publisher. The
+publisher's workflow is matched against `workflow_ref` (the calling workflow, which
+the maintainer controls), never against `sub`, whose template organisations customise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import ClaimMismatch, InvalidPublisher
+from app.publishers.model import ProviderClaims, normalize_project_name, string_claim
+from app.settings import PUBLIC_GITHUB_ISSUER
+
+REQUIRED_CLAIMS = (
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "workflow_ref",
+    "job_workflow_ref",
+    "ref",
+    "sha",
+    "event_name",
+    "run_id",
+)
+# Checked by type when present; used by policies or recorded for audit.
+OPTIONAL_CLAIMS = (
+    "environment",
+    "ref_type",
+    "ref_protected",
+    "runner_environment",
+    "run_attempt",
+    "workflow_sha",
+    "job_workflow_sha",
+    "actor",
+    "actor_id",
+)
+# Deliberately not checked: `sub` (customisable template) and descriptive claims.
+IGNORED_CLAIMS = ("sub", "repository_visibility", "run_number", "enterprise", "enterprise_id")
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+_WORKFLOW_FILE = re.compile(r"^[^/@\s]+\.ya?ml$")
+
+
+@dataclass(frozen=True)
+class GitHubClaims(ProviderClaims):
+    repository: str = ""
+    repository_id: str = ""
+    repository_owner_id: str = ""
+    workflow: str = ""
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class GitHubPublisher:
+    issuer: str
+    repository: str
+    repository_owner_id: str
+    workflow: str
+    projects: frozenset[str]
+    source: str
+    environment: str | None = None
+    repository_id: str | None = None
+    provider: str = field(default="github", init=False)
+
+    @property
+    def lookup_key(self) -> str:
+        return self.repository.lower()
+
+    @property
+    def specificity(self) -> int:
+        return (self.environment is not None) + (self.repository_id is not None)
+
+    @property
+    def identity_key(self) -> tuple[str, ...]:
+        return (
+            self.provider,
+            self.issuer,
+            self.repository.lower(),
+            self.repository_owner_id,
+            self.repository_id or "",
+            self.workflow,
+            (self.environment or "").lower(),
+        )
+
+    def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
+        if not isinstance(claims, GitHubClaims):
+            return (ClaimMismatch("iss", "a GitHub Actions token", claims.issuer),)
+        return tuple(
+            ClaimMismatch(claim, expected, received)
+            for claim, expected, received, matches in self._checks(claims)
+            if not matches
+        )
+
+    def _checks(self, claims: GitHubClaims) -> list[tuple[str, str, str | None, bool]]:
+        checks: list[tuple[str, str, str | None, bool]] = [
+            (
+                "repository_owner_id",
+                repr(self.repository_owner_id),
+                claims.repository_owner_id,
+                claims.repository_owner_id == self.repository_owner_id,
+            ),
+            (
+                "workflow_ref",
+                f"workflow file {self.workflow!r}",
+                claims.workflow,
+                claims.workflow == self.workflow,
+            ),
+        ]
+        if self.repository_id is not None:
+            checks.append(
+                (
+                    "repository_id",
+                    repr(self.repository_id),
+                    claims.repository_id,
+                    claims.repository_id == self.repository_id,
+                )
+            )
+        if self.environment is not None:
+            # GitHub environment names are case-insensitive.
+            checks.append(
+                (
+                    "environment",
+                    f"{self.environment!r} (any case)",
+                    claims.environment,
+                    claims.environment is not None
+                    and claims.environment.lower() == self.environment.lower(),
+                )
+            )
+        return checks
+
+
+class GitHubProvider:
+    name = "github"
+
+    def parse_publisher(self, entry: Mapping[str, Any], source: str) -> GitHubPublisher:
+        environment = entry.get("environment")
+        return GitHubPublisher(
+            issuer=entry.get("issuer", PUBLIC_GITHUB_ISSUER),
+            repository=entry["repository"],
+            repository_owner_id=entry["repository_owner_id"],
+            repository_id=entry.get("repository_id"),
+            workflow=entry["workflow"],
+            environment=environment,
+            projects=frozenset(normalize_project_name(name) for name in entry["projects"]),
+            source=source,
+        )
+
+    def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitHubClaims:
+        values = {name: string_claim(claims, name, required=True) or "" for name in REQUIRED_CLAIMS}
+        optional = {name: string_claim(claims, name, required=False) for name in OPTIONAL_CLAIMS}
+        repository = values["repository"]
+        _require(_REPOSITORY.fullmatch(repository), "repository", "owner/name", repository)
+        if values["event_name"] == "pull_request_target":
+            # pull_request_target runs with the base repository's credentials on events
+            # that forks control: never a publishing context.
+            raise InvalidPublisher(
+                "workflows triggered by pull_request_target cannot publish",
+                (ClaimMismatch("event_name", "not 'pull_request_target'", "pull_request_target"),),
+            )
+        if not values["ref"] and not values["sha"]:
+            raise InvalidPublisher(
+                "token has neither a ref nor a sha",
+                (ClaimMismatch("ref", "a non-empty ref or sha", ""),),
+            )
+        workflow = _workflow_file(repository, values["workflow_ref"])
+        environment = optional["environment"] or None
+        identity = {
+            "provider": self.name,
+            "issuer": issuer,
+            "repository": repository,
+            "repository_id": values["repository_id"],
+            "repository_owner_id": values["repository_owner_id"],
+            "workflow": workflow,
+            "job_workflow_ref": values["job_workflow_ref"],
+            "environment": environment or "",
+            "ref": values["ref"],
+            "sha": values["sha"],
+            "event_name": values["event_name"],
+            "run_id": values["run_id"],
+            "run_attempt": optional["run_attempt"] or "",
+        }
+        return GitHubClaims(
+            issuer=issuer,
+            lookup_key=repository.lower(),
+            identity=identity,
+            repository=repository,
+            repository_id=values["repository_id"],
+            repository_owner_id=values["repository_owner_id"],
+            workflow=workflow,
+            environment=environment,
+        )
+
+
+def _workflow_file(repository: str, workflow_ref: str) -> str:
+    """The file name in `OWNER/REPO/.github/workflows/FILE@REF`, refusing anything odd.
+
+    Odd means another repository (the calling workflow must live in the repository that
+    owns the publisher), a path below workflows/, a second `@` (`release.yml@x.yml@ref`),
+    an empty ref, or a file that is not YAML.
+    """
+    expected = f"{repository}/.github/workflows/<file>.yml@<ref>"
+    prefix = f"{repository}/.github/workflows/"
+    _require(workflow_ref.startswith(prefix), "workflow_ref", expected, workflow_ref)
+    file_name, at, ref = workflow_ref[len(prefix) :].partition("@")
+    _require(
+        at == "@" and bool(ref) and "@" not in ref and bool(_WORKFLOW_FILE.fullmatch(file_name)),
+        "workflow_ref",
+        expected,
+        workflow_ref,
+    )
+    return file_name
+
+
+def _require(condition: object, claim: str, expected: str, received: str) -> None:
+    if not condition:
+        raise InvalidPublisher(
+            f"token claim {claim!r} is malformed", (ClaimMismatch(claim, expected, received),)
+        )

@@ -1,0 +1,213 @@
+"""One typed, frozen Settings object, read from a TOML file and the environment.
+
+Sources, later winning: built-in defaults, the TOML file named by `TRUSTPUB_CONFIG`,
+then `TRUSTPUB_*` environment variables. Everything is validated here, at start-up,
+with messages that tell the operator what to change.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.errors import ConfigurationError
+
+PUBLIC_GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+DEV_AUDIENCE = "trustpub-dev"
+
+# Upload tokens are bearer credentials for publishing; a long lifetime turns a leak into
+# an incident. 15 minutes matches PyPI; the cap keeps a typo from minting day-long tokens.
+DEFAULT_TOKEN_TTL = 900
+MAX_TOKEN_TTL = 3600
+MIN_TOKEN_TTL = 60
+
+_AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    audience: str
+    policies_dir: Path
+    redis_url: str | None = None
+    signing_keys: Path | None = None
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    token_prefix: str = "pypi-"  # noqa: S105 (a prefix, not a secret)
+    github_issuers: tuple[str, ...] = (PUBLIC_GITHUB_ISSUER,)
+    enabled: bool = True
+    # Development setup: trusts the local development issuer, generates a signing key
+    # in `dev_dir` when none is configured. Never on unless asked for explicitly.
+    dev: bool = False
+    dev_dir: Path = Path(".dev")
+
+    @property
+    def token_issuer(self) -> str:
+        """`iss` of minted upload tokens: never equal to any CI issuer (RFC 8725 §3.12)."""
+        return f"urn:trustpub:{self.audience}"
+
+    @property
+    def upload_audience(self) -> str:
+        """`aud` of minted upload tokens: distinct from the OIDC audience on purpose."""
+        return f"urn:trustpub:upload:{self.audience}"
+
+
+_ENV_KEYS = {
+    "TRUSTPUB_AUDIENCE": "audience",
+    "TRUSTPUB_REDIS_URL": "redis_url",
+    "TRUSTPUB_POLICIES_DIR": "policies_dir",
+    "TRUSTPUB_SIGNING_KEYS": "signing_keys",
+    "TRUSTPUB_TOKEN_TTL": "token_ttl",
+    "TRUSTPUB_TOKEN_PREFIX": "token_prefix",
+    "TRUSTPUB_GITHUB_ISSUERS": "github_issuers",
+    "TRUSTPUB_ENABLED": "enabled",
+    "TRUSTPUB_DEV": "dev",
+    "TRUSTPUB_DEV_DIR": "dev_dir",
+}
+_FILE_KEYS = frozenset(_ENV_KEYS.values())
+
+
+def load_settings(environ: Mapping[str, str], *, dev: bool | None = None) -> Settings:
+    """Build Settings from `TRUSTPUB_CONFIG` (a TOML file) and `TRUSTPUB_*` variables."""
+    raw: dict[str, Any] = {}
+    config_path = environ.get("TRUSTPUB_CONFIG")
+    if config_path:
+        raw.update(_read_config_file(Path(config_path)))
+    for env_name, key in _ENV_KEYS.items():
+        if env_name in environ:
+            raw[key] = environ[env_name]
+    if dev is not None:
+        raw["dev"] = dev
+    return _build(raw)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"TRUSTPUB_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"TRUSTPUB_CONFIG: {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"TRUSTPUB_CONFIG: {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(_FILE_KEYS))}"
+        )
+    return data
+
+
+def _build(raw: Mapping[str, Any]) -> Settings:
+    dev = _as_bool("dev", raw.get("dev", False))
+    audience = _as_str("audience", raw.get("audience", DEV_AUDIENCE if dev else ""))
+    if not audience:
+        raise ConfigurationError(
+            "audience is not set: set TRUSTPUB_AUDIENCE to a value unique to this index "
+            "(for example 'pypi.example.com'); CI tokens must be requested for it"
+        )
+    if not _AUDIENCE.fullmatch(audience):
+        raise ConfigurationError(
+            f"audience {audience!r} is not valid: use letters, digits and . _ : / - only"
+        )
+    if audience.lower() == "pypi":
+        raise ConfigurationError(
+            "audience 'pypi' belongs to pypi.org: a token minted for one index must not be "
+            "usable at another, so give this deployment its own audience"
+        )
+
+    signing_keys = raw.get("signing_keys") or None
+    if signing_keys is None and not dev:
+        raise ConfigurationError(
+            "signing_keys is not set: set TRUSTPUB_SIGNING_KEYS to a PEM file or a directory of "
+            "PEM files (create one with 'trustpub keys generate')"
+        )
+
+    token_ttl = _as_int("token_ttl", raw.get("token_ttl", DEFAULT_TOKEN_TTL))
+    if not MIN_TOKEN_TTL <= token_ttl <= MAX_TOKEN_TTL:
+        raise ConfigurationError(
+            f"token_ttl {token_ttl} is out of range: use {MIN_TOKEN_TTL}..{MAX_TOKEN_TTL} seconds"
+        )
+
+    token_prefix = _as_str("token_prefix", raw.get("token_prefix", "pypi-"))
+    if not _PREFIX.fullmatch(token_prefix):
+        raise ConfigurationError(
+            f"token_prefix {token_prefix!r} is not valid: 1-16 lower-case letters, digits, _ or -"
+        )
+
+    return Settings(
+        audience=audience,
+        policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
+        redis_url=_as_str("redis_url", raw.get("redis_url", "")) or None,
+        signing_keys=Path(_as_str("signing_keys", signing_keys)) if signing_keys else None,
+        token_ttl=token_ttl,
+        token_prefix=token_prefix,
+        github_issuers=_as_issuers("github_issuers", raw.get("github_issuers")),
+        enabled=_as_bool("enabled", raw.get("enabled", True)),
+        dev=dev,
+        dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
+    )
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a whole number of seconds")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(_as_str(name, value))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number of seconds") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _as_str(name, value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+
+
+def _as_issuers(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return (PUBLIC_GITHUB_ISSUER,)
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigurationError(f"{name} must be a list of issuer URLs")
+    issuers = tuple(_as_str(name, item) for item in items if str(item).strip())
+    if not issuers:
+        raise ConfigurationError(f"{name} is empty: name at least one issuer URL")
+    for issuer in issuers:
+        validate_issuer_url(name, issuer)
+    return issuers
+
+
+def validate_issuer_url(name: str, issuer: str) -> None:
+    """An issuer is compared byte for byte with `iss`, and its keys come over TLS only."""
+    parts = urlsplit(issuer)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError(f"{name}: issuer {issuer!r} must be an https:// URL")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(
+            f"{name}: issuer {issuer!r} must not have a query, fragment or credentials"
+        )
+    if issuer.endswith("/"):
+        raise ConfigurationError(
+            f"{name}: issuer {issuer!r} must not end with '/': tokens carry it without one"
+        )

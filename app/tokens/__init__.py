@@ -1,0 +1,1 @@
+"""Upload tokens: signing keys, minting (and, later, introspection and revocation)."""

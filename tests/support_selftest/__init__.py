@@ -1,0 +1,1 @@
+"""Self-tests for tests/support: they fail if the support code stops doing its job."""

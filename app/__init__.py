@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import requests
 from flask import Flask
 
-from app.api import meta, oidc
+from app.api import meta, oauth, oidc, revocations
 from app.api.errors import register_error_handlers
 from app.api.services import EXTENSION_KEY, Services
+from app.auth.clients import ClientRegistry, load_clients_file
+from app.errors import StoreUnavailable
 from app.exchange import TokenExchange
 from app.oidc.dev_issuer import (
     dev_issuer_config,
@@ -29,12 +31,14 @@ from app.private_files import write_private_file
 from app.publishers.policy_files import load_policy_dir
 from app.publishers.providers import PROVIDERS
 from app.publishers.registry import PublisherRegistry
-from app.settings import Settings, load_settings
-from app.stores.base import HealthCheck, ReplayStore
+from app.settings import MAX_TOKEN_TTL, Settings, load_settings
+from app.stores.base import HealthCheck, ReplayStore, RevocationStore
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore, connect
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
+from app.tokens.revocation import TokenIntrospector, TokenRevoker
+from app.tokens.verify import UploadTokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 @dataclass(frozen=True)
 class Stores:
     replay: ReplayStore
+    revocations: RevocationStore
     health: tuple[HealthCheck, ...]
     in_memory: bool
 
@@ -56,7 +61,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.policies_dir, {name: issuers.urls(name) for name in PROVIDERS}
     )
     key_ring = build_key_ring(settings)
+    clients = (
+        load_clients_file(settings.clients_file) if settings.clients_file else ClientRegistry()
+    )
     stores = build_stores(settings)
+    try:
+        # Start the epoch now rather than at the first exchange, so that a new
+        # deployment does not refuse tokens issued moments before its first request.
+        stores.revocations.current_epoch()
+    except StoreUnavailable:
+        log.warning("the store is unreachable at start-up; requests will fail until it is back")
     if settings.dev:
         log.warning(
             "DEVELOPMENT SETUP: %s stores, signing keys from %s, the local development issuer "
@@ -70,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         providers=dict(PROVIDERS),
         publishers=PublisherRegistry(publishers),
         replay=stores.replay,
+        revocations=stores.revocations,
         minter=UploadTokenMinter(
             keys=key_ring,
             issuer=settings.token_issuer,
@@ -82,22 +97,42 @@ def create_app(settings: Settings | None = None) -> Flask:
         clock=time.time,
     )
 
+    verifier = build_upload_verifier(settings, key_ring)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = Services(
+        settings=settings,
         exchange=exchange,
+        introspector=TokenIntrospector(verifier, stores.revocations, time.time),
+        revoker=TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL),
+        clients=clients,
         key_ring=key_ring,
         health_checks=stores.health,
         audience=settings.audience,
         publisher_count=len(publishers),
         enabled=settings.enabled,
     )
-    app.extensions["trustpub.settings"] = settings
-    app.register_blueprint(oidc.blueprint)
-    app.register_blueprint(meta.blueprint)
+    for module in (oidc, oauth, revocations, meta):
+        app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     return app
+
+
+def build_revoker(settings: Settings) -> TokenRevoker:
+    """The revocation service alone, for the CLI: keys and store, no policies or issuers."""
+    key_ring = build_key_ring(settings)
+    verifier = build_upload_verifier(settings, key_ring)
+    return TokenRevoker(verifier, build_stores(settings).revocations, time.time, MAX_TOKEN_TTL)
+
+
+def build_upload_verifier(settings: Settings, key_ring: KeyRing) -> UploadTokenVerifier:
+    return UploadTokenVerifier(
+        keys=key_ring,
+        issuer=settings.token_issuer,
+        audience=settings.upload_audience,
+        prefix=settings.token_prefix,
+    )
 
 
 def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
@@ -114,7 +149,7 @@ def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
 
 def build_key_ring(settings: Settings) -> KeyRing:
     if settings.signing_keys is not None:
-        return load_key_ring(settings.signing_keys)
+        return load_key_ring(settings.signing_keys, settings.signing_kid)
     # Development only (settings refuse a missing key otherwise): one generated key,
     # kept in the development directory so tokens survive a restart.
     key_dir = settings.dev_dir / "signing-keys"
@@ -125,6 +160,8 @@ def build_key_ring(settings: Settings) -> KeyRing:
 def build_stores(settings: Settings) -> Stores:
     if settings.redis_url is None:
         memory = MemoryStore()
-        return Stores(replay=memory, health=(memory,), in_memory=True)
+        return Stores(replay=memory, revocations=memory, health=(memory,), in_memory=True)
     redis_store = RedisStore(connect(settings.redis_url))
-    return Stores(replay=redis_store, health=(redis_store,), in_memory=False)
+    return Stores(
+        replay=redis_store, revocations=redis_store, health=(redis_store,), in_memory=False
+    )

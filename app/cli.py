@@ -158,3 +158,112 @@ def dev_oidc_token(
             ref=ref,
         )
     )
+
+
+@cli.group()
+def clients() -> None:
+    """API clients of introspection and revocation (TRUSTPUB_CLIENTS_FILE)."""
+
+
+@clients.command("add")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["introspect", "revoke", "admin"]),
+    help="Repeat for several scopes.",
+)
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Clients file; default TRUSTPUB_CLIENTS_FILE.",
+)
+def clients_add(name: str, scopes: tuple[str, ...], path: Path | None) -> None:
+    """Add a client and print its secret once; only its hash is stored."""
+    from app.auth.clients import add_client
+
+    path = path or (
+        Path(os.environ["TRUSTPUB_CLIENTS_FILE"]) if "TRUSTPUB_CLIENTS_FILE" in os.environ else None
+    )
+    if path is None:
+        raise click.ClickException("name the clients file with --file or TRUSTPUB_CLIENTS_FILE")
+    try:
+        secret = add_client(path, name, scopes)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added client {name!r} to {path}; its secret (shown once):", err=True)
+    click.echo(secret)
+
+
+@cli.group()
+def tokens() -> None:
+    """Upload tokens: revoke them in the store this deployment uses."""
+
+
+@tokens.command("revoke")
+@click.option(
+    "--token", "token_file", type=click.File("r"), help="File holding the token ('-': stdin)."
+)
+@click.option("--jti", help="One token by its jti.")
+@click.option("--project", help="Every token minted for this project.")
+@click.option("--repository", help="Every token minted for this repository (owner/name).")
+@click.option("--workflow", help="With --repository: only this workflow file.")
+@click.option(
+    "--issuer", default=None, help="With --repository: the CI issuer (default github.com)."
+)
+@click.option("--before", type=int, default=None, help="Unix seconds; default now.")
+def tokens_revoke(
+    token_file: Any,
+    jti: str | None,
+    project: str | None,
+    repository: str | None,
+    workflow: str | None,
+    issuer: str | None,
+    before: int | None,
+) -> None:
+    """Revoke one token, or every token of a project or publisher minted before a moment."""
+    from app import build_revoker
+    from app.errors import TrustpubError
+    from app.settings import PUBLIC_GITHUB_ISSUER
+
+    chosen = [
+        flag
+        for flag, value in (
+            ("--token", token_file),
+            ("--jti", jti),
+            ("--project", project),
+            ("--repository", repository),
+        )
+        if value
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --token, --jti, --project, --repository")
+    settings = _settings(dev=None)
+    if settings.redis_url is None:
+        raise click.ClickException(
+            "set TRUSTPUB_REDIS_URL: revocations live in the service's Redis"
+        )
+    revoker = build_revoker(settings)
+    try:
+        if token_file is not None:
+            revocation = revoker.revoke_token(token_file.read().strip())
+            if revocation is None:
+                raise click.ClickException("not an active upload token minted with these keys")
+        elif jti:
+            revocation = revoker.revoke_jti(jti)
+        elif project:
+            revocation = revoker.revoke_project(project, before)
+        else:
+            revocation = revoker.revoke_publisher(
+                issuer or PUBLIC_GITHUB_ISSUER, repository or "", workflow, before
+            )
+    except TrustpubError as exc:
+        raise click.ClickException(exc.description) from exc
+    click.echo(
+        f"revoked {chosen[0][2:]}: tokens issued at or before {revocation.before}; "
+        f"entry kept until {revocation.expires_at}"
+    )

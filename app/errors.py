@@ -19,6 +19,8 @@ class TrustpubError(Exception):
     code: ClassVar[str] = "internal-error"
     status: ClassVar[int] = 500
     retry_after: ClassVar[int | None] = None
+    # The RFC 6749 error name used by the OAuth endpoints (introspection, revocation).
+    oauth_error: ClassVar[str] = "invalid_request"
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -86,12 +88,32 @@ class InvalidReuseToken(TrustpubError):
     status = 422
 
 
+class InvalidRequest(TrustpubError):
+    code = "invalid-request"
+    status = 400
+
+
+class Unauthenticated(TrustpubError):
+    """No valid client credentials. The description never says which part was wrong."""
+
+    code = "unauthenticated"
+    status = 401
+    oauth_error = "invalid_client"
+
+
+class Forbidden(TrustpubError):
+    code = "insufficient-scope"
+    status = 403
+    oauth_error = "insufficient_scope"
+
+
 class StoreUnavailable(TrustpubError):
     """The state store (Redis) cannot be reached: fail closed and ask the caller to retry."""
 
     code = "store-unavailable"
     status = 503
     retry_after = 5
+    oauth_error = "temporarily_unavailable"
 
 
 class KeySetUnavailable(TrustpubError):
@@ -100,6 +122,7 @@ class KeySetUnavailable(TrustpubError):
     code = "issuer-keys-unavailable"
     status = 503
     retry_after = 30
+    oauth_error = "temporarily_unavailable"
 
 
 class ConfigurationError(Exception):

@@ -15,7 +15,7 @@ from app.errors import InvalidReuseToken, NotEnabled, TrustpubError
 from app.oidc.verify import TrustedIssuers, replay_record_ttl, verify_identity_token
 from app.publishers.model import Provider
 from app.publishers.registry import PublisherRegistry
-from app.stores.base import ReplayStore
+from app.stores.base import ReplayStore, RevocationStore
 from app.tokens.mint import MintedToken, UploadTokenMinter
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class TokenExchange:
     providers: dict[str, Provider]
     publishers: PublisherRegistry
     replay: ReplayStore
+    revocations: RevocationStore
     minter: UploadTokenMinter
     audience: str
     enabled: bool
@@ -54,9 +55,20 @@ class TokenExchange:
         # before minting (two concurrent exchanges cannot both mint).
         if identity.jti is not None:
             replay_key = "jti:" + _replay_digest(identity.issuer.url, identity.jti)
-            if not self.replay.claim_once(replay_key, replay_record_ttl(identity, now)):
+            claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now))
+            if not claim.first:
                 raise InvalidReuseToken("this OIDC token has already been exchanged")
-        minted = self.minter.mint(match.projects, claims.identity, now)
+            epoch = claim.epoch
+        else:
+            epoch = self.revocations.current_epoch()
+        if identity.issued_at <= epoch.created_at:
+            # The store lost its data after this token was issued: it may have been
+            # exchanged before the loss, and the record of that is gone. `iat` has
+            # whole seconds, so a token of the epoch's own second is ambiguous: refused.
+            raise InvalidReuseToken(
+                "this OIDC token predates a reset of the replay store; request a new token"
+            )
+        minted = self.minter.mint(match.projects, claims.identity, epoch.id, now)
         log.info(
             "upload token minted: jti=%s projects=%s provider=%s repository=%s workflow=%s "
             "environment=%s run_id=%s",

@@ -40,6 +40,11 @@ class Settings:
     token_prefix: str = "pypi-"  # noqa: S105 (a prefix, not a secret)
     github_issuers: tuple[str, ...] = (PUBLIC_GITHUB_ISSUER,)
     enabled: bool = True
+    # TOML file of API clients (introspection, revocation); unset: no client can call them.
+    clients_file: Path | None = None
+    # The key that signs, by kid; unset: the key whose file name sorts last. Pinning it
+    # lets a new key be rolled out to every replica (verify-only) before it signs.
+    signing_kid: str | None = None
     # Development setup: trusts the local development issuer, generates a signing key
     # in `dev_dir` when none is configured. Never on unless asked for explicitly.
     dev: bool = False
@@ -65,6 +70,8 @@ _ENV_KEYS = {
     "TRUSTPUB_TOKEN_PREFIX": "token_prefix",
     "TRUSTPUB_GITHUB_ISSUERS": "github_issuers",
     "TRUSTPUB_ENABLED": "enabled",
+    "TRUSTPUB_CLIENTS_FILE": "clients_file",
+    "TRUSTPUB_SIGNING_KID": "signing_kid",
     "TRUSTPUB_DEV": "dev",
     "TRUSTPUB_DEV_DIR": "dev_dir",
 }
@@ -119,7 +126,9 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "usable at another, so give this deployment its own audience"
         )
 
-    signing_keys = raw.get("signing_keys") or None
+    # Stripped before the check: a blank value would otherwise become Path("."), i.e.
+    # every *.pem file in the working directory.
+    signing_keys = _as_str("signing_keys", raw.get("signing_keys") or "") or None
     if signing_keys is None and not dev:
         raise ConfigurationError(
             "signing_keys is not set: set TRUSTPUB_SIGNING_KEYS to a PEM file or a directory of "
@@ -142,11 +151,13 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         audience=audience,
         policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
         redis_url=_as_str("redis_url", raw.get("redis_url", "")) or None,
-        signing_keys=Path(_as_str("signing_keys", signing_keys)) if signing_keys else None,
+        signing_keys=Path(signing_keys) if signing_keys else None,
         token_ttl=token_ttl,
         token_prefix=token_prefix,
         github_issuers=_as_issuers("github_issuers", raw.get("github_issuers")),
         enabled=_as_bool("enabled", raw.get("enabled", True)),
+        clients_file=_optional_path("clients_file", raw.get("clients_file")),
+        signing_kid=_as_str("signing_kid", raw.get("signing_kid", "")) or None,
         dev=dev,
         dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
     )
@@ -158,11 +169,18 @@ def _as_str(name: str, value: Any) -> str:
     return value.strip()
 
 
+def _optional_path(name: str, value: Any) -> Path | None:
+    text = _as_str(name, value) if value is not None else ""
+    return Path(text) if text else None
+
+
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ConfigurationError(f"{name} must be a whole number of seconds")
     if isinstance(value, int):
         return value
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a whole number of seconds")
     try:
         return int(_as_str(name, value))
     except ValueError:
@@ -176,6 +194,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be true or false, got {value!r}")
     text = _as_str(name, value).lower()
     if text in _TRUE:
         return True
@@ -200,7 +220,11 @@ def _as_issuers(name: str, value: Any) -> tuple[str, ...]:
 
 def validate_issuer_url(name: str, issuer: str) -> None:
     """An issuer is compared byte for byte with `iss`, and its keys come over TLS only."""
-    parts = urlsplit(issuer)
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
+    except ValueError:
+        raise ConfigurationError(f"{name}: issuer {issuer!r} is not a valid URL") from None
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigurationError(f"{name}: issuer {issuer!r} must be an https:// URL")
     if parts.query or parts.fragment or parts.username or parts.password:

@@ -6,6 +6,7 @@ function-scoped fixtures put them back into a known state before every test.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,15 +27,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
-    """URL of an empty, running Redis (restarted if an earlier test killed it)."""
+    """URL of a running Redis (restarted if an earlier test killed it) holding only an epoch.
+
+    The epoch is what a deployment that has run for an hour has: tokens issued before
+    it began are refused as possibly replayed (app.stores.base), so without it every
+    token a test issues in the app's first second would be. Tests of data loss flush it.
+    """
     if not redis_server.running:
         redis_server.restart()
     client = redis_server.client()
     try:
         client.flushall()
+        client.set(EPOCH_KEY, f"running-for-an-hour:{int(time.time()) - 3600}")
     finally:
         client.close()
     return redis_server.url
+
+
+EPOCH_KEY = "trustpub:epoch"
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 - `/_/oidc/...`: the PyPI contract envelope `{"message", "errors": [{"code", "description"}]}`,
   which the publish action prints and crashes without.
+- `/oauth/...`: RFC 6749 `{"error", "error_description"}`, plus `WWW-Authenticate` on 401.
 - everything else: `{"error": {"code", "description"}}`.
 Unexpected exceptions are logged with their traceback and answered with a generic 500
 in the family's shape: never a traceback or an HTML page.
@@ -19,6 +20,7 @@ from app.errors import PayloadTooLarge, TrustpubError
 log = logging.getLogger(__name__)
 
 OIDC_PREFIX = "/_/oidc/"
+OAUTH_PREFIX = "/oauth/"
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -27,9 +29,19 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _render_unexpected)
 
 
-def render(code: str, description: str, status: int, retry_after: int | None = None) -> Response:
+def render(
+    code: str,
+    description: str,
+    status: int,
+    retry_after: int | None = None,
+    oauth_error: str = "invalid_request",
+) -> Response:
     body: dict[str, object]
-    if request.path.startswith(OIDC_PREFIX):
+    if request.path.startswith(OAUTH_PREFIX):
+        if status >= 500 and oauth_error == "invalid_request":
+            oauth_error = "server_error"
+        body = {"error": oauth_error, "error_description": description}
+    elif request.path.startswith(OIDC_PREFIX):
         body = {
             "message": "Token request failed",
             "errors": [{"code": code, "description": description}],
@@ -41,13 +53,15 @@ def render(code: str, description: str, status: int, retry_after: int | None = N
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     response.headers["Cache-Control"] = "no-store"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="trustpub", Bearer realm="trustpub"'
     return response
 
 
 def _render_trustpub_error(error: TrustpubError) -> Response:
     if error.status >= 500:
         log.warning("%s: %s", error.code, error.description, exc_info=error.__cause__)
-    return render(error.code, error.description, error.status, error.retry_after)
+    return render(error.code, error.description, error.status, error.retry_after, error.oauth_error)
 
 
 def _render_http_exception(error: HTTPException) -> Response:

@@ -25,8 +25,10 @@ def audience() -> Response | tuple[Response, int]:
     return jsonify({"audience": services().audience})
 
 
+# Older releases of the publish action call the github/ path. Flask's url_for names the
+# rule registered first, which is the decorator nearest the function.
+@blueprint.post("/github/mint-token")
 @blueprint.post("/mint-token")
-@blueprint.post("/github/mint-token")  # older releases of the publish action call this
 def mint_token() -> Response:
     minted = services().exchange.exchange(_token_from_body())
     response = jsonify({"success": True, "token": minted.token, "expires": minted.expires_at})

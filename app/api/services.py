@@ -7,16 +7,23 @@ from typing import cast
 
 from flask import current_app
 
+from app.auth.clients import ClientRegistry
 from app.exchange import TokenExchange
+from app.settings import Settings
 from app.stores.base import HealthCheck
 from app.tokens.keys import KeyRing
+from app.tokens.revocation import TokenIntrospector, TokenRevoker
 
 EXTENSION_KEY = "trustpub"
 
 
 @dataclass(frozen=True)
 class Services:
+    settings: Settings
     exchange: TokenExchange
+    introspector: TokenIntrospector
+    revoker: TokenRevoker
+    clients: ClientRegistry
     key_ring: KeyRing
     health_checks: tuple[HealthCheck, ...]
     audience: str

@@ -94,14 +94,19 @@ def read_unverified_routing(token: ParsedToken) -> UnverifiedRouting:
 
 
 def check_header(token: ParsedToken) -> None:
-    forbidden = sorted(_FORBIDDEN_HEADERS.intersection(token.header))
-    if forbidden:
-        raise InvalidToken(f"token header carries unsupported parameter(s): {', '.join(forbidden)}")
+    """Header rules for CI identity tokens."""
+    reject_forbidden_headers(token)
     typ = token.header.get("typ")
     # CI providers send typ JWT or nothing; anything else is some other kind of token,
     # including trustpub's own upload tokens (RFC 8725 §3.11).
     if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
         raise InvalidToken("token header 'typ' is not JWT")
+
+
+def reject_forbidden_headers(token: ParsedToken) -> None:
+    forbidden = sorted(_FORBIDDEN_HEADERS.intersection(token.header))
+    if forbidden:
+        raise InvalidToken(f"token header carries unsupported parameter(s): {', '.join(forbidden)}")
 
 
 def verify_signature(token: ParsedToken, alg: str, key: PublicKey) -> None:
@@ -143,11 +148,21 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         # Two parsers could read two different values from one token: refuse both.
         raise ValueError("duplicate key")
-    for value in result.values():
-        # json accepts lone surrogate escapes ("\ud800"); they break every later encode.
-        if isinstance(value, str) and not value.isascii():
-            value.encode("utf-8")
+    for key, value in pairs:
+        _require_encodable(key)
+        _require_encodable(value)
     return result
+
+
+def _require_encodable(value: Any) -> None:
+    # json accepts lone surrogate escapes ("\ud800") in keys, values and list items;
+    # they break every later encode. Nested objects are checked by their own hook call.
+    if isinstance(value, str):
+        if not value.isascii():
+            value.encode("utf-8")  # UnicodeEncodeError is a ValueError: not a JSON object
+    elif isinstance(value, list):
+        for item in value:
+            _require_encodable(item)
 
 
 def _rsa(hash_algorithm: hashes.HashAlgorithm) -> Any:

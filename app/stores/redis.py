@@ -1,7 +1,17 @@
-"""Redis-backed stores: one connection pool, one round trip per operation, fail closed."""
+"""Redis-backed stores: one connection pool, one round trip per operation, fail closed.
+
+Keys (all under the `trustpub:` prefix):
+| key               | value                       | TTL                                  |
+|-------------------|-----------------------------|--------------------------------------|
+| `epoch`           | `<random id>:<unix seconds>`| none (its loss is the signal)         |
+| `jti:<digest>`    | `1`                         | OIDC token exp + leeway               |
+| `rev:<scope>:...` | unix seconds (revoked <= t) | until every token it covers expired  |
+"""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -9,10 +19,45 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.errors import StoreUnavailable
+from app.stores.base import ClaimResult, Epoch, RevocationState
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
 # timeouts and a single retry (for a connection the pool held that the server closed).
 SOCKET_TIMEOUT_SECONDS = 1.0
+
+# Get-or-create the epoch, then the replay claim: atomic and one round trip.
+# The new epoch's time is the server's, so every replica agrees on it.
+_CLAIM_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[2] .. ':' .. redis.call('TIME')[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+return {epoch, first and 1 or 0}
+"""
+
+_EPOCH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1] .. ':' .. redis.call('TIME')[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
+"""
+
+# Keep the latest moment: a later, narrower revocation never shortens an earlier one.
+_REVOKE_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local moment = tonumber(ARGV[1])
+if moment > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+end
+return 1
+"""
 
 
 def connect(url: str) -> redis.Redis:
@@ -31,14 +76,33 @@ class RedisStore:
     def __init__(self, client: redis.Redis, prefix: str = "trustpub:") -> None:
         self._client = client
         self._prefix = prefix
+        self._epoch_key = prefix + "epoch"
+        self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._ensure_epoch = client.register_script(_EPOCH_SCRIPT)
+        self._revoke = client.register_script(_REVOKE_SCRIPT)
 
-    def claim_once(self, key: str, ttl_seconds: int) -> bool:
-        # SET NX EX in one command: the check and the write cannot be split by a
-        # concurrent exchange of the same token.
-        result: Any = self._call(
-            self._client.set, self._prefix + key, b"1", nx=True, ex=max(1, ttl_seconds)
+    def claim_once(self, key: str, ttl_seconds: int) -> ClaimResult:
+        epoch, first = self._call(
+            self._claim,
+            keys=[self._epoch_key, self._prefix + key],
+            args=[max(1, ttl_seconds), secrets.token_hex(8)],
         )
-        return bool(result)
+        return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))
+
+    def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
+        self._call(self._revoke, keys=[self._prefix + key], args=[moment, max(1, ttl_seconds)])
+
+    def revocation_state(self, keys: Sequence[str]) -> RevocationState:
+        values = self._call(self._client.mget, [self._epoch_key, *(self._prefix + k for k in keys)])
+        epoch = Epoch.decode(values[0].decode()) if values[0] is not None else None
+        return RevocationState(
+            epoch=epoch,
+            revoked_before=tuple(int(v) if v is not None else None for v in values[1:]),
+        )
+
+    def current_epoch(self) -> Epoch:
+        value = self._call(self._ensure_epoch, keys=[self._epoch_key], args=[secrets.token_hex(8)])
+        return Epoch.decode(value.decode())
 
     def ping(self) -> None:
         self._call(self._client.ping)

@@ -1,8 +1,10 @@
 """Signing keys for upload tokens, loaded from PEM files.
 
 Several keys may be loaded at once during a rotation: all of them verify and are
-published in the JWKS, and the key whose file name sorts last signs. `trustpub keys
-generate` names files by creation time, so a newly added key takes over signing.
+published in the JWKS, and one signs: the key named by `signing_kid`, or else the key
+whose file name sorts last. `trustpub keys generate` names files by creation time, so a
+newly added key takes over signing unless `signing_kid` pins the old one while the new
+key reaches every replica.
 """
 
 from __future__ import annotations
@@ -40,10 +42,7 @@ class SigningKey:
 @dataclass(frozen=True)
 class KeyRing:
     keys: tuple[SigningKey, ...]
-
-    @property
-    def signer(self) -> SigningKey:
-        return self.keys[-1]
+    signer: SigningKey
 
     def by_kid(self, kid: str) -> SigningKey | None:
         return next((key for key in self.keys if key.kid == kid), None)
@@ -52,7 +51,7 @@ class KeyRing:
         return {"keys": [key.public_jwk for key in self.keys]}
 
 
-def load_key_ring(path: Path) -> KeyRing:
+def load_key_ring(path: Path, signing_kid: str | None = None) -> KeyRing:
     files = sorted(path.glob("*.pem")) if path.is_dir() else [path]
     if not files:
         raise ConfigurationError(f"signing_keys: no *.pem files in {path}")
@@ -60,7 +59,14 @@ def load_key_ring(path: Path) -> KeyRing:
     kids = [key.kid for key in keys]
     if len(set(kids)) != len(kids):
         raise ConfigurationError(f"signing_keys: the same key is loaded twice from {path}")
-    return KeyRing(keys)
+    if signing_kid is None:
+        return KeyRing(keys, signer=keys[-1])
+    signer = next((key for key in keys if key.kid == signing_kid), None)
+    if signer is None:
+        raise ConfigurationError(
+            f"signing_kid {signing_kid!r} is not among the keys in {path}: {', '.join(kids)}"
+        )
+    return KeyRing(keys, signer=signer)
 
 
 def generate_signing_key_pem() -> bytes:

@@ -32,7 +32,10 @@ class UploadTokenMinter:
     ttl: int
     prefix: str
 
-    def mint(self, projects: frozenset[str], publisher: Mapping[str, str], now: int) -> MintedToken:
+    def mint(
+        self, projects: frozenset[str], publisher: Mapping[str, str], epoch: str, now: int
+    ) -> MintedToken:
+        """Sign a token; `epoch` ties it to the store's current data (see app.stores.base)."""
         signer = self.keys.signer
         jti = secrets.token_urlsafe(18)
         expires_at = now + self.ttl
@@ -48,6 +51,7 @@ class UploadTokenMinter:
             "scope": "upload",
             "projects": list(ordered),
             "publisher": dict(publisher),
+            "epoch": epoch,
         }
         token = jwt.encode(
             claims,

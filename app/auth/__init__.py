@@ -1,0 +1,1 @@
+"""Callers of the introspection, revocation and management APIs."""

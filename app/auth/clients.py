@@ -1,0 +1,150 @@
+"""API clients: named credentials with scopes, kept as hashes in a TOML file.
+
+The file (`TRUSTPUB_CLIENTS_FILE`, mounted from a secret in production) holds
+`[[client]]` tables with `name`, `scopes` and `secret_sha256`. Secrets are 256-bit
+random values, so a plain SHA-256 is the right hash: a slow password hash would add
+milliseconds to every introspection and protect nothing more. Comparisons are
+constant-time, and an unknown client name costs the same as a wrong secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import ConfigurationError
+
+SCOPES = frozenset({"introspect", "revoke", "admin"})
+SECRET_PREFIX = "tpc_"  # noqa: S105 (recognisable by secret scanners)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+@dataclass(frozen=True)
+class _Credential:
+    client: Client
+    digest: bytes
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def new_client_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class ClientRegistry:
+    def __init__(self, credentials: Iterable[tuple[Client, bytes]] = ()) -> None:
+        self._by_name = {client.name: _Credential(client, digest) for client, digest in credentials}
+        self._dummy = hash_secret(new_client_secret())
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._by_name)
+
+    def authenticate(self, authorization: str | None) -> Client | None:
+        """The client named by an `Authorization` header (Basic or Bearer), or None."""
+        if not authorization:
+            return None
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            return self._basic(value.strip())
+        if scheme == "bearer":
+            return self._bearer(value.strip())
+        return None
+
+    def _basic(self, value: str) -> Client | None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        name, colon, secret = decoded.partition(":")
+        if not colon:
+            return None
+        credential = self._by_name.get(name)
+        expected = credential.digest if credential else self._dummy
+        matches = hmac.compare_digest(hash_secret(secret), expected)
+        return credential.client if credential and matches else None
+
+    def _bearer(self, secret: str) -> Client | None:
+        # Clients are few: compare against every one, in constant time each, and keep
+        # going after a match so the time does not depend on which client it was.
+        presented = hash_secret(secret)
+        found = None
+        for credential in self._by_name.values():
+            if hmac.compare_digest(presented, credential.digest):
+                found = credential.client
+        return found
+
+
+def load_clients_file(path: Path) -> ClientRegistry:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"clients_file: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"clients_file: {path} is not valid TOML: {exc}") from exc
+    entries = document.get("client", [])
+    if set(document) - {"client"} or not isinstance(entries, list):
+        raise ConfigurationError(f"clients_file: {path}: expected only [[client]] tables")
+    credentials = []
+    for index, entry in enumerate(entries):
+        where = f"clients_file: {path}: client[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"name", "scopes", "secret_sha256"}:
+            raise ConfigurationError(f"{where}: needs exactly name, scopes and secret_sha256")
+        name, scopes, digest = entry["name"], entry["scopes"], entry["secret_sha256"]
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigurationError(f"{where}.name: letters, digits, . _ - (at most 64)")
+        if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
+            raise ConfigurationError(f"{where}.scopes: a non-empty list of {sorted(SCOPES)}")
+        if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
+            raise ConfigurationError(f"{where}.secret_sha256: 64 lower-case hex digits")
+        credentials.append((Client(name, frozenset(scopes)), bytes.fromhex(digest)))
+    names = [client.name for client, _ in credentials]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"clients_file: {path}: client names must be unique")
+    return ClientRegistry(credentials)
+
+
+def add_client(path: Path, name: str, scopes: Iterable[str]) -> str:
+    """Append a client to the file and return its secret, which is stored nowhere else."""
+    scopes = sorted(set(scopes))
+    if not _NAME.fullmatch(name):
+        raise ConfigurationError("client name: letters, digits, . _ - (at most 64)")
+    if not scopes or not set(scopes) <= SCOPES:
+        raise ConfigurationError(f"scopes: choose from {sorted(SCOPES)}")
+    if path.exists():
+        registry = load_clients_file(path)
+        if name in registry.names():
+            raise ConfigurationError(f"client {name!r} exists already in {path}")
+    secret = new_client_secret()
+    entry = (
+        "\n[[client]]\n"
+        f'name = "{name}"\n'
+        f"scopes = {json.dumps(scopes)}\n"
+        f'secret_sha256 = "{hash_secret(secret).hex()}"\n'
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(entry)
+    path.chmod(0o600)
+    return secret

@@ -1,0 +1,94 @@
+"""Verifying trustpub's own upload tokens (the introspection and revocation paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import InvalidPayload, InvalidToken
+from app.oidc.jws import parse_compact_jws, reject_forbidden_headers, verify_signature
+from app.tokens.keys import KeyRing
+from app.tokens.mint import UPLOAD_TOKEN_TYPE
+
+# Replicas' clocks differ a little: a token minted by one must be usable at another at once.
+CLOCK_SKEW_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class UploadTokenClaims:
+    jti: str
+    issued_at: int
+    expires_at: int
+    projects: tuple[str, ...]
+    publisher: Mapping[str, str]
+    epoch: str
+    claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UploadTokenVerifier:
+    keys: KeyRing
+    issuer: str
+    audience: str
+    prefix: str
+
+    def verify(self, token: str, now: int) -> UploadTokenClaims:
+        """The token's claims if trustpub minted it and it has not expired; else InvalidToken."""
+        if not token.startswith(self.prefix):
+            raise InvalidToken("not an upload token")
+        try:
+            parsed = parse_compact_jws(token[len(self.prefix) :])
+        except InvalidPayload as exc:
+            raise InvalidToken(exc.description) from None
+        header = parsed.header
+        # An OIDC token (typ JWT) is never an upload token, whoever signed it.
+        if header.get("typ") != UPLOAD_TOKEN_TYPE:
+            raise InvalidToken("not an upload token")
+        reject_forbidden_headers(parsed)
+        kid = header.get("kid")
+        key = self.keys.by_kid(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("signed by a key that is not loaded")
+        if header.get("alg") != key.algorithm:
+            raise InvalidToken("algorithm does not match the signing key")
+        verify_signature(parsed, key.algorithm, key.public_key)
+        return _check_claims(parsed.claims, self.issuer, self.audience, now)
+
+
+def _check_claims(
+    claims: Mapping[str, Any], issuer: str, audience: str, now: int
+) -> UploadTokenClaims:
+    if claims.get("iss") != issuer or claims.get("aud") != audience:
+        raise InvalidToken("issued for another service")
+    if claims.get("scope") != "upload":
+        raise InvalidToken("not an upload token")
+    issued_at, expires_at, not_before = (_integer(claims, name) for name in ("iat", "exp", "nbf"))
+    if now >= expires_at:
+        raise InvalidToken("expired")
+    if not_before > now + CLOCK_SKEW_SECONDS:
+        raise InvalidToken("not valid yet")
+    jti, epoch = claims.get("jti"), claims.get("epoch")
+    projects, publisher = claims.get("projects"), claims.get("publisher")
+    if not (isinstance(jti, str) and jti and isinstance(epoch, str) and epoch):
+        raise InvalidToken("malformed claims")
+    if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+        raise InvalidToken("malformed claims")
+    if not isinstance(publisher, dict) or not all(isinstance(v, str) for v in publisher.values()):
+        raise InvalidToken("malformed claims")
+    return UploadTokenClaims(
+        jti=jti,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        projects=tuple(projects),
+        publisher=publisher,
+        epoch=epoch,
+        claims=claims,
+    )
+
+
+def _integer(claims: Mapping[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidToken("malformed claims")
+    return value

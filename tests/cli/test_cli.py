@@ -1,0 +1,186 @@
+"""The `trustpub` console script, run for real as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from support.ports import free_port
+from support.redis_server import RedisServer
+
+from app import create_app
+from app.auth.clients import load_clients_file
+from app.settings import load_settings
+from app.tokens.keys import load_key_ring
+
+TRUSTPUB = str(Path(sys.executable).with_name("trustpub"))
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TRUSTPUB, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_clients_add_prints_the_secret_once_and_stores_only_its_hash(tmp_path: Path) -> None:
+    path = tmp_path / "clients.toml"
+
+    result = run("clients", "add", "pypiserver", "--scope", "introspect", "--file", str(path))
+
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.strip()
+    assert secret.startswith("tpc_")
+    assert secret not in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    registry = load_clients_file(path)
+    client = registry.authenticate(f"Bearer {secret}")
+    assert client is not None
+    assert client.name == "pypiserver"
+    assert client.allows("introspect")
+    assert not client.allows("revoke")
+    again = run("clients", "add", "pypiserver", "--scope", "revoke", "--file", str(path))
+    assert again.returncode != 0
+    assert "exists already" in again.stderr
+
+
+def test_keys_generate_writes_an_owner_only_ed25519_key(tmp_path: Path) -> None:
+    result = run("keys", "generate", "--dir", str(tmp_path / "keys"))
+
+    assert result.returncode == 0, result.stderr
+    (path,) = (tmp_path / "keys").glob("trustpub-signing-*.pem")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ring = load_key_ring(path)
+    assert ring.signer.algorithm == "EdDSA"
+    assert ring.signer.kid in result.stdout
+
+
+def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    key_dir = tmp_path / "keys"
+    assert run("keys", "generate", "--dir", str(key_dir)).returncode == 0
+    env = {
+        "TRUSTPUB_AUDIENCE": "trustpub-cli.example",
+        "TRUSTPUB_SIGNING_KEYS": str(key_dir),
+        "TRUSTPUB_REDIS_URL": redis_url,
+    }
+
+    moment = int(time.time()) - 10
+    result = run("tokens", "revoke", "--project", "Demo_Pkg", "--before", str(moment), env=env)
+    missing = run("tokens", "revoke", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"tokens issued at or before {moment}" in result.stdout
+    (key,) = redis_server.client().keys("trustpub:rev:project:*")
+    assert redis_server.client().get(key) == str(moment).encode()
+    assert 3500 < redis_server.client().ttl(key) <= 3600
+    assert missing.returncode != 0
+    assert "exactly one of" in missing.stderr
+
+
+def dev_token(env: dict[str, str], *args: str) -> str:
+    result = run("dev", "oidc-token", "--repository", "octo-org/demo", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_dev_token_exchanges_at_a_development_service(tmp_path: Path) -> None:
+    env = {
+        "TRUSTPUB_DEV_DIR": str(tmp_path / "dev"),
+        "TRUSTPUB_POLICIES_DIR": str(REPO_ROOT / "policies"),
+    }
+    client = create_app(load_settings(env, dev=True)).test_client()
+    # A new in-memory store begins its epoch now; tokens of that second are ambiguous.
+    time.sleep(1.05)
+
+    token = dev_token(env, "--workflow", "release.yml")
+    # Exactly what the README tells a newcomer to run: curl -d, no JSON content type.
+    first = client.post("/_/oidc/mint-token", data=f'{{"token": "{token}"}}')
+    again = client.post("/_/oidc/mint-token", data=f'{{"token": "{token}"}}')
+    other = client.post(
+        "/_/oidc/mint-token", json={"token": dev_token(env, "--workflow", "other.yml")}
+    )
+
+    assert first.status_code == 200, first.get_json()
+    assert first.get_json()["token"].startswith("pypi-")
+    assert again.get_json()["errors"][0]["code"] == "invalid-reuse-token"
+    assert other.get_json()["errors"][0]["code"] == "invalid-publisher"
+    assert "other.yml" in other.get_json()["errors"][0]["description"]
+
+
+def test_production_service_refuses_the_dev_policy(tmp_path: Path) -> None:
+    result = run(
+        "check-policies",
+        str(REPO_ROOT / "policies"),
+        env={"TRUSTPUB_GITHUB_ISSUERS": "https://token.actions.githubusercontent.com"},
+    )
+
+    assert result.returncode == 1
+    assert "dev.toml" in result.stderr
+    assert "not a configured github issuer" in result.stderr
+
+
+def test_serve_refuses_in_memory_stores_with_several_workers() -> None:
+    result = run("serve", "--dev", "--workers", "2", "--bind", f"127.0.0.1:{free_port()}")
+
+    assert result.returncode != 0
+    assert "in-memory stores" in result.stderr
+
+
+def test_serve_runs_gunicorn_and_stops_gracefully(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    port = free_port()
+    key_dir = tmp_path / "keys"
+    assert run("keys", "generate", "--dir", str(key_dir)).returncode == 0
+    env = {
+        **os.environ,
+        "TRUSTPUB_AUDIENCE": "trustpub-cli.example",
+        "TRUSTPUB_SIGNING_KEYS": str(key_dir),
+        "TRUSTPUB_REDIS_URL": redis_url,
+        "TRUSTPUB_POLICIES_DIR": str(REPO_ROOT / "policies"),
+        "TRUSTPUB_DEV": "true",
+    }
+    server = subprocess.Popen(
+        [TRUSTPUB, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ready = requests.get(f"{base}/readyz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "service did not start"
+                time.sleep(0.1)
+        assert ready.status_code == 200
+        assert ready.json()["publishers"] == 2
+        audience = requests.get(f"{base}/_/oidc/audience", timeout=2).json()
+        assert audience == {"audience": "trustpub-cli.example"}
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

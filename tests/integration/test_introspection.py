@@ -1,0 +1,207 @@
+"""Introspection (RFC 7662) as an index server uses it, against the real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.tokens.keys import load_key_ring
+from app.tokens.mint import UploadTokenMinter
+
+from .conftest import MakeApp, MakeToken
+from .exchange_api import AUDIENCE, assert_minted, mint
+from .oauth_api import INTROSPECT_PATH, Clients, introspect, is_active
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Clients:
+    return Clients(tmp_path / "clients.toml")
+
+
+@pytest.fixture
+def app(make_app: MakeApp, clients: Clients) -> Flask:
+    return make_app(clients_file=clients.path)
+
+
+def minted_token(client: FlaskClient, make_token: MakeToken, **overrides: Any) -> str:
+    token: str = assert_minted(mint(client, make_token(**overrides)))["token"]
+    return token
+
+
+def test_active_token_reports_projects_expiry_and_publisher(
+    client: FlaskClient, make_token: MakeToken, clients: Clients
+) -> None:
+    token = minted_token(client, make_token, run_id="4242", sha="a" * 40)
+
+    response = introspect(client, token, clients.basic("index"))
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["active"] is True
+    assert body["projects"] == ["demo-pkg"]
+    assert body["scope"] == "upload"
+    assert body["iss"] == f"urn:trustpub:{AUDIENCE}"
+    assert 0 < body["exp"] - int(time.time()) <= 900
+    publisher = body["publisher"]
+    assert publisher["provider"] == "github"
+    assert publisher["repository"] == "octo-org/demo"
+    assert publisher["workflow"] == "release.yml"
+    assert publisher["environment"] == "pypi"
+    assert publisher["ref"] == "refs/tags/v1.0.0"
+    assert publisher["sha"] == "a" * 40
+    assert publisher["run_id"] == "4242"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        (lambda c: {}, 401, "invalid_client"),
+        (lambda c: {"Authorization": "Basic aW5kZXg6d3Jvbmc="}, 401, "invalid_client"),
+        (lambda c: {"Authorization": "Bearer tpc_not-a-client"}, 401, "invalid_client"),
+        (lambda c: {"Authorization": "Digest whatever"}, 401, "invalid_client"),
+        (lambda c: c.basic("operator"), 403, "insufficient_scope"),
+    ],
+    ids=["no-credentials", "wrong-secret", "unknown-bearer", "other-scheme", "revoke-only-client"],
+)
+def test_introspection_requires_a_client_with_the_introspect_scope(
+    client: FlaskClient,
+    make_token: MakeToken,
+    clients: Clients,
+    headers: Callable[[Clients], dict[str, str]],
+    status: int,
+    error: str,
+) -> None:
+    token = minted_token(client, make_token)
+
+    response = introspect(client, token, headers(clients))
+
+    assert response.status_code == status
+    assert response.get_json()["error"] == error
+    assert "active" not in response.get_json()
+    if status == 401:
+        assert "Basic" in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        lambda c: c.basic("index"),
+        lambda c: c.bearer("index"),
+        lambda c: c.basic("admin"),
+    ],
+    ids=["basic", "bearer", "admin-scope"],
+)
+def test_introspection_accepts_basic_and_bearer_credentials(
+    client: FlaskClient,
+    make_token: MakeToken,
+    clients: Clients,
+    credentials: Callable[[Clients], dict[str, str]],
+) -> None:
+    assert is_active(client, minted_token(client, make_token), credentials(clients))
+
+
+def _expired_upload_token(signing_key_path: Path) -> str:
+    minter = UploadTokenMinter(
+        keys=load_key_ring(signing_key_path),
+        issuer=f"urn:trustpub:{AUDIENCE}",
+        audience=f"urn:trustpub:upload:{AUDIENCE}",
+        ttl=900,
+        prefix="pypi-",
+    )
+    long_ago = int(time.time()) - 3600
+    publisher = {"provider": "github", "repository": "octo-org/demo", "workflow": "release.yml"}
+    return minter.mint(frozenset({"demo-pkg"}), publisher, "any-epoch", long_ago).token
+
+
+def _tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    # Flip one payload character: still base64url, no longer what was signed.
+    flipped = payload[:10] + ("A" if payload[10] != "A" else "B") + payload[11:]
+    return ".".join((header, flipped, signature))
+
+
+@pytest.mark.parametrize(
+    "make_candidate",
+    [
+        lambda token, oidc, key: "",
+        lambda token, oidc, key: "garbage",
+        lambda token, oidc, key: token.removeprefix("pypi-"),
+        lambda token, oidc, key: "pypi-" + oidc,
+        lambda token, oidc, key: oidc,
+        lambda token, oidc, key: _tampered(token),
+        lambda token, oidc, key: token + "x",
+        lambda token, oidc, key: _expired_upload_token(key),
+    ],
+    ids=[
+        "empty",
+        "garbage",
+        "no-prefix",
+        "oidc-token-with-prefix",
+        "oidc-token",
+        "tampered-payload",
+        "bad-signature",
+        "expired",
+    ],
+)
+def test_anything_but_an_active_token_is_exactly_inactive(
+    client: FlaskClient,
+    make_token: MakeToken,
+    clients: Clients,
+    signing_key_path: Path,
+    make_candidate: Callable[[str, str, Path], str],
+) -> None:
+    oidc_token = make_token()
+    token = minted_token(client, make_token)
+    candidate = make_candidate(token, oidc_token, signing_key_path)
+
+    response = client.post(
+        INTROSPECT_PATH, data={"token": candidate}, headers=clients.basic("index")
+    )
+
+    if candidate == "":
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_request"
+    else:
+        assert response.status_code == 200
+        assert response.get_json() == {"active": False}
+
+
+def test_introspection_costs_one_redis_round_trip(
+    client: FlaskClient, make_token: MakeToken, clients: Clients, store: redis.Redis
+) -> None:
+    tokens = [minted_token(client, make_token) for _ in range(3)]
+    for token in tokens:  # warm: connection established, nothing else pending
+        assert is_active(client, token, clients.basic("index"))
+    store.config_resetstat()
+
+    for token in tokens:
+        assert is_active(client, token, clients.basic("index"))
+
+    stats = store.info("commandstats")
+    calls = {name: value["calls"] for name, value in stats.items()}
+    # What the test itself sent (the reset and this INFO) is not the app's.
+    calls.pop("cmdstat_info", None)
+    calls.pop("cmdstat_config|resetstat", None)
+    assert calls == {"cmdstat_mget": 3}
+
+
+def test_store_down_answers_503_never_active(
+    client: FlaskClient, make_token: MakeToken, clients: Clients, redis_server: Any
+) -> None:
+    token = minted_token(client, make_token)
+    redis_server.kill()
+
+    response = introspect(client, token, clients.basic("index"))
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert "active" not in response.get_json()
+    assert response.headers["Retry-After"]

@@ -1,0 +1,146 @@
+"""One contract, two stores: the in-memory store and a real Redis behave the same."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.redis_server import RedisServer
+
+from app.errors import StoreUnavailable
+from app.stores.memory import MemoryStore
+from app.stores.redis import RedisStore, connect
+
+Store = MemoryStore | RedisStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> Iterator[Callable[[], Store]]:
+    if request.param == "memory":
+        yield MemoryStore
+        return
+    request.getfixturevalue("redis_url")  # running and flushed
+    redis_server.client().flushall()  # this suite starts with no epoch at all
+    clients = []
+
+    def make() -> RedisStore:
+        client = connect(redis_server.url)
+        clients.append(client)
+        return RedisStore(client)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_claim_once_is_true_once_then_false(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+
+    first, second = store.claim_once("jti:a", 60), store.claim_once("jti:a", 60)
+
+    assert (first.first, second.first) == (True, False)
+    assert first.epoch == second.epoch
+    assert store.claim_once("jti:b", 60).first is True
+
+
+def test_epoch_is_stable_and_starts_no_later_than_now(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    before = int(time.time())
+
+    epoch = store.current_epoch()
+
+    assert epoch == store.current_epoch() == store.claim_once("k", 5).epoch
+    assert before - 1 <= epoch.created_at <= int(time.time())
+    assert store.revocation_state([]).epoch == epoch
+
+
+def test_revocation_keeps_the_latest_moment(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+
+    store.revoke_before("rev:project:x", 100, 60)
+    store.revoke_before("rev:project:x", 50, 60)  # an older moment never shortens it
+    store.revoke_before("rev:project:y", 7, 60)
+    state = store.revocation_state(["rev:project:x", "rev:project:missing", "rev:project:y"])
+
+    assert state.revoked_before == (100, None, 7)
+
+
+def test_entries_expire() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    store.claim_once("jti:a", 10)
+    store.revoke_before("rev:a", 1, 10)
+
+    clock.now += 11
+
+    assert store.claim_once("jti:a", 10).first is True
+    assert store.revocation_state(["rev:a"]).revoked_before == (None,)
+    assert len(store) == 1
+
+
+def test_redis_entries_carry_ttls(redis_server: RedisServer, redis_url: str) -> None:
+    client = redis_server.client()
+    store = RedisStore(connect(redis_url))
+
+    store.claim_once("jti:a", 120)
+    store.revoke_before("rev:a", 1, 300)
+    store.revoke_before("rev:a", 0, 600)  # older moment: kept, but lives long enough
+
+    assert 118 <= client.ttl("trustpub:jti:a") <= 120
+    assert 598 <= client.ttl("trustpub:rev:a") <= 600
+    assert client.ttl("trustpub:epoch") == -1  # never expires: its loss is the signal
+
+
+def test_concurrent_claims_have_exactly_one_winner(make_store: Callable[[], Store]) -> None:
+    store = make_store()  # one Redis pool hands each thread its own connection
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: store.claim_once("jti:race", 60), range(32)))
+
+    assert sum(result.first for result in results) == 1
+
+
+def test_redis_store_down_raises_store_unavailable(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = RedisStore(connect(redis_url))
+    store.ping()
+    redis_server.kill()
+
+    for operation in (
+        store.ping,
+        lambda: store.claim_once("jti:a", 5),
+        lambda: store.revocation_state(["rev:a"]),
+        lambda: store.revoke_before("rev:a", 1, 5),
+        store.current_epoch,
+    ):
+        with pytest.raises(StoreUnavailable):
+            operation()
+
+
+def test_redis_store_recovers_and_recreates_a_lost_epoch(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = RedisStore(connect(redis_url))
+    before = store.current_epoch()
+
+    redis_server.kill()
+    redis_server.restart()  # no persistence: the data is gone
+
+    state = store.revocation_state([])
+    assert state.epoch is None  # loss is visible to introspection
+    after = store.claim_once("jti:a", 5).epoch
+    assert after.id != before.id
+    assert store.current_epoch() == after

@@ -85,7 +85,9 @@ def load_settings(environ: Mapping[str, str], *, dev: bool | None = None) -> Set
     if config_path:
         raw.update(_read_config_file(Path(config_path)))
     for env_name, key in _ENV_KEYS.items():
-        if env_name in environ:
+        # An empty variable counts as unset: `TRUSTPUB_ENABLED=` in a manifest must not
+        # silently switch publishing off, nor `TRUSTPUB_POLICIES_DIR=` mean the cwd.
+        if environ.get(env_name, "").strip():
             raw[key] = environ[env_name]
     if dev is not None:
         raw["dev"] = dev

@@ -161,7 +161,7 @@ def build_stores(settings: Settings) -> Stores:
     if settings.redis_url is None:
         memory = MemoryStore()
         return Stores(replay=memory, revocations=memory, health=(memory,), in_memory=True)
-    redis_store = RedisStore(connect(settings.redis_url))
+    redis_store = RedisStore(connect(settings.redis_url), min_replicas=settings.redis_min_replicas)
     return Stores(
         replay=redis_store, revocations=redis_store, health=(redis_store,), in_memory=False
     )

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.errors import InvalidReuseToken, NotEnabled, TrustpubError
-from app.oidc.verify import TrustedIssuers, replay_record_ttl, verify_identity_token
+from app.oidc.verify import (
+    TrustedIssuers,
+    VerifiedIdentity,
+    replay_record_ttl,
+    verify_identity_token,
+)
 from app.publishers.model import Provider
 from app.publishers.registry import PublisherRegistry
 from app.stores.base import ReplayStore, RevocationStore
@@ -38,19 +43,24 @@ class TokenExchange:
             raise NotEnabled("trusted publishing is disabled on this index")
         now = int(self.clock())
         identity = verify_identity_token(raw_token, self.issuers, self.audience, now)
-        provider = self.providers[identity.issuer.provider]
-        claims = provider.parse_claims(identity.issuer.url, identity.claims)
         try:
-            match = self.publishers.match(claims)
+            return self._mint_for(identity, now)
         except TrustpubError as exc:
+            # The token verified, so its claims are the issuer's word: worth a log line
+            # for whoever debugs a failing publish. repr() keeps a hostile value on one line.
             log.info(
-                "exchange refused: code=%s issuer=%s subject=%s reason=%s",
+                "exchange refused: code=%s issuer=%s repository=%r reason=%r",
                 exc.code,
-                claims.issuer,
-                claims.lookup_key,
+                identity.issuer.url,
+                identity.claims.get("repository"),
                 exc.description,
             )
             raise
+
+    def _mint_for(self, identity: VerifiedIdentity, now: int) -> MintedToken:
+        provider = self.providers[identity.issuer.provider]
+        claims = provider.parse_claims(identity.issuer.url, identity.claims)
+        match = self.publishers.match(claims)
         # Claimed after matching (a token that matches nothing is not burned) and
         # before minting (two concurrent exchanges cannot both mint).
         if identity.jti is not None:

@@ -35,6 +35,8 @@ class Settings:
     audience: str
     policies_dir: Path
     redis_url: str | None = None
+    # Replicas that must hold a replay claim or revocation before it is acknowledged.
+    redis_min_replicas: int = 0
     signing_keys: Path | None = None
     token_ttl: int = DEFAULT_TOKEN_TTL
     token_prefix: str = "pypi-"  # noqa: S105 (a prefix, not a secret)
@@ -64,6 +66,7 @@ class Settings:
 _ENV_KEYS = {
     "TRUSTPUB_AUDIENCE": "audience",
     "TRUSTPUB_REDIS_URL": "redis_url",
+    "TRUSTPUB_REDIS_MIN_REPLICAS": "redis_min_replicas",
     "TRUSTPUB_POLICIES_DIR": "policies_dir",
     "TRUSTPUB_SIGNING_KEYS": "signing_keys",
     "TRUSTPUB_TOKEN_TTL": "token_ttl",
@@ -153,6 +156,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         audience=audience,
         policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
         redis_url=_as_str("redis_url", raw.get("redis_url", "")) or None,
+        redis_min_replicas=_as_count("redis_min_replicas", raw.get("redis_min_replicas", 0)),
         signing_keys=Path(signing_keys) if signing_keys else None,
         token_ttl=token_ttl,
         token_prefix=token_prefix,
@@ -174,6 +178,13 @@ def _as_str(name: str, value: Any) -> str:
 def _optional_path(name: str, value: Any) -> Path | None:
     text = _as_str(name, value) if value is not None else ""
     return Path(text) if text else None
+
+
+def _as_count(name: str, value: Any) -> int:
+    count = _as_int(name, value)
+    if not 0 <= count <= 16:
+        raise ConfigurationError(f"{name} must be between 0 and 16, got {count}")
+    return count
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -227,8 +238,12 @@ def validate_issuer_url(name: str, issuer: str) -> None:
         parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
     except ValueError:
         raise ConfigurationError(f"{name}: issuer {issuer!r} is not a valid URL") from None
-    if parts.scheme != "https" or not parts.hostname:
+    # Checked on the string itself, not only the parsed URL: urlsplit lower-cases the
+    # scheme, but `iss` is compared byte for byte and policies spell it "https://".
+    if not issuer.startswith("https://") or not parts.hostname:
         raise ConfigurationError(f"{name}: issuer {issuer!r} must be an https:// URL")
+    if any(char.isspace() for char in issuer):
+        raise ConfigurationError(f"{name}: issuer {issuer!r} must not contain whitespace")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError(
             f"{name}: issuer {issuer!r} must not have a query, fragment or credentials"

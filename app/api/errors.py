@@ -69,7 +69,12 @@ def _render_http_exception(error: HTTPException) -> Response:
     if status == 413:
         return _render_trustpub_error(PayloadTooLarge("request body is too large"))
     code = (error.name or "error").lower().replace(" ", "-")
-    return render(code, error.description or code, status)
+    response = render(code, error.description or code, status)
+    # Keep what the HTTP error says beyond its body, such as `Allow` on a 405.
+    for name, value in error.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
 
 
 def _render_unexpected(error: Exception) -> Response:

@@ -13,17 +13,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from app.errors import StoreUnavailable
+from app.errors import ConfigurationError, StoreUnavailable
 from app.stores.base import ClaimResult, Epoch, RevocationState
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
 # timeouts and a single retry (for a connection the pool held that the server closed).
 SOCKET_TIMEOUT_SECONDS = 1.0
+# How long a write may wait for its replicas before the request fails closed.
+REPLICA_WAIT_MS = 500
 
 # Get-or-create the epoch, then the replay claim: atomic and one round trip.
 # The new epoch's time is the server's, so every replica agrees on it.
@@ -61,21 +65,66 @@ return 1
 
 
 def connect(url: str) -> redis.Redis:
-    """One client (and so one pool) per process; created by `create_app` only."""
-    client: redis.Redis = redis.Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
+    """One client (and so one pool) per process; created by `create_app` only.
+
+    `redis://`, `rediss://` and `unix://` URLs go to one server. Sentinel URLs,
+    `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]` (or
+    `rediss+sentinel://` for TLS), ask the sentinels for the current master and ask
+    again after a failover.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 1),
+        "health_check_interval": 30,
+    }
+    if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        return _connect_sentinel(url, options)
+    client: redis.Redis = redis.Redis.from_url(url, **options)
+    return client
+
+
+def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not hosts or not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigurationError(
+            "redis_url: a sentinel URL is "
+            "redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"
+        )
+    sentinels = []
+    for host_port in hosts.split(","):
+        host, _, port = host_port.rpartition(":") if ":" in host_port else (host_port, "", "")
+        sentinels.append((host, int(port) if port else 26379))
+    password = unquote(parts.password) if parts.password else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels,
+        sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_SECONDS},
+        password=password,
+        db=int(path[1]) if len(path) == 2 else 0,
+        ssl=parts.scheme.startswith("rediss"),
+        **options,
     )
+    client: redis.Redis = sentinel.master_for(path[0])  # type: ignore[no-untyped-call]
     return client
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, prefix: str = "trustpub:") -> None:
+    """Stores on one Redis (or the master a Sentinel names).
+
+    `min_replicas`: a replay claim or a revocation is acknowledged only once that many
+    replicas have it (WAIT). Without it, a failover to a replica that lagged could lose
+    an acknowledged revocation or let one OIDC token be exchanged twice; with it, an
+    unreplicated write fails closed with 503 instead.
+    """
+
+    def __init__(
+        self, client: redis.Redis, prefix: str = "trustpub:", min_replicas: int = 0
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        self._min_replicas = min_replicas
         self._epoch_key = prefix + "epoch"
         self._claim = client.register_script(_CLAIM_SCRIPT)
         self._ensure_epoch = client.register_script(_EPOCH_SCRIPT)
@@ -87,10 +136,12 @@ class RedisStore:
             keys=[self._epoch_key, self._prefix + key],
             args=[max(1, ttl_seconds), secrets.token_hex(8)],
         )
+        self._wait_for_replicas()
         return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))
 
     def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
         self._call(self._revoke, keys=[self._prefix + key], args=[moment, max(1, ttl_seconds)])
+        self._wait_for_replicas()
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         values = self._call(self._client.mget, [self._epoch_key, *(self._prefix + k for k in keys)])
@@ -106,6 +157,15 @@ class RedisStore:
 
     def ping(self) -> None:
         self._call(self._client.ping)
+
+    def _wait_for_replicas(self) -> None:
+        if self._min_replicas <= 0:
+            return
+        acknowledged = self._call(
+            self._client.execute_command, "WAIT", self._min_replicas, REPLICA_WAIT_MS
+        )
+        if int(acknowledged) < self._min_replicas:
+            raise StoreUnavailable("the token store could not replicate the write; retry shortly")
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:

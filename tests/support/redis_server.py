@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -34,7 +35,12 @@ class RedisServerError(RuntimeError):
 class RedisServer:
     """One redis-server on 127.0.0.1 with persistence off, run from ``tmp_dir``."""
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(
+        self, tmp_dir: Path, *, extra_args: Sequence[str] = (), config_file: Path | None = None
+    ) -> None:
+        # extra_args/config_file make replicas (--replicaof) and sentinels (--sentinel).
+        self.extra_args = tuple(extra_args)
+        self.config_file = config_file
         self.tmp_dir = tmp_dir
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp_dir / "redis.log"
@@ -125,6 +131,7 @@ class RedisServer:
             raise RedisServerError("redis-server is not on PATH (make redis-server installs it)")
         args = [
             executable,
+            *([str(self.config_file)] if self.config_file else []),
             "--port",
             str(self.port),
             "--bind",
@@ -139,6 +146,7 @@ class RedisServer:
             str(self.tmp_dir),
             "--daemonize",
             "no",
+            *self.extra_args,
         ]
         # Append so a restart keeps the earlier run's log for post-mortems; the parent's
         # handle is closed right away because the child holds its own copy.

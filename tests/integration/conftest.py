@@ -1,0 +1,164 @@
+"""Fixtures for the exchange's integration tests: a real app on a real Redis and issuer.
+
+`create_app(Settings(...))` builds exactly what production builds; the only test
+inputs are the settings, the policy files and the tokens. Key sets are fetched over
+real HTTPS from the `oidc_issuer` fixture, replay records land in the real Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+from flask.testing import FlaskClient
+from support.claims import github_claims
+from support.oidc_issuer import OIDCIssuer
+from support.redis_server import RedisServer
+
+from app import create_app
+from app.settings import Settings
+from app.tokens.keys import generate_signing_key_pem
+
+from .exchange_api import AUDIENCE
+from .handmade import rs256_jws
+from .policies import github_publisher, write_policy
+
+MakeApp = Callable[..., Flask]
+MakeToken = Callable[..., str]
+MakeClaims = Callable[..., dict[str, Any]]
+SignRaw = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def signing_key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("signing-keys") / "signing.pem"
+    path.write_bytes(generate_signing_key_pem())
+    return path
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, redis_url: str, signing_key_path: Path, oidc_issuer: OIDCIssuer
+) -> Callable[..., Settings]:
+    """Settings for a test app; `publishers` are written to a fresh policies directory.
+
+    By default the one publisher of `github_publisher` is registered and only the
+    `oidc_issuer` fixture is trusted.
+    """
+    counter = itertools.count()
+
+    def make(
+        publishers: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        issuers: Sequence[str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        policies_dir = tmp_path / f"policies-{next(counter)}"
+        if publishers is None:
+            publishers = [github_publisher(oidc_issuer.url)]
+        write_policy(policies_dir, publishers)
+        values: dict[str, Any] = {
+            "audience": AUDIENCE,
+            "policies_dir": policies_dir,
+            "redis_url": redis_url,
+            "signing_keys": signing_key_path,
+            "github_issuers": tuple(issuers) if issuers is not None else (oidc_issuer.url,),
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> MakeApp:
+    """A freshly built app (cold key cache) for the given publishers and settings."""
+
+    def make(publishers: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Flask:
+        app = create_app(make_settings(publishers, **kwargs))
+        app.testing = True
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: MakeApp) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_claims(oidc_issuer: OIDCIssuer) -> MakeClaims:
+    """GitHub claims for octo-org/demo that match the default publisher unless overridden."""
+
+    def make(*, now: int | None = None, **overrides: Any) -> dict[str, Any]:
+        return github_claims(oidc_issuer.url, AUDIENCE, now=now, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def make_token(oidc_issuer: OIDCIssuer, make_claims: MakeClaims) -> MakeToken:
+    """A token signed by the `oidc_issuer` fixture; claim overrides as in github_claims.
+
+    `kid`, `alg`, `headers`, `key` and `omit_kid` go to OIDCIssuer.sign.
+    """
+
+    def make(
+        *,
+        kid: str | None = None,
+        alg: str = "RS256",
+        headers: Mapping[str, Any] | None = None,
+        key: object | None = None,
+        omit_kid: bool = False,
+        now: int | None = None,
+        **overrides: Any,
+    ) -> str:
+        return oidc_issuer.sign(
+            make_claims(now=now, **overrides),
+            kid=kid,
+            alg=alg,
+            headers=headers,
+            key=key,
+            omit_kid=omit_kid,
+        )
+
+    return make
+
+
+@pytest.fixture
+def sign_raw(oidc_issuer: OIDCIssuer) -> SignRaw:
+    """RS256-sign exact header and payload (dicts or bytes) with the issuer's current key."""
+
+    def sign(
+        payload: Mapping[str, Any] | bytes,
+        header: Mapping[str, Any] | bytes | None = None,
+        key: rsa.RSAPrivateKey | None = None,
+    ) -> str:
+        kid = oidc_issuer.current_kid
+        if header is None:
+            header = {"alg": "RS256", "typ": "JWT", "kid": kid}
+        return rs256_jws(header, payload, key or oidc_issuer.private_key(kid))
+
+    return sign
+
+
+@pytest.fixture
+def store(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the app's Redis, to look at what the exchange wrote."""
+    client = redis_server.client()
+    try:
+        yield client
+    finally:
+        client.close()

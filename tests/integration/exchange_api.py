@@ -1,0 +1,108 @@
+"""How the integration tests talk to the exchange API and look at its store.
+
+Assertions are on what a client or an operator can see: the HTTP status, the
+contract envelope, the upload token, and the records in Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+AUDIENCE = "trustpub-test.example"
+MINT_PATH = "/_/oidc/mint-token"
+LEGACY_MINT_PATH = "/_/oidc/github/mint-token"
+AUDIENCE_PATH = "/_/oidc/audience"
+FAILURE_MESSAGE = "Token request failed"
+
+# Replay records are the only thing the core exchange writes; one pattern finds them.
+REPLAY_KEY_PATTERN = "trustpub:jti:*"
+
+T = TypeVar("T")
+
+
+def mint(client: FlaskClient, token: str, path: str = MINT_PATH) -> TestResponse:
+    return client.post(path, json={"token": token})
+
+
+def assert_failure(response: TestResponse, status: int, code: str | frozenset[str]) -> str:
+    """Assert the contract's error envelope with one error `code`; return its description.
+
+    `code` may be a set where the contract allows either of two codes.
+
+    The publish action prints `code` + `description` of every item and crashes when
+    `errors` is missing or an item lacks a field, so the whole shape is checked.
+    """
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json(silent=True)
+    assert isinstance(body, dict), f"not a JSON object: {response.get_data(as_text=True)!r}"
+    assert body.get("message") == FAILURE_MESSAGE, body
+    assert set(body) == {"message", "errors"}, body
+    errors = body["errors"]
+    assert isinstance(errors, list), body
+    assert len(errors) == 1, body
+    (error,) = errors
+    assert set(error) == {"code", "description"}, body
+    assert error["code"] in (code if isinstance(code, frozenset) else {code}), body
+    description = error["description"]
+    assert isinstance(description, str), body
+    assert description, body
+    return description
+
+
+def assert_minted(response: TestResponse) -> dict[str, Any]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert isinstance(body, dict), body
+    assert body["success"] is True, body
+    assert isinstance(body["token"], str), body
+    assert body["token"].startswith("pypi-"), body
+    assert type(body["expires"]) is int, body
+    return body
+
+
+def upload_token_projects(minted: dict[str, Any]) -> list[str]:
+    """The `projects` of a minted upload token (signature checked in test_happy_path)."""
+    payload = minted["token"].removeprefix("pypi-").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    projects: list[str] = claims["projects"]
+    return projects
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+def replay_keys(store: redis.Redis) -> list[bytes]:
+    return sorted(store.scan_iter(match=REPLAY_KEY_PATTERN))
+
+
+def run_together(count: int, task: Callable[[int], T]) -> list[T]:
+    """Run `task(0..count-1)` on `count` threads released at once by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def worker(index: int) -> T:
+        barrier.wait(timeout=10)
+        return task(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(worker, range(count)))
+
+
+def run_concurrently(app: Flask, count: int, request: Callable[[FlaskClient], T]) -> list[T]:
+    """Send `request` from `count` threads at once, each with its own test client."""
+    clients = [app.test_client() for _ in range(count)]
+    return run_together(count, lambda index: request(clients[index]))

@@ -1,0 +1,354 @@
+"""Items 8 and 13 of "Core": fetching the CI issuer's key set, over real HTTPS.
+
+An unknown `kid` triggers at most one refresh per interval per issuer, shared by
+concurrent requests; a failing issuer turns into 503 `issuer-keys-unavailable` on a
+cold cache, and a warm cache keeps serving (stale-if-error). Timing-dependent rules
+are checked on a `CachedKeySet` built with a clock the test moves, through
+`verify_identity_token` and the real HTTP fetcher.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from support.oidc_issuer import OIDCIssuer
+
+from app.errors import InvalidToken, KeySetUnavailable
+from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher, KeySetPolicy
+from app.oidc.verify import IssuerConfig, TrustedIssuers, verify_identity_token
+
+from .conftest import MakeToken
+from .exchange_api import AUDIENCE, assert_failure, assert_minted, mint, run_together
+
+JWKS = "/jwks"
+DISCOVERY = "/openid-configuration"
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_trusted(
+    oidc_issuer: OIDCIssuer, session: requests.Session, clock: ManualClock
+) -> Callable[..., TrustedIssuers]:
+    """The issuer fixture as the one trusted issuer, its key set cached under `policy`."""
+
+    def make(**policy: float) -> TrustedIssuers:
+        keys = CachedKeySet(
+            oidc_issuer.url, HttpKeySetFetcher(session), KeySetPolicy(**policy), clock=clock
+        )
+        issuers = TrustedIssuers()
+        issuers.add(IssuerConfig(url=oidc_issuer.url, provider="github"), keys)
+        return issuers
+
+    return make
+
+
+def verify(token: str, issuers: TrustedIssuers) -> None:
+    identity = verify_identity_token(token, issuers, AUDIENCE, int(time.time()))
+    assert identity.claims["repository"] == "octo-org/demo"
+
+
+# -- unknown kid and the refresh rate limit (item 8) ---------------------------------
+
+
+def test_unknown_kids_on_the_app_cause_one_fetch_per_interval(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    # Cold cache: the first unknown kid fetches the key set (once), and is refused.
+    assert_failure(mint(client, make_token(headers={"kid": "sprayed-1"})), 422, "invalid-token")
+    assert oidc_issuer.requests(JWKS) == 1
+    assert oidc_issuer.requests(DISCOVERY) == 1
+    # Within the interval, further unknown kids are refused from the cache.
+    for n in range(2, 6):
+        response = mint(client, make_token(headers={"kid": f"sprayed-{n}"}))
+        assert_failure(response, 422, "invalid-token")
+    assert_minted(mint(client, make_token()))
+    # A key the issuer adds now is unknown to the cache until the interval has passed.
+    new_kid = oidc_issuer.add_key()
+    assert_failure(mint(client, make_token(kid=new_kid)), 422, "invalid-token")
+    assert oidc_issuer.requests() == 2
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold-cache", "warm-cache"])
+def test_twenty_concurrent_unknown_kids_cause_at_most_one_fetch(
+    app: Flask, oidc_issuer: OIDCIssuer, make_token: MakeToken, warm: bool
+) -> None:
+    if warm:
+        assert_minted(mint(app.test_client(), make_token()))
+    before = oidc_issuer.requests(JWKS)
+    tokens = [make_token(headers={"kid": f"sprayed-{n}"}) for n in range(20)]
+    oidc_issuer.delay(0.2)  # a slow issuer: every request arrives while a fetch runs
+    clients = [app.test_client() for _ in tokens]
+    responses = run_together(20, lambda index: mint(clients[index], tokens[index]))
+    for response in responses:
+        assert_failure(response, 422, "invalid-token")
+    assert oidc_issuer.requests(JWKS) - before == (0 if warm else 1)
+
+
+def test_new_kid_verifies_after_one_refresh_once_the_interval_passed(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+) -> None:
+    issuers = make_trusted(min_refresh_interval=60)
+    verify(make_token(), issuers)
+    assert oidc_issuer.requests(JWKS) == 1
+
+    new_kid = oidc_issuer.add_key()
+    new_token = make_token(kid=new_kid)
+    clock.now += 30
+    with pytest.raises(InvalidToken):
+        verify(new_token, issuers)
+    assert oidc_issuer.requests(JWKS) == 1  # rate-limited: no fetch
+
+    clock.now += 31
+    verify(new_token, issuers)
+    assert oidc_issuer.requests(JWKS) == 2  # exactly one refresh
+
+    # The refresh just happened: an unknown kid now waits for the next interval...
+    with pytest.raises(InvalidToken):
+        verify(make_token(headers={"kid": "sprayed"}), issuers)
+    assert oidc_issuer.requests(JWKS) == 2
+    # ...after which the first unknown kid refreshes once and the next one does not.
+    clock.now += 61
+    for kid in ("sprayed-1", "sprayed-2", "sprayed-3"):
+        with pytest.raises(InvalidToken):
+            verify(make_token(headers={"kid": kid}), issuers)
+    assert oidc_issuer.requests(JWKS) == 3
+    # Discovery was done once; the jwks_uri is remembered.
+    assert oidc_issuer.requests(DISCOVERY) == 1
+
+
+def test_rotated_keys_are_picked_up_and_the_retired_key_stops_verifying(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+) -> None:
+    issuers = make_trusted(min_refresh_interval=60)
+    old_token = make_token(kid="key-1")
+    verify(old_token, issuers)
+
+    new_kid = oidc_issuer.add_key()
+    oidc_issuer.remove_key("key-1")
+    clock.now += 61
+    verify(make_token(kid=new_kid), issuers)
+    assert oidc_issuer.requests(JWKS) == 2
+    with pytest.raises(InvalidToken):
+        verify(old_token, issuers)  # retired at the issuer, gone from the refreshed set
+    assert oidc_issuer.requests(JWKS) == 2
+
+
+def test_concurrent_requests_for_a_new_kid_share_one_refresh(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+) -> None:
+    issuers = make_trusted(min_refresh_interval=60)
+    verify(make_token(), issuers)
+    new_kid = oidc_issuer.add_key()
+    tokens = [make_token(kid=new_kid) for _ in range(20)]
+    clock.now += 61
+    oidc_issuer.delay(0.2)  # every request arrives while the one refresh runs
+    run_together(20, lambda index: verify(tokens[index], issuers))
+    assert oidc_issuer.requests(JWKS) == 2
+
+
+def test_warm_cache_never_waits_for_the_network(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+) -> None:
+    issuers = make_trusted(ttl=100, min_refresh_interval=60)
+    verify(make_token(), issuers)
+    new_kid = oidc_issuer.add_key()
+    oidc_issuer.delay(0.5)
+
+    clock.now += 150  # past the time-to-live: the key set is refreshed in the background
+    started = time.monotonic()
+    verify(make_token(kid="key-1"), issuers)
+    assert time.monotonic() - started < 0.4
+
+    # A key only the refreshed set has: this waits for the background refresh to land.
+    verify(make_token(kid=new_kid), issuers)
+    assert oidc_issuer.requests(JWKS) == 2
+
+
+# -- the issuer failing (item 13) ----------------------------------------------------
+
+
+def _garbage_jwks(oidc_issuer: OIDCIssuer) -> dict[str, bytes]:
+    public = oidc_issuer.jwks()["keys"][0]
+    leaked_private = {**public, "d": "AQAB", "p": "AQAB", "q": "AQAB"}
+    return {
+        "not-json": b"<html>bad gateway</html>",
+        "not-utf8": b"\xff\xfe\x00",
+        "json-list": b"[]",
+        "no-keys-list": b'{"keys": {}}',
+        "empty-key-list": b'{"keys": []}',
+        "only-symmetric-key": json.dumps(
+            {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "key-1"}]}
+        ).encode(),
+        "only-encryption-key": json.dumps({"keys": [{**public, "use": "enc"}]}).encode(),
+        "private-key-document": json.dumps({"keys": [leaked_private]}).encode(),
+        "oversized": b'{"keys": [], "pad": "' + b"x" * (300 * 1024) + b'"}',
+    }
+
+
+GARBAGE_IDS = [
+    "not-json",
+    "not-utf8",
+    "json-list",
+    "no-keys-list",
+    "empty-key-list",
+    "only-symmetric-key",
+    "only-encryption-key",
+    "private-key-document",
+    "oversized",
+]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE_IDS, ids=GARBAGE_IDS)
+def test_unusable_key_set_on_a_cold_cache_is_503(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, garbage: str
+) -> None:
+    oidc_issuer.serve_garbage(_garbage_jwks(oidc_issuer)[garbage])
+    response = mint(client, make_token())
+    assert_failure(response, 503, "issuer-keys-unavailable")
+    assert response.headers["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("status", [500, 404, 429], ids=["500", "404", "429"])
+def test_failing_issuer_on_a_cold_cache_is_503_and_the_failure_is_remembered(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, status: int
+) -> None:
+    oidc_issuer.fail_with(status)
+    response = mint(client, make_token())
+    assert_failure(response, 503, "issuer-keys-unavailable")
+    assert response.headers["Retry-After"] == "30"
+    fetched = oidc_issuer.requests()
+    assert fetched >= 1
+    # Negative caching: retries during the outage do not reach the issuer.
+    for _ in range(3):
+        assert_failure(mint(client, make_token()), 503, "issuer-keys-unavailable")
+    assert oidc_issuer.requests() == fetched
+
+
+def test_unreachable_issuer_on_a_cold_cache_is_503(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    token = make_token()
+    oidc_issuer.stop()
+    response = mint(client, token)
+    assert_failure(response, 503, "issuer-keys-unavailable")
+    assert "Retry-After" in response.headers
+
+
+def test_discovery_naming_another_issuer_is_503(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    oidc_issuer.override_discovery(issuer="https://token.actions.githubusercontent.com")
+    assert_failure(mint(client, make_token()), 503, "issuer-keys-unavailable")
+    assert oidc_issuer.requests(JWKS) == 0
+
+
+def test_jwks_uri_on_another_origin_is_never_fetched(
+    client: FlaskClient,
+    oidc_issuer: OIDCIssuer,
+    make_oidc_issuer: Callable[..., OIDCIssuer],
+    make_token: MakeToken,
+) -> None:
+    elsewhere = make_oidc_issuer()  # same host, another port: another origin
+    oidc_issuer.override_discovery(jwks_uri=elsewhere.jwks_url)
+    assert_failure(mint(client, make_token()), 503, "issuer-keys-unavailable")
+    assert elsewhere.requests() == 0
+
+
+@pytest.mark.slow
+def test_slow_issuer_on_a_cold_cache_is_answered_within_five_seconds(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    # The publish action gives each call 5 s; a hanging issuer must not eat them.
+    token = make_token()
+    oidc_issuer.delay(30)
+    started = time.monotonic()
+    response = mint(client, token)
+    elapsed = time.monotonic() - started
+    assert_failure(response, 503, "issuer-keys-unavailable")
+    assert elapsed < 5
+    oidc_issuer.stop()  # releases the handler still sleeping in the injected delay
+
+
+@pytest.mark.parametrize("outage", ["fail-500", "garbage", "unreachable"])
+def test_warm_cache_keeps_working_while_the_issuer_fails(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, outage: str
+) -> None:
+    assert_minted(mint(client, make_token()))
+    token = make_token()
+    if outage == "fail-500":
+        oidc_issuer.fail_with(500)
+    elif outage == "garbage":
+        oidc_issuer.serve_garbage(b"{")
+    else:
+        oidc_issuer.stop()
+    assert_minted(mint(client, token))
+    # An unknown kid during the outage is refused as such, not a 503 or a 500.
+    assert_failure(mint(client, make_token(headers={"kid": "sprayed"})), 422, "invalid-token")
+
+
+def test_stale_keys_serve_through_an_outage_then_expire_then_recover(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+) -> None:
+    issuers = make_trusted(ttl=100, min_refresh_interval=60, failure_backoff=10, max_stale=1000)
+    verify(make_token(), issuers)
+    fetched = oidc_issuer.requests()
+
+    oidc_issuer.fail_with(500)
+    clock.now += 150  # past the TTL: served stale while a background refresh fails
+    verify(make_token(), issuers)
+    # An unknown kid queues behind the background refresh, then is refused from cache.
+    with pytest.raises(InvalidToken):
+        verify(make_token(headers={"kid": "sprayed"}), issuers)
+    assert oidc_issuer.requests() == fetched + 1
+    clock.now += 5  # within the failure backoff: no new attempt
+    verify(make_token(), issuers)
+    assert oidc_issuer.requests() == fetched + 1
+
+    clock.now += 1000  # past max_stale: the old keys are no longer trusted
+    with pytest.raises(KeySetUnavailable):
+        verify(make_token(), issuers)
+    oidc_issuer.healthy()
+    clock.now += 5  # still within the backoff of that last failure
+    with pytest.raises(KeySetUnavailable):
+        verify(make_token(), issuers)
+    clock.now += 10  # the issuer recovered and the backoff is over
+    verify(make_token(), issuers)

@@ -1,0 +1,84 @@
+"""A real Sentinel deployment on loopback: a master, replicas and three sentinels."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from .redis_server import RedisServer
+
+MASTER_NAME = "trustpub"
+
+
+class SentinelTopology:
+    def __init__(self, tmp_dir: Path, replicas: int = 2) -> None:
+        self.master = RedisServer(tmp_dir / "master")
+        self.master.start()
+        self.replicas = [
+            RedisServer(
+                tmp_dir / f"replica-{index}",
+                extra_args=("--replicaof", "127.0.0.1", str(self.master.port)),
+            )
+            for index in range(replicas)
+        ]
+        for replica in self.replicas:
+            replica.start()
+        self.sentinels = []
+        for index in range(3):
+            directory = tmp_dir / f"sentinel-{index}"
+            directory.mkdir(parents=True)
+            config = directory / "sentinel.conf"
+            # Sentinel rewrites its config file, so each gets its own writable copy.
+            config.write_text(
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {MASTER_NAME} 3000\n"
+            )
+            sentinel = RedisServer(directory, extra_args=("--sentinel",), config_file=config)
+            sentinel.start()
+            self.sentinels.append(sentinel)
+        self._wait(lambda: self.replica_count() >= replicas, "sentinels to see the replicas")
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+
+    def master_port(self) -> int:
+        with self.sentinels[0].client() as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        return int(port)
+
+    def replica_count(self) -> int:
+        with self.sentinels[0].client() as client:
+            return len(client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME))
+
+    def wait_for_replication(self) -> None:
+        count = len(self.replicas)
+        with self.master.client() as client:
+            self._wait(lambda: client.execute_command("WAIT", count, 100) >= count, "replication")
+
+    def wait_for_promotion(self, timeout: float = 20.0) -> float:
+        """Seconds until the sentinels name one of the replicas as master."""
+        started = time.monotonic()
+        ports = {replica.port for replica in self.replicas}
+        self._wait(lambda: self.master_port() in ports, "promotion", timeout)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, *self.replicas, self.master):
+            server.kill()
+
+    @staticmethod
+    def _wait(condition: object, what: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if condition():  # type: ignore[operator]
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}")

@@ -1,0 +1,1 @@
+"""Pure unit tests: no network, no Redis; they mirror the layout of app/."""

@@ -16,6 +16,7 @@ from flask import Flask
 
 from app.api import meta, oauth, oidc, revocations
 from app.api.errors import register_error_handlers
+from app.api.limits import install_rate_limits
 from app.api.services import EXTENSION_KEY, Services
 from app.auth.clients import ClientRegistry, load_clients_file
 from app.errors import StoreUnavailable
@@ -34,6 +35,7 @@ from app.publishers.registry import PublisherRegistry
 from app.settings import MAX_TOKEN_TTL, Settings, load_settings
 from app.stores.base import HealthCheck, ReplayStore, RevocationStore
 from app.stores.memory import MemoryStore
+from app.stores.rate_limits import LimitsRateLimiter
 from app.stores.redis import RedisStore, connect
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
@@ -85,6 +87,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         publishers=PublisherRegistry(publishers),
         replay=stores.replay,
         revocations=stores.revocations,
+        publisher_limits=LimitsRateLimiter(
+            settings.rate_limit_storage, settings.publisher_rate_limit, "publisher"
+        ),
         minter=UploadTokenMinter(
             keys=key_ring,
             issuer=settings.token_issuer,
@@ -115,6 +120,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     for module in (oidc, oauth, revocations, meta):
         app.register_blueprint(module.blueprint)
+    install_rate_limits(app, settings)
     register_error_handlers(app)
     return app
 

@@ -18,7 +18,8 @@ class TrustpubError(Exception):
 
     code: ClassVar[str] = "internal-error"
     status: ClassVar[int] = 500
-    retry_after: ClassVar[int | None] = None
+    # Seconds for a Retry-After header; a class default that an instance may refine.
+    retry_after: int | None = None
     # The RFC 6749 error name used by the OAuth endpoints (introspection, revocation).
     oauth_error: ClassVar[str] = "invalid_request"
 
@@ -91,6 +92,16 @@ class InvalidReuseToken(TrustpubError):
 class InvalidRequest(TrustpubError):
     code = "invalid-request"
     status = 400
+
+
+class RateLimited(TrustpubError):
+    code = "rate-limited"
+    status = 429
+    oauth_error = "temporarily_unavailable"
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, retry_after)
 
 
 class Unauthenticated(TrustpubError):

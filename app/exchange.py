@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.errors import InvalidReuseToken, NotEnabled, TrustpubError
+from app.errors import InvalidReuseToken, NotEnabled, RateLimited, TrustpubError
 from app.oidc.verify import (
     TrustedIssuers,
     VerifiedIdentity,
@@ -20,7 +20,7 @@ from app.oidc.verify import (
 )
 from app.publishers.model import Provider
 from app.publishers.registry import PublisherRegistry
-from app.stores.base import ReplayStore, RevocationStore
+from app.stores.base import RateLimiter, ReplayStore, RevocationStore
 from app.tokens.mint import MintedToken, UploadTokenMinter
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class TokenExchange:
     publishers: PublisherRegistry
     replay: ReplayStore
     revocations: RevocationStore
+    publisher_limits: RateLimiter
     minter: UploadTokenMinter
     audience: str
     enabled: bool
@@ -61,6 +62,12 @@ class TokenExchange:
         provider = self.providers[identity.issuer.provider]
         claims = provider.parse_claims(identity.issuer.url, identity.claims)
         match = self.publishers.match(claims)
+        # Counted per publisher identity after matching, so tokens of other
+        # repositories cannot spend this one's budget, and before the jti is claimed,
+        # so a refused token can be retried.
+        retry_after = self.publisher_limits.hit(f"{claims.issuer}\x00{claims.lookup_key}")
+        if retry_after is not None:
+            raise RateLimited("too many upload tokens for this publisher; retry later", retry_after)
         # Claimed after matching (a token that matches nothing is not burned) and
         # before minting (two concurrent exchanges cannot both mint).
         if identity.jti is not None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import limits
+
 from app.errors import ConfigurationError
 
 PUBLIC_GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -47,6 +49,17 @@ class Settings:
     # The key that signs, by kid; unset: the key whose file name sorts last. Pinning it
     # lets a new key be rolled out to every replica (verify-only) before it signs.
     signing_kid: str | None = None
+    # Rate limits (the `limits` notation, e.g. "30/minute;300/hour"), kept in
+    # `rate_limit_storage`: memory:// counts per process; a redis:// URL shares the
+    # counts between replicas at the cost of a round trip per limited request.
+    rate_limit_storage: str = "memory://"
+    mint_rate_limit: str = "60/minute;600/hour"
+    publisher_rate_limit: str = "30/minute"
+    introspect_rate_limit: str = "6000/minute"
+    revoke_rate_limit: str = "120/minute"
+    # Reverse proxies in front of trustpub whose X-Forwarded-For is trusted: the client
+    # address for per-address limits is taken that many hops back.
+    trusted_proxies: int = 0
     # Development setup: trusts the local development issuer, generates a signing key
     # in `dev_dir` when none is configured. Never on unless asked for explicitly.
     dev: bool = False
@@ -75,6 +88,12 @@ _ENV_KEYS = {
     "TRUSTPUB_ENABLED": "enabled",
     "TRUSTPUB_CLIENTS_FILE": "clients_file",
     "TRUSTPUB_SIGNING_KID": "signing_kid",
+    "TRUSTPUB_RATE_LIMIT_STORAGE": "rate_limit_storage",
+    "TRUSTPUB_MINT_RATE_LIMIT": "mint_rate_limit",
+    "TRUSTPUB_PUBLISHER_RATE_LIMIT": "publisher_rate_limit",
+    "TRUSTPUB_INTROSPECT_RATE_LIMIT": "introspect_rate_limit",
+    "TRUSTPUB_REVOKE_RATE_LIMIT": "revoke_rate_limit",
+    "TRUSTPUB_TRUSTED_PROXIES": "trusted_proxies",
     "TRUSTPUB_DEV": "dev",
     "TRUSTPUB_DEV_DIR": "dev_dir",
 }
@@ -164,6 +183,14 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         enabled=_as_bool("enabled", raw.get("enabled", True)),
         clients_file=_optional_path("clients_file", raw.get("clients_file")),
         signing_kid=_as_str("signing_kid", raw.get("signing_kid", "")) or None,
+        rate_limit_storage=_as_str(
+            "rate_limit_storage", raw.get("rate_limit_storage", Settings.rate_limit_storage)
+        ),
+        mint_rate_limit=_rate_limit(raw, "mint_rate_limit"),
+        publisher_rate_limit=_rate_limit(raw, "publisher_rate_limit"),
+        introspect_rate_limit=_rate_limit(raw, "introspect_rate_limit"),
+        revoke_rate_limit=_rate_limit(raw, "revoke_rate_limit"),
+        trusted_proxies=_as_count("trusted_proxies", raw.get("trusted_proxies", 0)),
         dev=dev,
         dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
     )
@@ -178,6 +205,17 @@ def _as_str(name: str, value: Any) -> str:
 def _optional_path(name: str, value: Any) -> Path | None:
     text = _as_str(name, value) if value is not None else ""
     return Path(text) if text else None
+
+
+def _rate_limit(raw: Mapping[str, Any], name: str) -> str:
+    text = _as_str(name, raw.get(name, getattr(Settings, name)))
+    try:
+        limits.parse_many(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name} {text!r} is not a rate limit: use e.g. '30/minute' or '10/second;300/hour'"
+        ) from None
+    return text
 
 
 def _as_count(name: str, value: Any) -> int:

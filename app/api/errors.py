@@ -65,6 +65,10 @@ def _render_trustpub_error(error: TrustpubError) -> Response:
 
 
 def _render_http_exception(error: HTTPException) -> Response:
+    if error.response is not None:
+        # An exception that carries its response (the rate limiter's 429) was rendered
+        # by us already.
+        return error.response  # type: ignore[return-value]
     status = error.code or 500
     if status == 413:
         return _render_trustpub_error(PayloadTooLarge("request body is too large"))

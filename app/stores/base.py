@@ -67,6 +67,12 @@ class RevocationStore(Protocol):
         ...
 
 
+class RateLimiter(Protocol):
+    def hit(self, key: str) -> int | None:
+        """Count one request for `key`: None if allowed, else seconds until it would be."""
+        ...
+
+
 class HealthCheck(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""

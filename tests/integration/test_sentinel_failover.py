@@ -40,7 +40,14 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     topology: SentinelTopology, make_app: MakeApp, make_token: MakeToken, tmp_path: Path
 ) -> None:
     clients = Clients(tmp_path / "clients.toml")
-    app = make_app(redis_url=topology.url, redis_min_replicas=1, clients_file=clients.path)
+    app = make_app(
+        redis_url=topology.url,
+        redis_min_replicas=1,
+        clients_file=clients.path,
+        # A load stream from one address: rate limits are not what this test is about.
+        mint_rate_limit="100000/minute",
+        publisher_rate_limit="100000/minute",
+    )
     client = app.test_client()
     index = clients.basic("index")
 

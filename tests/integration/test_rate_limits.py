@@ -1,0 +1,123 @@
+"""Rate limits: per source address and per publisher on minting, per client on introspection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from .conftest import MakeApp, MakeToken
+from .exchange_api import assert_failure, assert_minted, mint, replay_keys
+from .oauth_api import Clients, introspect
+from .policies import github_publisher
+
+
+def other_repository(make_token: MakeToken) -> str:
+    ref = "octo-org/other/.github/workflows/release.yml@refs/tags/v1.0.0"
+    return make_token(
+        repository="octo-org/other", repository_id="75", workflow_ref=ref, job_workflow_ref=ref
+    )
+
+
+@pytest.fixture
+def two_publishers(oidc_issuer: Any) -> list[dict[str, Any]]:
+    return [
+        github_publisher(oidc_issuer.url),
+        github_publisher(
+            oidc_issuer.url, repository="octo-org/other", repository_id="75", projects=["other"]
+        ),
+    ]
+
+
+def address(ip: str) -> dict[str, dict[str, str]]:
+    return {"environ_base": {"REMOTE_ADDR": ip}}
+
+
+def test_mint_is_limited_per_source_address(make_app: MakeApp, make_token: MakeToken) -> None:
+    client = make_app(mint_rate_limit="2/minute").test_client()
+
+    answers = [mint(client, make_token()) for _ in range(2)]
+    limited = client.post("/_/oidc/mint-token", json={"token": make_token()})
+    elsewhere = client.post(
+        "/_/oidc/mint-token", json={"token": make_token()}, **address("192.0.2.7")
+    )
+
+    for answer in answers:
+        assert_minted(answer)
+    assert_failure(limited, 429, "rate-limited")
+    assert 0 < int(limited.headers["Retry-After"]) <= 61  # the window, rounded up
+    assert_minted(elsewhere)
+
+
+def test_forwarded_for_is_used_only_behind_trusted_proxies(
+    make_app: MakeApp, make_token: MakeToken
+) -> None:
+    def run(app: Flask) -> list[int]:
+        client = app.test_client()
+        return [
+            client.post(
+                "/_/oidc/mint-token",
+                json={"token": make_token()},
+                headers={"X-Forwarded-For": f"198.51.100.{n}"},
+            ).status_code
+            for n in range(3)
+        ]
+
+    assert run(make_app(mint_rate_limit="1/minute", trusted_proxies=1)) == [200, 200, 200]
+    # Without a trusted proxy a client could pick its own address; the header is ignored.
+    assert run(make_app(mint_rate_limit="1/minute")) == [200, 429, 429]
+
+
+def test_mint_is_limited_per_publisher_without_burning_the_token(
+    make_app: MakeApp,
+    make_token: MakeToken,
+    two_publishers: list[dict[str, Any]],
+    store: redis.Redis,
+) -> None:
+    client = make_app(two_publishers, publisher_rate_limit="2/minute").test_client()
+    for n in range(2):
+        assert_minted(
+            client.post(
+                "/_/oidc/mint-token", json={"token": make_token()}, **address(f"192.0.2.{n}")
+            )
+        )
+    refused = make_token()
+
+    response = client.post("/_/oidc/mint-token", json={"token": refused}, **address("192.0.2.9"))
+
+    assert_failure(response, 429, "rate-limited")
+    assert int(response.headers["Retry-After"]) > 0
+    assert len(replay_keys(store)) == 2  # the refused token was not recorded as used
+    assert_minted(mint(client, other_repository(make_token)))
+
+
+def test_introspection_is_limited_per_client(
+    make_app: MakeApp, make_token: MakeToken, tmp_path: Path
+) -> None:
+    clients = Clients(tmp_path / "clients.toml")
+    client = make_app(clients_file=clients.path, introspect_rate_limit="2/minute").test_client()
+    token = assert_minted(mint(client, make_token()))["token"]
+
+    answers = [introspect(client, token, clients.basic("index")) for _ in range(3)]
+    other_client = introspect(client, token, clients.basic("admin"))
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].get_json()["error"] == "temporarily_unavailable"
+    assert "Retry-After" in answers[2].headers
+    assert other_client.status_code == 200
+
+
+def test_limits_shared_through_redis_hold_across_app_instances(
+    make_app: MakeApp, make_token: MakeToken, redis_url: str
+) -> None:
+    first, second = (
+        make_app(mint_rate_limit="2/minute", rate_limit_storage=redis_url).test_client()
+        for _ in range(2)
+    )
+
+    statuses = [mint(app, make_token()).status_code for app in (first, second, first, second)]
+
+    assert statuses == [200, 200, 429, 429]

@@ -14,20 +14,23 @@ from dataclasses import dataclass
 import requests
 from flask import Flask
 
-from app.api import meta, oauth, oidc, revocations
+from app.api import explain as explain_api
+from app.api import meta, oauth, observe, oidc, revocations
 from app.api.errors import register_error_handlers
 from app.api.limits import install_rate_limits
+from app.api.observe import install_request_hooks
 from app.api.services import EXTENSION_KEY, Services
 from app.auth.clients import ClientRegistry, load_clients_file
 from app.errors import StoreUnavailable
 from app.exchange import TokenExchange
+from app.explain import TokenExplainer
 from app.oidc.dev_issuer import (
     dev_issuer_config,
     dev_issuer_keyset,
     load_or_create_dev_issuer_key,
 )
 from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher
-from app.oidc.verify import IssuerConfig, TrustedIssuers
+from app.oidc.verify import TrustedIssuers
 from app.private_files import write_private_file
 from app.publishers.policy_files import load_policy_dir
 from app.publishers.providers import PROVIDERS
@@ -81,10 +84,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.signing_keys or settings.dev_dir,
         )
 
+    registry = PublisherRegistry(publishers)
     exchange = TokenExchange(
         issuers=issuers,
         providers=dict(PROVIDERS),
-        publishers=PublisherRegistry(publishers),
+        publishers=registry,
         replay=stores.replay,
         revocations=stores.revocations,
         publisher_limits=LimitsRateLimiter(
@@ -101,6 +105,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         enabled=settings.enabled,
         clock=time.time,
     )
+    # The same issuers, providers and registry as the exchange: its report cannot
+    # differ from what the exchange decides.
+    explainer = TokenExplainer(
+        issuers=issuers,
+        providers=dict(PROVIDERS),
+        publishers=registry,
+        audience=settings.audience,
+        enabled=settings.enabled,
+        clock=time.time,
+    )
 
     verifier = build_upload_verifier(settings, key_ring)
     app = Flask(__name__)
@@ -109,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         exchange=exchange,
+        explainer=explainer,
         introspector=TokenIntrospector(verifier, stores.revocations, time.time),
         revoker=TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL),
         clients=clients,
@@ -118,8 +133,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         publisher_count=len(publishers),
         enabled=settings.enabled,
     )
-    for module in (oidc, oauth, revocations, meta):
+    for module in (oidc, oauth, revocations, meta, observe):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(explain_api.blueprint)
+    install_request_hooks(app)  # first, so that rate-limited requests are measured too
     install_rate_limits(app, settings)
     register_error_handlers(app)
     return app
@@ -145,11 +162,16 @@ def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
     issuers = TrustedIssuers()
     session = requests.Session()
     fetcher = HttpKeySetFetcher(session)
-    for url in settings.github_issuers:
-        issuers.add(IssuerConfig(url=url, provider="github"), CachedKeySet(url, fetcher))
+    for name, urls in settings.provider_issuers.items():
+        provider = PROVIDERS[name]
+        # A kill switch covers every issuer of its provider, custom ones included.
+        enabled = name not in settings.disabled_providers
+        for url in urls:
+            issuers.add(provider.issuer_config(url, enabled=enabled), CachedKeySet(url, fetcher))
     if settings.dev:
         key = load_or_create_dev_issuer_key(settings.dev_dir)
-        issuers.add(dev_issuer_config(), dev_issuer_keyset(key))
+        config = dev_issuer_config(enabled="github" not in settings.disabled_providers)
+        issuers.add(config, dev_issuer_keyset(key))
     return issuers
 
 

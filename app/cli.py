@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,6 @@ import click
 
 from app.errors import ConfigurationError
 from app.settings import Settings, load_settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main() -> None:
@@ -38,12 +36,22 @@ def _settings(dev: bool | None) -> Settings:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--dev", is_flag=True, help="Development setup: trust the local dev issuer.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def serve(bind: str, workers: int, threads: int, dev: bool, access_log: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default=None,
+    help="Default: json, or text with --dev.",
+)
+def serve(
+    bind: str, workers: int, threads: int, dev: bool, access_log: bool, log_format: str | None
+) -> None:
     """Run the service under gunicorn."""
     from app import create_app
+    from app.metrics import enable_multiprocess
+    from app.observability import configure_logging
     from app.serving import GunicornApplication
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(json_lines=(log_format or ("text" if dev else "json")) == "json")
     settings = _settings(dev)
     if settings.redis_url is None and workers > 1:
         # Each worker would keep its own replay records: one OIDC token could then be
@@ -51,6 +59,15 @@ def serve(bind: str, workers: int, threads: int, dev: bool, access_log: bool) ->
         raise click.ClickException(
             "in-memory stores hold state per process: use --workers 1 or set TRUSTPUB_REDIS_URL"
         )
+    if workers > 1:
+        # Before the app (and so any metric) exists: every worker then counts into its
+        # own files, which /metrics sums.
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+            prefix="trustpub-metrics-"
+        )
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()  # counts of an earlier run of this service
+        enable_multiprocess(Path(directory))
     try:
         app = create_app(settings)
     except ConfigurationError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.errors import InvalidReuseToken, NotEnabled, RateLimited, TrustpubError
+from app.metrics import metrics
 from app.oidc.verify import (
     TrustedIssuers,
     VerifiedIdentity,
@@ -43,10 +44,16 @@ class TokenExchange:
         if not self.enabled:
             raise NotEnabled("trusted publishing is disabled on this index")
         now = int(self.clock())
-        identity = verify_identity_token(raw_token, self.issuers, self.audience, now)
         try:
-            return self._mint_for(identity, now)
+            identity = verify_identity_token(raw_token, self.issuers, self.audience, now)
         except TrustpubError as exc:
+            metrics().mints.labels("unknown", exc.code).inc()
+            raise
+        provider = identity.issuer.provider
+        try:
+            minted = self._mint_for(identity, now)
+        except TrustpubError as exc:
+            metrics().mints.labels(provider, exc.code).inc()
             # The token verified, so its claims are the issuer's word: worth a log line
             # for whoever debugs a failing publish. repr() keeps a hostile value on one line.
             log.info(
@@ -57,6 +64,8 @@ class TokenExchange:
                 exc.description,
             )
             raise
+        metrics().mints.labels(provider, "success").inc()
+        return minted
 
     def _mint_for(self, identity: VerifiedIdentity, now: int) -> MintedToken:
         provider = self.providers[identity.issuer.provider]
@@ -69,15 +78,16 @@ class TokenExchange:
         if retry_after is not None:
             raise RateLimited("too many upload tokens for this publisher; retry later", retry_after)
         # Claimed after matching (a token that matches nothing is not burned) and
-        # before minting (two concurrent exchanges cannot both mint).
+        # before minting (two concurrent exchanges cannot both mint). A token without a
+        # jti (Google) is identified by what its issuer signed: it is exchanged once too.
         if identity.jti is not None:
             replay_key = "jti:" + _replay_digest(identity.issuer.url, identity.jti)
-            claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now))
-            if not claim.first:
-                raise InvalidReuseToken("this OIDC token has already been exchanged")
-            epoch = claim.epoch
         else:
-            epoch = self.revocations.current_epoch()
+            replay_key = "jti:" + _signed_replay_digest(identity.issuer.url, identity.signed_digest)
+        claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now))
+        if not claim.first:
+            raise InvalidReuseToken("this OIDC token has already been exchanged")
+        epoch = claim.epoch
         if identity.issued_at <= epoch.created_at:
             # The store lost its data after this token was issued: it may have been
             # exchanged before the loss, and the record of that is gone. `iat` has
@@ -104,3 +114,9 @@ def _replay_digest(issuer: str, jti: str) -> str:
     # Hashing bounds the key size whatever the jti, and keeps issuers apart.
     material = f"{issuer}\x00{jti}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+def _signed_replay_digest(issuer: str, signed_digest: str) -> str:
+    # Its own personalisation keeps these keys apart from every jti's, whatever a jti holds.
+    material = f"{issuer}\x00{signed_digest}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=16, person=b"trustpub-signed").hexdigest()

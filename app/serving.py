@@ -7,6 +7,8 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from app.metrics import mark_process_dead
+
 # Production worker settings: threads let one worker wait on Redis for one request while
 # serving another; the timeouts bound a stuck request; graceful_timeout lets in-flight
 # exchanges finish on SIGTERM instead of failing.
@@ -28,10 +30,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    mark_process_dead(worker.pid)  # its metric files stop counting as live
+
+
 class GunicornApplication(BaseApplication):  # type: ignore[misc]
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self._app = app
-        self._options = {**DEFAULTS, **options}
+        self._options = {**DEFAULTS, "child_exit": _child_exit, **options}
         super().__init__()
 
     def load_config(self) -> None:

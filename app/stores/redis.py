@@ -21,6 +21,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from app.errors import ConfigurationError, StoreUnavailable
+from app.metrics import metrics
 from app.stores.base import ClaimResult, Epoch, RevocationState
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
@@ -171,6 +172,7 @@ class RedisStore:
         try:
             return method(*args, **kwargs)
         except redis.RedisError as exc:
+            metrics().store_errors.labels(getattr(method, "__name__", "script")).inc()
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -177,9 +178,25 @@ def test_serve_runs_gunicorn_and_stops_gracefully(
         assert ready.json()["publishers"] == 2
         audience = requests.get(f"{base}/_/oidc/audience", timeout=2).json()
         assert audience == {"audience": "trustpub-cli.example"}
+        for _ in range(9):  # new connections: spread over both workers
+            requests.get(f"{base}/_/oidc/audience", timeout=2)
+        # Each worker counts for itself; /metrics sums every worker's counts.
+        exposition = requests.get(f"{base}/metrics", timeout=2).text
+        wanted = (
+            'trustpub_request_duration_seconds_count{endpoint="oidc.audience",'
+            'method="GET",status="200"} 10.0'
+        )
+        assert wanted in exposition
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+        assert server.stderr is not None
+        app_lines = [
+            json.loads(line) for line in server.stderr.read().splitlines() if line.startswith("{")
+        ]
+        # JSON log lines, and nothing in them that looks like a token.
+        assert any(entry["logger"].startswith("app") for entry in app_lines)
+        assert all("eyJ" not in entry["message"] for entry in app_lines)
     finally:
         if server.poll() is None:
             server.kill()

@@ -1,0 +1,75 @@
+"""Metrics and request ids, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from flask.testing import FlaskClient
+
+from app.observability import REQUEST_ID, JsonFormatter
+
+from .conftest import MakeToken
+from .exchange_api import mint
+
+
+def counter(client: FlaskClient, name: str, **labels: str) -> float:
+    body = client.get("/metrics").get_data(as_text=True)
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in body.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
+            return float(match.group(2))
+    return 0.0
+
+
+def test_mints_are_counted_by_provider_and_outcome(
+    client: FlaskClient, make_token: MakeToken
+) -> None:
+    def mints(provider: str, outcome: str) -> float:
+        return counter(client, "trustpub_mints_total", provider=provider, outcome=outcome)
+
+    cases = [("github", "success"), ("github", "invalid-publisher"), ("unknown", "invalid-payload")]
+    before = {case: mints(*case) for case in cases}
+
+    token = make_token()
+    mint(client, token)
+    mint(client, make_token(repository_owner_id="66"))
+    mint(client, make_token(iss="https://elsewhere.example"))
+
+    assert {case: mints(*case) - before[case] for case in cases} == dict.fromkeys(cases, 1.0)
+    exposition = client.get("/metrics").get_data(as_text=True)
+    # Labels never carry a token or user input.
+    assert token not in exposition
+    assert "octo-org" not in exposition
+    assert "trustpub_request_duration_seconds_bucket" in exposition
+
+
+def test_request_id_is_echoed_or_made(client: FlaskClient) -> None:
+    given = client.get("/healthz", headers={"X-Request-ID": "proxy-abc-12345"})
+    hostile = client.get("/healthz", headers={"X-Request-ID": "bad id; <script>"})
+    none = client.get("/healthz")
+
+    assert given.headers["X-Request-ID"] == "proxy-abc-12345"
+    assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["X-Request-ID"])
+    assert re.fullmatch(r"[0-9a-f]{32}", none.headers["X-Request-ID"])
+    assert none.headers["X-Request-ID"] != hostile.headers["X-Request-ID"]
+
+
+def test_json_log_lines_carry_the_request_id() -> None:
+    token = REQUEST_ID.set("req-0123456789")
+    try:
+        record = logging.LogRecord(
+            "app.exchange", logging.INFO, __file__, 1, "minted %s", ("x",), None
+        )
+        record.request_id = REQUEST_ID.get()
+        line = JsonFormatter().format(record)
+    finally:
+        REQUEST_ID.reset(token)
+
+    entry = json.loads(line)
+    assert entry["message"] == "minted x"
+    assert entry["request_id"] == "req-0123456789"
+    assert entry["level"] == "info"
+    assert entry["logger"] == "app.exchange"

@@ -1,0 +1,110 @@
+"""Several service processes on one Redis, and restarts under load."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from .conftest import Deployment, Service
+
+pytestmark = pytest.mark.slow
+
+
+def mint(service: Service, token: str) -> requests.Response:
+    return requests.post(f"{service.base}/_/oidc/mint-token", json={"token": token}, timeout=10)
+
+
+def introspect(service: Service, deployment: Deployment, token: str) -> dict[str, object]:
+    response = requests.post(
+        f"{service.base}/oauth/introspect",
+        data={"token": token},
+        headers={"Authorization": f"Bearer {deployment.secret}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_two_processes_share_replay_and_revocation_state(
+    deployment: Deployment, start_service: Callable[..., Service]
+) -> None:
+    first, second = start_service(deployment), start_service(deployment)
+    token = deployment.make_token()
+    barrier = threading.Barrier(16)
+
+    def fire(index: int) -> int:
+        barrier.wait(timeout=10)
+        return mint(first if index % 2 else second, token).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = Counter(pool.map(fire, range(16)))
+
+    # One OIDC token, fired 16 times at two processes (four workers): one upload token.
+    assert statuses == Counter({200: 1, 422: 15})
+
+    upload = mint(first, deployment.make_token()).json()["token"]
+    assert introspect(second, deployment, upload)["active"] is True
+    assert requests.post(f"{first.base}/oauth/revoke", data={"token": upload}, timeout=5).ok
+    # Seen by the other process at once: no cache between the store and introspection.
+    assert introspect(second, deployment, upload) == {"active": False}
+
+
+def test_graceful_restart_and_shutdown_under_load_never_answer_500(
+    deployment: Deployment, start_service: Callable[..., Service]
+) -> None:
+    service = start_service(deployment)
+    upload = mint(service, deployment.make_token()).json()["token"]
+    statuses: Counter[int] = Counter()
+    refused_after_stop: list[str] = []
+    stopping = threading.Event()
+    done = threading.Event()
+
+    def load(kind: str) -> None:
+        session = requests.Session()
+        while not done.is_set():
+            try:
+                if kind == "mint":
+                    response = session.post(
+                        f"{service.base}/_/oidc/mint-token",
+                        json={"token": deployment.make_token()},
+                        timeout=10,
+                    )
+                else:
+                    response = session.post(
+                        f"{service.base}/oauth/introspect",
+                        data={"token": upload},
+                        headers={"Authorization": f"Bearer {deployment.secret}"},
+                        timeout=10,
+                    )
+                statuses[response.status_code] += 1
+            except requests.ConnectionError as exc:
+                # Only once the service is going away may a connection be refused.
+                if not stopping.is_set():
+                    raise AssertionError(f"connection failed before shutdown: {exc}") from exc
+                refused_after_stop.append(type(exc).__name__)
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=load, args=(kind,)) for kind in ("mint", "introspect") * 2]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    service.process.send_signal(signal.SIGHUP)  # gunicorn: replace every worker gracefully
+    time.sleep(3.0)
+    served_before_stop = sum(statuses.values())
+    stopping.set()
+    exit_code = service.stop()
+    done.set()
+    for thread in threads:
+        thread.join(timeout=15)
+
+    assert exit_code == 0
+    assert served_before_stop > 20
+    assert set(statuses) == {200}, statuses

@@ -164,7 +164,9 @@ class IntrospectionClient:
         self._client_id = client_id
         self._client_secret = client_secret
         self._session_factory = session_factory
-        self._sessions = threading.local()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
         self._clock = clock
         self.cache = _ActiveCache(cache_ttl, cache_size, clock, monotonic)
 
@@ -194,11 +196,27 @@ class IntrospectionClient:
 
     # -- HTTP ------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Close every thread's HTTP session (their pooled connections)."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> IntrospectionClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._sessions, "session", None)
+        session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = self._session_factory()
-            self._sessions.session = session
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
         return session
 
     def _post(self, token: str) -> Any:

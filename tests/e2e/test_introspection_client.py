@@ -1,0 +1,368 @@
+"""app.integrations.introspection against a real local HTTP endpoint: cache and failing closed."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.integrations import (
+    IntrospectionClient,
+    IntrospectionUnavailable,
+    UploadAuthorizer,
+)
+
+from .fake_trustpub import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INACTIVE,
+    Answer,
+    FakeTrustpub,
+    active_answer,
+)
+
+
+class Clock:
+    """A clock the test moves by hand (wall time or monotonic time)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTrustpub]:
+    with FakeTrustpub() as server:
+        yield server
+
+
+@pytest.fixture
+def wall() -> Clock:
+    return Clock(time.time())
+
+
+@pytest.fixture
+def mono() -> Clock:
+    return Clock(1000.0)
+
+
+def make_client(
+    fake: FakeTrustpub,
+    wall: Clock | None = None,
+    mono: Clock | None = None,
+    **options: object,
+) -> IntrospectionClient:
+    return IntrospectionClient(
+        fake.url,
+        CLIENT_SECRET,
+        client_id=CLIENT_ID,
+        clock=wall or time.time,
+        monotonic=mono or time.monotonic,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_an_active_answer_gives_normalised_projects_and_the_publisher(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["Demo_Pkg", "other.pkg"], jti="abc"))
+
+    token = make_client(fake).introspect("tok")
+
+    assert token is not None
+    assert token.projects == {"demo-pkg", "other-pkg"}
+    assert token.jti == "abc"
+    assert token.subject == "github:octo-org/demo"
+    assert token.publisher["repository"] == "octo-org/demo"
+    assert token.may_upload("demo.pkg")
+    assert not token.may_upload("demo-pkg-extras")
+
+
+def test_inactive_answers_are_none_and_never_cached(fake: FakeTrustpub) -> None:
+    client = make_client(fake)
+
+    assert client.introspect("unknown") is None
+    assert client.introspect("unknown") is None
+    assert fake.asked("unknown") == 2
+
+
+def test_active_answers_are_reused_for_the_cache_ttl_only(
+    fake: FakeTrustpub, wall: Clock, mono: Clock
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    client = make_client(fake, wall, mono, cache_ttl=10)
+
+    assert client.introspect("tok") is not None
+    mono.advance(9.9)
+    wall.advance(9.9)
+    assert client.introspect("tok") is not None
+    assert fake.asked("tok") == 1
+
+    mono.advance(0.2)
+    wall.advance(0.2)
+    assert client.introspect("tok") is not None
+    assert fake.asked("tok") == 2
+
+
+def test_a_revocation_is_seen_once_the_cache_ttl_has_passed(
+    fake: FakeTrustpub, wall: Clock, mono: Clock
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    client = make_client(fake, wall, mono, cache_ttl=10)
+    assert client.introspect("tok") is not None
+
+    fake.answer("tok", INACTIVE)  # revoked at trustpub
+    assert client.introspect("tok") is not None  # within the documented delay
+    mono.advance(10)
+    assert client.introspect("tok") is None
+
+
+def test_the_cache_never_outlives_the_token(fake: FakeTrustpub, wall: Clock, mono: Clock) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"], expires_in=3))
+    client = make_client(fake, wall, mono, cache_ttl=10)
+    assert client.introspect("tok") is not None
+
+    # Only 3 s of the 10 s TTL pass on the monotonic clock, but the token's exp is over.
+    mono.advance(3)
+    wall.advance(3)
+    assert client.introspect("tok") is None
+    assert fake.asked("tok") == 2  # asked again, and by this clock the answer is over too
+
+
+def test_the_cache_is_bounded_least_recently_used_first(fake: FakeTrustpub) -> None:
+    for name in ("a", "b", "c"):
+        fake.answer(name, active_answer(["demo-pkg"], jti=name))
+    client = make_client(fake, cache_size=2)
+
+    client.introspect("a")
+    client.introspect("b")
+    client.introspect("a")  # a is now the most recently used
+    client.introspect("c")  # evicts b
+    assert len(client.cache) == 2
+    client.introspect("a")
+    client.introspect("c")
+    client.introspect("b")
+
+    assert (fake.asked("a"), fake.asked("b"), fake.asked("c")) == (1, 2, 1)
+
+
+def test_cache_ttl_zero_asks_every_time(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    client = make_client(fake, cache_ttl=0)
+
+    client.introspect("tok")
+    client.introspect("tok")
+
+    assert fake.asked("tok") == 2
+    assert len(client.cache) == 0
+
+
+def test_errors_are_not_cached(fake: FakeTrustpub) -> None:
+    client = make_client(fake)
+    fake.answer("tok", Answer(503, b'{"error": "store-unavailable"}'))
+    with pytest.raises(IntrospectionUnavailable):
+        client.introspect("tok")
+
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    assert client.introspect("tok") is not None
+    assert fake.asked("tok") == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(500, b'{"error": "internal"}'),
+        Answer(502, b"<html>bad gateway</html>"),
+        Answer(503, b""),
+        Answer(404, b'{"error": "not found"}'),
+        Answer(302, b""),
+        Answer(200, b"<html>login page</html>"),
+        Answer(200, b""),
+        Answer(200, b'["active", true]'),
+        Answer(200, b'{"active": "true", "exp": 9999999999, "projects": []}'),
+        Answer(200, b'{"projects": ["demo-pkg"]}'),
+        Answer(200, b'{"active": true, "exp": NaN}'),
+        Answer(200, b'{"active": true}'),
+        Answer(200, json.dumps({"active": True, "x": "y" * 70_000}).encode()),
+    ],
+    ids=[
+        "500",
+        "502-html",
+        "503-empty",
+        "404",
+        "redirect",
+        "html",
+        "empty",
+        "json-list",
+        "active-as-string",
+        "no-active",
+        "nan",
+        "active-without-claims",
+        "huge",
+    ],
+)
+def test_anything_but_a_proper_answer_fails_closed(fake: FakeTrustpub, answer: Answer) -> None:
+    fake.answer("tok", answer)
+
+    with pytest.raises(IntrospectionUnavailable):
+        make_client(fake).introspect("tok")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": "9999999999"},
+        {"exp": True},
+        {"projects": "demo-pkg"},
+        {"projects": [1]},
+        {"scope": "read"},
+        {"scope": None},
+        {"jti": ""},
+    ],
+    ids=["exp-str", "exp-bool", "projects-str", "projects-ints", "scope", "no-scope", "jti"],
+)
+def test_an_active_answer_without_usable_claims_fails_closed(
+    fake: FakeTrustpub, overrides: dict[str, object]
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"], **overrides))
+
+    with pytest.raises(IntrospectionUnavailable):
+        make_client(fake).introspect("tok")
+
+
+def test_an_active_answer_expired_by_our_clock_is_inactive(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"], expires_in=-5))
+
+    assert make_client(fake).introspect("tok") is None
+
+
+def test_a_slow_trustpub_times_out_and_fails_closed(fake: FakeTrustpub) -> None:
+    fake.answer("tok", Answer(200, b'{"active": false}', delay=3.0))
+    client = make_client(fake, timeout=0.3)
+
+    started = time.monotonic()
+    with pytest.raises(IntrospectionUnavailable, match="cannot reach"):
+        client.introspect("tok")
+    assert time.monotonic() - started < 2.0
+
+
+def test_an_unreachable_trustpub_fails_closed() -> None:
+    with FakeTrustpub() as server:
+        url = server.url
+    client = IntrospectionClient(url, CLIENT_SECRET, client_id=CLIENT_ID, timeout=1)
+
+    with pytest.raises(IntrospectionUnavailable, match="cannot reach"):
+        client.introspect("tok")
+
+
+def test_refused_client_credentials_fail_closed_and_say_so(fake: FakeTrustpub) -> None:
+    client = IntrospectionClient(fake.url, "tpc_wrong", client_id=CLIENT_ID)
+
+    with pytest.raises(IntrospectionUnavailable, match="credentials"):
+        client.introspect("tok")
+    with pytest.raises(IntrospectionUnavailable, match="credentials"):
+        client.probe()
+
+
+def test_the_secret_alone_is_sent_as_a_bearer_credential(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    client = IntrospectionClient(fake.url, CLIENT_SECRET)
+
+    assert client.introspect("tok") is not None
+    client.probe()
+
+
+@pytest.mark.parametrize("token", ["", "x" * 9000, "pypi-tök"], ids=["empty", "huge", "non-ascii"])
+def test_tokens_that_cannot_be_upload_tokens_are_inactive_without_a_call(
+    fake: FakeTrustpub, token: str
+) -> None:
+    assert make_client(fake).introspect(token) is None
+    assert fake.asked() == 0
+
+
+def test_concurrent_callers_share_one_bounded_cache(fake: FakeTrustpub) -> None:
+    names = [f"t{i}" for i in range(20)]
+    for name in names:
+        fake.answer(name, active_answer(["demo-pkg"], jti=name))
+    client = make_client(fake, cache_size=8)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for name in names * 3:
+                assert client.introspect(name) is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(client.cache) <= 8
+
+
+# -- decisions -----------------------------------------------------------------
+
+
+def test_the_authorizer_allows_only_the_tokens_projects(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    authorizer = UploadAuthorizer(make_client(fake))
+
+    assert authorizer.check_upload("__token__", "tok", ["Demo_Pkg"]).allowed
+    refused = authorizer.check_upload("__token__", "tok", ["demo-pkg", "other"])
+    assert not refused.allowed
+    assert "other" in refused.reason
+    assert not authorizer.check_upload("alice", "tok", ["demo-pkg"]).allowed
+    assert not authorizer.check_upload("__token__", "unknown", ["demo-pkg"]).allowed
+
+
+def test_the_authorizer_denies_when_trustpub_fails(fake: FakeTrustpub) -> None:
+    fake.answer("tok", Answer(500, b""))
+    decision = UploadAuthorizer(make_client(fake)).check_upload("__token__", "tok", ["demo-pkg"])
+
+    assert not decision.allowed
+    assert "cannot check" in decision.reason
+
+
+def test_the_auther_hook_checks_tokens_and_delegates_other_users(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    authorizer = UploadAuthorizer(make_client(fake))
+    auther = authorizer.auther(fallback=lambda user, password: (user, password) == ("ann", "pw"))
+
+    assert auther("__token__", "tok")
+    assert not auther("__token__", "other")
+    assert auther("ann", "pw")
+    assert not auther("ann", "tok")
+    assert not authorizer.auther()("ann", "pw")
+
+
+# -- a client library ------------------------------------------------------------
+
+INTEGRATIONS = Path(__file__).resolve().parents[2] / "app" / "integrations"
+
+
+def test_the_package_imports_only_the_standard_library_requests_and_itself() -> None:
+    allowed = set(sys.stdlib_module_names) | {"requests", "app"}
+    for path in INTEGRATIONS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+                if name.startswith("app"):
+                    assert name.startswith("app.integrations"), f"{path.name} imports {name}"

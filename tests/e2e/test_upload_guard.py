@@ -1,0 +1,443 @@
+"""UploadGuard (WSGI) and its multipart scanner, against a real local introspection endpoint.
+
+The index behind the guard is a recording WSGI app that parses what reaches it with
+pypiserver's own parser (bottle over cgi.FieldStorage), so the tests also show that
+what the guard checked is what the index reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from requests_toolbelt import MultipartEncoder
+
+from app.integrations import (
+    IntrospectionClient,
+    MalformedUpload,
+    MultipartScanner,
+    UploadAuthorizer,
+    UploadGuard,
+    form_data_boundary,
+    project_from_filename,
+)
+
+from .fake_trustpub import CLIENT_ID, CLIENT_SECRET, Answer, FakeTrustpub, active_answer
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # bottle imports cgi
+    from pypiserver.bottle_wrapper import bottle
+
+TOKEN = "pypi-good"
+BOUNDARY = "b0undary"
+
+
+@dataclass
+class Index:
+    """The WSGI app behind the guard: records each request it gets, as bottle parses it."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = bottle.BaseRequest(environ)
+        files = {name: upload.raw_filename for name, upload in request.files.allitems()}
+        self.calls.append(
+            {
+                "body": body,
+                "forms": dict(request.forms.allitems()),
+                "files": files,
+                "token": environ.get("trustpub.token"),
+            }
+        )
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"stored"]
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTrustpub]:
+    with FakeTrustpub() as server:
+        server.answer(TOKEN, active_answer(["demo-pkg"]))
+        yield server
+
+
+@pytest.fixture
+def index() -> Index:
+    return Index()
+
+
+@pytest.fixture
+def guard(fake: FakeTrustpub, index: Index) -> UploadGuard:
+    client = IntrospectionClient(fake.url, CLIENT_SECRET, client_id=CLIENT_ID, timeout=2)
+    return UploadGuard(index, UploadAuthorizer(client), max_upload_bytes=1_000_000)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def call(
+    app: UploadGuard,
+    method: str = "POST",
+    path: str = "/",
+    body: bytes = b"",
+    content_type: str | None = f"multipart/form-data; boundary={BOUNDARY}",
+    authorization: str | None = basic("__token__", TOKEN),
+    **extra: str,
+) -> tuple[Response, io.BytesIO]:
+    stream = io.BytesIO(body)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": stream,
+    }
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
+    if authorization is not None:
+        environ["HTTP_AUTHORIZATION"] = authorization
+    environ.update(extra)
+    setup_testing_defaults(environ)
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"], seen["headers"] = status, dict(headers)
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        data = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    code, _, reason = seen["status"].partition(" ")
+    return Response(int(code), reason, seen["headers"], data), stream
+
+
+def twine_like(
+    name: str = "demo-pkg", filename: str = "demo_pkg-1.0-py3-none-any.whl", **fields: str
+) -> tuple[bytes, str]:
+    """A body as twine builds it (requests-toolbelt), and its Content-Type."""
+    data: list[tuple[str, Any]] = [
+        ("name", name),
+        ("version", "1.0"),
+        ("filetype", "bdist_wheel"),
+        ("metadata_version", "2.1"),
+        ("description", "long text\r\n--not-a-boundary\r\n" * 50),
+        ("classifiers", "Programming Language :: Python"),
+        ("classifiers", "License :: OSI Approved"),
+        (":action", fields.pop("action", "file_upload")),
+        ("protocol_version", "1"),
+        ("content", (filename, b"PK\x03\x04 wheel bytes \r\n\r\n--", "application/octet-stream")),
+    ]
+    data.extend(fields.items())
+    encoder = MultipartEncoder(data)
+    return encoder.to_string(), encoder.content_type
+
+
+def test_reads_pass_without_credentials(guard: UploadGuard, index: Index) -> None:
+    response, _ = call(guard, method="GET", path="/simple/demo-pkg/", authorization=None)
+
+    assert response.status == 200
+    assert len(index.calls) == 1
+
+
+def test_xmlrpc_search_is_not_treated_as_an_upload(guard: UploadGuard, index: Index) -> None:
+    response, _ = call(guard, path="/RPC2", content_type="text/xml", authorization=None)
+
+    assert response.status == 200
+
+
+def test_a_twine_upload_in_scope_reaches_the_index_byte_for_byte(
+    guard: UploadGuard, index: Index
+) -> None:
+    body, content_type = twine_like()
+
+    response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 200
+    assert len(index.calls) == 1
+    seen = index.calls[0]
+    assert seen["body"] == body
+    assert seen["forms"][":action"] == "file_upload"
+    assert seen["files"] == {"content": "demo_pkg-1.0-py3-none-any.whl"}
+    assert seen["token"].jti == "jti-1"
+
+
+def test_without_credentials_the_answer_is_401_and_the_body_is_read(
+    guard: UploadGuard, index: Index
+) -> None:
+    body, content_type = twine_like()
+
+    response, stream = call(guard, body=body, content_type=content_type, authorization=None)
+
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert index.calls == []
+    assert stream.tell() == len(body)  # drained, so the server can answer cleanly
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [basic("alice", TOKEN), basic("__token__", "pypi-unknown"), "Bearer " + TOKEN],
+    ids=["other-user", "inactive-token", "not-basic"],
+)
+def test_anything_but_an_active_token_is_refused(
+    guard: UploadGuard, index: Index, authorization: str
+) -> None:
+    body, content_type = twine_like()
+
+    response, _ = call(guard, body=body, content_type=content_type, authorization=authorization)
+
+    assert response.status in (401, 403)
+    assert index.calls == []
+
+
+def test_other_users_may_be_passed_to_the_index(fake: FakeTrustpub, index: Index) -> None:
+    client = IntrospectionClient(fake.url, CLIENT_SECRET, client_id=CLIENT_ID)
+    guard = UploadGuard(index, UploadAuthorizer(client), pass_other_users=True)
+    body, content_type = twine_like()
+
+    response, _ = call(guard, body=body, content_type=content_type, authorization=basic("a", "b"))
+
+    assert response.status == 200
+    assert fake.asked() == 0
+
+
+def test_when_trustpub_fails_the_upload_is_refused(
+    guard: UploadGuard, index: Index, fake: FakeTrustpub
+) -> None:
+    fake.answer(TOKEN, Answer(503, b""))
+    body, content_type = twine_like()
+
+    response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 403
+    assert "cannot check" in response.reason
+    assert index.calls == []
+
+
+@pytest.mark.parametrize(
+    ("name", "filename", "refused"),
+    [
+        ("demo-pkg", "other_pkg-1.0-py3-none-any.whl", "other-pkg"),
+        ("other-pkg", "demo_pkg-1.0-py3-none-any.whl", "other-pkg"),
+        ("Demo.Pkg", "demo_pkg-extras-1.0.tar.gz", "demo-pkg-extras"),
+    ],
+    ids=["file-of-another-project", "name-of-another-project", "longer-name"],
+)
+def test_a_project_outside_the_tokens_scope_is_refused(
+    guard: UploadGuard, index: Index, name: str, filename: str, refused: str
+) -> None:
+    body, content_type = twine_like(name=name, filename=filename)
+
+    response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 403
+    assert refused in response.reason
+    assert "demo-pkg" in response.reason  # what the token does cover
+    assert index.calls == []
+
+
+def test_normalised_names_in_scope_are_accepted(guard: UploadGuard, index: Index) -> None:
+    body, content_type = twine_like(name="Demo.PKG", filename="Demo_Pkg-2.0.tar.gz")
+
+    response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("action", ["remove_pkg", "doc_upload", "submit", ""])
+def test_a_token_may_only_upload_files(guard: UploadGuard, index: Index, action: str) -> None:
+    body, content_type = twine_like(action=action)
+
+    response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 403
+    assert index.calls == []
+
+
+def test_a_url_encoded_form_is_refused(guard: UploadGuard, index: Index) -> None:
+    # pypiserver would act on it: bottle parses url-encoded bodies into the same forms.
+    body = b":action=remove_pkg&name=demo-pkg&version=1.0"
+
+    response, _ = call(guard, body=body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status == 400
+    assert index.calls == []
+
+
+def test_chunked_or_unsized_or_oversized_bodies_are_refused(guard: UploadGuard) -> None:
+    body, content_type = twine_like()
+
+    chunked, _ = call(guard, body=body, content_type=content_type, HTTP_TRANSFER_ENCODING="chunked")
+    unsized, _ = call(guard, body=body, content_type=content_type, CONTENT_LENGTH="")
+    huge, _ = call(guard, body=body, content_type=content_type, CONTENT_LENGTH="2000000")
+
+    assert (chunked.status, unsized.status, huge.status) == (411, 411, 413)
+
+
+# -- bodies that another parser could read differently ----------------------------
+
+
+def part(name: str, value: bytes, filename: str | None = None, extra: bytes = b"") -> bytes:
+    disposition = f'form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"'
+    return (
+        f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
+        + extra
+        + b"\r\n"
+        + value
+        + b"\r\n"
+    )
+
+
+def form(*parts: bytes, end: bytes = f"--{BOUNDARY}--\r\n".encode()) -> bytes:
+    return b"".join(parts) + end
+
+
+HEAD = part(":action", b"file_upload") + part("name", b"demo-pkg")
+SMUGGLED = (
+    f"--{BOUNDARY}\r\n"
+    'Content-Disposition: form-data; name="content"; filename="victim-1.0.tar.gz"\r\n\r\n'
+    "EVIL"
+).encode()
+
+MALFORMED = {
+    # cgi.FieldStorage ends a part at a bare-LF line "--BOUNDARY": a second file appears.
+    "bare-lf-delimiter": form(HEAD, part("content", b"data\n" + SMUGGLED, "demo_pkg-1.0.tar.gz")),
+    "boundary-with-trailing-space": form(
+        HEAD, part("content", b"data", "demo_pkg-1.0.tar.gz").replace(b"\r\n", b"  \r\n", 1)
+    ),
+    "part-content-length": form(
+        HEAD, part("content", b"data", "demo_pkg-1.0.tar.gz", b"Content-Length: 2\r\n")
+    ),
+    "nested-multipart": form(
+        HEAD,
+        part("content", b"data", "demo_pkg-1.0.tar.gz", b"Content-Type: multipart/mixed\r\n"),
+    ),
+    "filename-star": form(
+        HEAD,
+        part("content", b"data", "demo_pkg-1.0.tar.gz").replace(
+            b'filename="demo', b"filename*=UTF-8''victim-1.0.tar.gz; filename=\"demo"
+        ),
+    ),
+    "escaped-quote": form(HEAD, part("content", b"data", 'demo_pkg-1.0.tar.gz\\"')),
+    "duplicate-action": form(HEAD, part(":action", b"remove_pkg")),
+    "duplicate-name": form(HEAD, part("name", b"victim")),
+    "folded-header": form(
+        HEAD,
+        part("content", b"data", "demo_pkg-1.0.tar.gz").replace(
+            b'; filename="', b';\r\n filename="'
+        ),
+    ),
+    "preamble": b"preamble\r\n" + form(HEAD, part("content", b"data", "demo_pkg-1.0.tar.gz")),
+    "epilogue": form(HEAD, part("content", b"data", "demo_pkg-1.0.tar.gz")) + SMUGGLED,
+    "no-closing-boundary": form(HEAD, part("content", b"data", "demo_pkg-1.0.tar.gz"), end=b""),
+    "empty-filename": form(HEAD, part("content", b"data", "")),
+    "path-in-filename": form(HEAD, part("content", b"data", "../demo_pkg-1.0.tar.gz")),
+    "not-a-distribution": form(HEAD, part("content", b"data", "demo_pkg.txt")),
+    "no-file": form(HEAD),
+    "no-name": form(part(":action", b"file_upload"), part("content", b"x", "demo_pkg-1.0.zip")),
+    "non-utf8-name": form(part(":action", b"file_upload"), part("name", b"demo\xff")),
+    "header-without-colon": form(HEAD, part("content", b"x", "demo_pkg-1.0.zip", b"Oops\r\n")),
+}
+
+
+@pytest.mark.parametrize("body", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_bodies_the_guard_will_not_interpret_are_refused(
+    guard: UploadGuard, index: Index, body: bytes
+) -> None:
+    response, _ = call(guard, body=body)
+
+    assert response.status == 400, response.reason
+    assert index.calls == []
+
+
+def test_the_bare_lf_body_really_smuggles_a_file_past_a_lenient_parser(index: Index) -> None:
+    """Why the scanner is strict: pypiserver's parser sees a file the guard never would."""
+    body = MALFORMED["bare-lf-delimiter"]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    index(environ, lambda status, headers, exc_info=None: lambda data: None)
+
+    assert index.calls[0]["files"]["content"] == "victim-1.0.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/mixed; boundary=b0undary",
+        "multipart/form-data",
+        'multipart/form-data; boundary="b0undary"; boundary=other',
+        "multipart/form-data; boundary=bad boundary",
+    ],
+)
+def test_unusual_content_types_are_refused(content_type: str) -> None:
+    with pytest.raises(MalformedUpload):
+        form_data_boundary(content_type)
+
+
+def test_a_quoted_boundary_is_the_same_boundary() -> None:
+    assert form_data_boundary('Multipart/Form-Data; Boundary="b0undary"') == b"b0undary"
+
+
+def test_the_scanner_gives_the_same_answer_for_any_chunking() -> None:
+    body, content_type = twine_like()
+    boundary = form_data_boundary(content_type)
+    whole = MultipartScanner(boundary)
+    whole.feed(body)
+    expected = whole.close()
+
+    for size in (1, 2, 3, 7, 64):
+        scanner = MultipartScanner(boundary)
+        for start in range(0, len(body), size):
+            scanner.feed(body[start : start + size])
+        assert scanner.close() == expected
+
+    assert expected.fields == {":action": "file_upload", "name": "demo-pkg", "version": "1.0"}
+    assert [f.filename for f in expected.files] == ["demo_pkg-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "project"),
+    [
+        ("demo_pkg-1.0-py3-none-any.whl", "demo_pkg"),
+        ("demo_pkg-1.0-1-py3-none-any.whl", "demo_pkg"),
+        ("demo_pkg-1.0.tar.gz", "demo_pkg"),
+        ("demo-pkg-1.0.tar.gz", "demo-pkg"),
+        ("demo_pkg-1.0.zip", "demo_pkg"),
+        ("demo_pkg-1.0.tar.gz.asc", "demo_pkg"),
+        ("demo_pkg-py3-none-any.whl", None),
+        ("demo_pkg.tar.gz", None),
+        ("../demo_pkg-1.0.tar.gz", None),
+        ("demo pkg-1.0.tar.gz", None),
+        (".demo_pkg-1.0.tar.gz", None),
+        ("demo_pkg-1.0.exe", None),
+    ],
+)
+def test_project_from_filename(filename: str, project: str | None) -> None:
+    assert project_from_filename(filename) == project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -30,13 +31,13 @@ def audience() -> Response | tuple[Response, int]:
 @blueprint.post("/github/mint-token")
 @blueprint.post("/mint-token")
 def mint_token() -> Response:
-    minted = services().exchange.exchange(_token_from_body())
+    minted = services().exchange.exchange(token_from_body())
     response = jsonify({"success": True, "token": minted.token, "expires": minted.expires_at})
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _token_from_body() -> str:
+def token_from_body() -> str:
     # The body is JSON whatever the Content-Type: GitLab's documented recipe posts it
     # with curl -d, which labels it form-encoded.
     if (request.content_length or 0) > MAX_MINT_BODY_BYTES:
@@ -45,10 +46,18 @@ def _token_from_body() -> str:
     if len(raw) > MAX_MINT_BODY_BYTES:
         raise PayloadTooLarge("request body is too large")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidPayload("request body is not JSON") from None
+        raise InvalidPayload("request body is not JSON with unique keys") from None
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise InvalidPayload('request body has no string "token"')
     return token
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"token": A, "token": B}: a proxy or logger may read A where we read B. Refuse.
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        raise ValueError("duplicate key")
+    return body

@@ -15,11 +15,12 @@ import requests
 from flask import Flask
 
 from app.api import explain as explain_api
-from app.api import meta, oauth, observe, oidc, revocations
+from app.api import meta, oauth, observe, oidc, projects, revocations
 from app.api.errors import register_error_handlers
 from app.api.limits import install_rate_limits
 from app.api.observe import install_request_hooks
 from app.api.services import EXTENSION_KEY, Services
+from app.audit import AuditTrail
 from app.auth.clients import ClientRegistry, load_clients_file
 from app.errors import StoreUnavailable
 from app.exchange import TokenExchange
@@ -34,9 +35,15 @@ from app.oidc.verify import TrustedIssuers
 from app.private_files import write_private_file
 from app.publishers.policy_files import load_policy_dir
 from app.publishers.providers import PROVIDERS
-from app.publishers.registry import PublisherRegistry
+from app.registrations import LivePublishers, PublisherRegistrations
 from app.settings import MAX_TOKEN_TTL, Settings, load_settings
-from app.stores.base import HealthCheck, ReplayStore, RevocationStore
+from app.stores.base import (
+    AuditLog,
+    HealthCheck,
+    RegistrationStore,
+    ReplayStore,
+    RevocationStore,
+)
 from app.stores.memory import MemoryStore
 from app.stores.rate_limits import LimitsRateLimiter
 from app.stores.redis import RedisStore, connect
@@ -55,6 +62,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 class Stores:
     replay: ReplayStore
     revocations: RevocationStore
+    registrations: RegistrationStore
+    audit: AuditLog
     health: tuple[HealthCheck, ...]
     in_memory: bool
 
@@ -62,9 +71,8 @@ class Stores:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(os.environ)
     issuers = build_trusted_issuers(settings)
-    publishers = load_policy_dir(
-        settings.policies_dir, {name: issuers.urls(name) for name in PROVIDERS}
-    )
+    trusted_issuers = {name: issuers.urls(name) for name in PROVIDERS}
+    publishers = load_policy_dir(settings.policies_dir, trusted_issuers)
     key_ring = build_key_ring(settings)
     clients = (
         load_clients_file(settings.clients_file) if settings.clients_file else ClientRegistry()
@@ -84,7 +92,18 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.signing_keys or settings.dev_dir,
         )
 
-    registry = PublisherRegistry(publishers)
+    # Policy files and registered publishers, one snapshot per process (see
+    # app.registrations): the exchange and explain read it without touching the store.
+    registry = LivePublishers(
+        publishers,
+        stores.registrations,
+        PROVIDERS,
+        trusted_issuers,
+        clock=time.time,
+        poll_interval=settings.registrations_poll_ms / 1000,
+    )
+    registry.try_refresh()
+    audit = AuditTrail(stores.audit, time.time)
     exchange = TokenExchange(
         issuers=issuers,
         providers=dict(PROVIDERS),
@@ -104,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         audience=settings.audience,
         enabled=settings.enabled,
         clock=time.time,
+        registrations=registry,
+        audit=audit,
     )
     # The same issuers, providers and registry as the exchange: its report cannot
     # differ from what the exchange decides.
@@ -132,8 +153,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         audience=settings.audience,
         publisher_count=len(publishers),
         enabled=settings.enabled,
+        registrations=PublisherRegistrations(
+            publishers=registry,
+            store=stores.registrations,
+            providers=PROVIDERS,
+            trusted_issuers=trusted_issuers,
+            audit=audit,
+            pending_ttl=settings.pending_publisher_days * 86400,
+            clock=time.time,
+        ),
     )
-    for module in (oidc, oauth, revocations, meta, observe):
+    for module in (oidc, oauth, revocations, meta, observe, projects):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(explain_api.blueprint)
     install_request_hooks(app)  # first, so that rate-limited requests are measured too
@@ -187,9 +217,25 @@ def build_key_ring(settings: Settings) -> KeyRing:
 
 def build_stores(settings: Settings) -> Stores:
     if settings.redis_url is None:
-        memory = MemoryStore()
-        return Stores(replay=memory, revocations=memory, health=(memory,), in_memory=True)
-    redis_store = RedisStore(connect(settings.redis_url), min_replicas=settings.redis_min_replicas)
+        memory = MemoryStore(audit_max_length=settings.audit_max_length)
+        return Stores(
+            replay=memory,
+            revocations=memory,
+            registrations=memory,
+            audit=memory,
+            health=(memory,),
+            in_memory=True,
+        )
+    redis_store = RedisStore(
+        connect(settings.redis_url),
+        min_replicas=settings.redis_min_replicas,
+        audit_max_length=settings.audit_max_length,
+    )
     return Stores(
-        replay=redis_store, revocations=redis_store, health=(redis_store,), in_memory=False
+        replay=redis_store,
+        revocations=redis_store,
+        registrations=redis_store,
+        audit=redis_store,
+        health=(redis_store,),
+        in_memory=False,
     )

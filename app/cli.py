@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,90 @@ def check_policies(directory: Path | None, dev: bool) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{directory}: {len(publishers)} publisher(s) OK")
+
+
+@cli.command()
+@click.argument("token", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON of POST /_/oidc/explain.")
+@click.option("--dev", is_flag=True, help="Also trust the local dev issuer.")
+def explain(token: str | None, as_json: bool, dev: bool) -> None:
+    """Say which publishers a CI token matches, check by check, without exchanging it.
+
+    TOKEN is the raw OIDC token; omit it (or pass '-') to read it from stdin. The
+    token is verified with this deployment's settings (TRUSTPUB_AUDIENCE, the issuers
+    and the policies); nothing is minted and its jti is not used up. Exits 0 when the
+    exchange would mint, 1 otherwise.
+    """
+    import json
+
+    from app import build_trusted_issuers
+    from app.errors import TrustpubError
+    from app.explain import TokenExplainer
+    from app.publishers.policy_files import load_policy_dir
+    from app.publishers.providers import PROVIDERS
+    from app.publishers.registry import PublisherRegistry
+
+    read_stdin = token is None or token.strip() == "-"
+    raw = sys.stdin.read() if read_stdin or token is None else token
+    settings = _settings_without_keys(dev)
+    issuers = build_trusted_issuers(settings)
+    try:
+        publishers = load_policy_dir(
+            settings.policies_dir, {name: issuers.urls(name) for name in PROVIDERS}
+        )
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    explainer = TokenExplainer(
+        issuers=issuers,
+        providers=PROVIDERS,
+        publishers=PublisherRegistry(publishers),
+        audience=settings.audience,
+        enabled=settings.enabled,
+        clock=time.time,
+    )
+    try:
+        report = explainer.explain((raw or "").strip()).as_dict()
+    except TrustpubError as exc:
+        click.echo(f"{exc.code}: {exc.description}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(report, indent=2) if as_json else _render_explanation(report))
+    sys.exit(0 if report["would_mint"] else 1)
+
+
+def _render_explanation(report: dict[str, Any]) -> str:
+    lines = [
+        f"issuer:    {report['issuer']} ({report['provider']})",
+        f"identity:  {report['lookup_key']}",
+    ]
+    if report["would_mint"]:
+        lines.append(f"result:    would mint an upload token for {', '.join(report['projects'])}")
+    else:
+        lines.append(f"result:    refused: {report['reason']}")
+    for publisher in report["publishers"]:
+        state = "matches" if publisher["matches"] else "does not match"
+        if publisher["selected"]:
+            state += " (selected)"
+        lines += [
+            "",
+            f"{publisher['source']}: {state}; projects {', '.join(publisher['projects'])}",
+        ]
+        for check in publisher["checks"]:
+            received = "missing" if check["received"] is None else repr(check["received"])
+            mark = "ok  " if check["ok"] else "FAIL"
+            lines.append(
+                f"  {mark} {check['claim']}: expected {check['expected']}, received {received}"
+            )
+    return "\n".join(lines)
+
+
+def _settings_without_keys(dev: bool) -> Settings:
+    """Settings for commands that verify CI tokens but never sign: the real audience."""
+    environ = dict(os.environ)
+    environ.setdefault("TRUSTPUB_SIGNING_KEYS", "unused")
+    try:
+        return load_settings(environ, dev=dev or None)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _issuer_settings(dev: bool) -> Settings:

@@ -138,3 +138,49 @@ class KeySetUnavailable(TrustpubError):
 
 class ConfigurationError(Exception):
     """Settings or policies that stop start-up. Not an HTTP error: the operator must act."""
+
+
+class InvalidPendingPublisher(TrustpubError):
+    """A pending publisher matched, but its project exists now (or it was taken first)."""
+
+    code = "invalid-pending-publisher"
+    status = 422
+
+
+class InvalidRegistration(TrustpubError):
+    """A publisher registration that the policy schema or its provider refuses."""
+
+    code = "invalid-registration"
+    status = 422
+
+
+class DuplicatePublisher(TrustpubError):
+    code = "duplicate-publisher"
+    status = 409
+
+
+class ReadOnlyPublisher(TrustpubError):
+    """A publisher from a policy file: change it in Git, not through the API."""
+
+    code = "read-only-publisher"
+    status = 409
+
+
+class ProjectExists(TrustpubError):
+    """A pending publisher was asked for a project that exists already."""
+
+    code = "project-exists"
+    status = 409
+
+
+class NotFound(TrustpubError):
+    code = "not-found"
+    status = 404
+
+
+class ProjectForbidden(TrustpubError):
+    """The client may manage other projects, not this one."""
+
+    code = "project-forbidden"
+    status = 403
+    oauth_error = "insufficient_scope"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.errors import InvalidReuseToken, NotEnabled, RateLimited, TrustpubError
+from app.explain import public_source
 from app.metrics import metrics
 from app.oidc.verify import (
     TrustedIssuers,
@@ -20,9 +22,13 @@ from app.oidc.verify import (
     verify_identity_token,
 )
 from app.publishers.model import Provider
-from app.publishers.registry import PublisherRegistry
-from app.stores.base import RateLimiter, ReplayStore, RevocationStore
+from app.publishers.registry import PublisherMatch, PublisherRegistry
+from app.stores.base import RateLimiter, ReplayStore, RevocationStore, StoredRegistration
 from app.tokens.mint import MintedToken, UploadTokenMinter
+
+if TYPE_CHECKING:
+    from app.audit import AuditTrail
+    from app.registrations import LivePublishers
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,10 @@ class TokenExchange:
     audience: str
     enabled: bool
     clock: Callable[[], float]
+    # Registered publishers (pending ones are converted on their first match) and the
+    # audit trail; None where only policy files exist (the CLI's explain).
+    registrations: LivePublishers | None = None
+    audit: AuditTrail | None = None
 
     def exchange(self, raw_token: str) -> MintedToken:
         if not self.enabled:
@@ -95,7 +105,13 @@ class TokenExchange:
             raise InvalidReuseToken(
                 "this OIDC token predates a reset of the replay store; request a new token"
             )
-        minted = self.minter.mint(match.projects, claims.identity, epoch.id, now)
+        projects = match.projects
+        converted: list[StoredRegistration] = []
+        if self.registrations is not None:
+            projects, converted = self.registrations.convert_matched(match, now)
+        minted = self.minter.mint(projects, claims.identity, epoch.id, now)
+        if self.audit is not None:
+            self._record(claims.identity, minted, match, converted)
         log.info(
             "upload token minted: jti=%s projects=%s provider=%s repository=%s workflow=%s "
             "environment=%s run_id=%s",
@@ -108,6 +124,50 @@ class TokenExchange:
             claims.identity.get("run_id"),
         )
         return minted
+
+    def _record(
+        self,
+        identity: Mapping[str, str],
+        minted: MintedToken,
+        match: PublisherMatch,
+        converted: list[StoredRegistration],
+    ) -> None:
+        # After minting, before answering: a mint that cannot be recorded is refused
+        # (StoreUnavailable), so no token leaves without its audit record. It is a
+        # second round trip: folding it into the replay-claim script needs the upload
+        # token's jti before the claim, i.e. `UploadTokenMinter.mint` taking a jti.
+        assert self.audit is not None
+        who = {key: identity.get(key) or None for key in _AUDITED_IDENTITY}
+        actor = identity.get("provider", "oidc")
+        for registration in converted:
+            self.audit.record(
+                "publisher-convert",
+                actor,
+                project=registration.project,
+                publisher_id=registration.id,
+                **who,
+            )
+        self.audit.record(
+            "mint",
+            actor,
+            projects=",".join(minted.projects),
+            jti=minted.jti,
+            publisher_source=",".join(sorted(public_source(p.source) for p in match.publishers)),
+            **who,
+        )
+
+
+# The identity claims an audit record keeps: who published, from where.
+_AUDITED_IDENTITY = (
+    "provider",
+    "issuer",
+    "repository",
+    "workflow",
+    "environment",
+    "email",
+    "run_id",
+    "sha",
+)
 
 
 def _replay_digest(issuer: str, jti: str) -> str:

@@ -20,6 +20,8 @@ import limits
 from app.errors import ConfigurationError
 
 PUBLIC_GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+PUBLIC_GITLAB_ISSUER = "https://gitlab.com"
+GOOGLE_ISSUER = "https://accounts.google.com"
 DEV_AUDIENCE = "trustpub-dev"
 
 # Upload tokens are bearer credentials for publishing; a long lifetime turns a leak into
@@ -43,6 +45,15 @@ class Settings:
     token_ttl: int = DEFAULT_TOKEN_TTL
     token_prefix: str = "pypi-"  # noqa: S105 (a prefix, not a secret)
     github_issuers: tuple[str, ...] = (PUBLIC_GITHUB_ISSUER,)
+    # gitlab.com and the external URLs of self-managed GitLab instances.
+    gitlab_issuers: tuple[str, ...] = (PUBLIC_GITLAB_ISSUER,)
+    # Google service accounts are off unless listed: their tokens live an hour and
+    # carry no jti, so trusting them is an explicit decision of the operator.
+    google_issuers: tuple[str, ...] = ()
+    # Kill switches per provider. A disabled provider's issuers (custom ones included)
+    # stay configured, so policies naming them still load, but its tokens are refused
+    # with `not-enabled` before any key is fetched.
+    disabled_providers: frozenset[str] = frozenset()
     enabled: bool = True
     # TOML file of API clients (introspection, revocation); unset: no client can call them.
     clients_file: Path | None = None
@@ -57,6 +68,16 @@ class Settings:
     publisher_rate_limit: str = "30/minute"
     introspect_rate_limit: str = "6000/minute"
     revoke_rate_limit: str = "120/minute"
+    # Publisher registrations (add, remove, declare a project): per client key and,
+    # separately, per source address.
+    registration_rate_limit: str = "30/minute;300/hour"
+    # Pending publishers are ignored, then purged, this many days after registration.
+    pending_publisher_days: int = 30
+    # Records kept in the audit stream (Redis trims it approximately to this length).
+    audit_max_length: int = 100_000
+    # How often every process checks for registration changes (milliseconds): a change
+    # takes effect everywhere within about this delay.
+    registrations_poll_ms: int = 1000
     # Reverse proxies in front of trustpub whose X-Forwarded-For is trusted: the client
     # address for per-address limits is taken that many hops back.
     trusted_proxies: int = 0
@@ -64,6 +85,11 @@ class Settings:
     # in `dev_dir` when none is configured. Never on unless asked for explicitly.
     dev: bool = False
     dev_dir: Path = Path(".dev")
+
+    @property
+    def provider_issuers(self) -> dict[str, tuple[str, ...]]:
+        """The configured issuer URLs of every provider, by provider name."""
+        return {provider: getattr(self, setting) for provider, setting in PROVIDER_ISSUERS.items()}
 
     @property
     def token_issuer(self) -> str:
@@ -85,6 +111,9 @@ _ENV_KEYS = {
     "TRUSTPUB_TOKEN_TTL": "token_ttl",
     "TRUSTPUB_TOKEN_PREFIX": "token_prefix",
     "TRUSTPUB_GITHUB_ISSUERS": "github_issuers",
+    "TRUSTPUB_GITLAB_ISSUERS": "gitlab_issuers",
+    "TRUSTPUB_GOOGLE_ISSUERS": "google_issuers",
+    "TRUSTPUB_DISABLED_PROVIDERS": "disabled_providers",
     "TRUSTPUB_ENABLED": "enabled",
     "TRUSTPUB_CLIENTS_FILE": "clients_file",
     "TRUSTPUB_SIGNING_KID": "signing_kid",
@@ -93,11 +122,23 @@ _ENV_KEYS = {
     "TRUSTPUB_PUBLISHER_RATE_LIMIT": "publisher_rate_limit",
     "TRUSTPUB_INTROSPECT_RATE_LIMIT": "introspect_rate_limit",
     "TRUSTPUB_REVOKE_RATE_LIMIT": "revoke_rate_limit",
+    "TRUSTPUB_REGISTRATION_RATE_LIMIT": "registration_rate_limit",
+    "TRUSTPUB_PENDING_PUBLISHER_DAYS": "pending_publisher_days",
+    "TRUSTPUB_AUDIT_MAX_LENGTH": "audit_max_length",
+    "TRUSTPUB_REGISTRATIONS_POLL_MS": "registrations_poll_ms",
     "TRUSTPUB_TRUSTED_PROXIES": "trusted_proxies",
     "TRUSTPUB_DEV": "dev",
     "TRUSTPUB_DEV_DIR": "dev_dir",
 }
 _FILE_KEYS = frozenset(_ENV_KEYS.values())
+
+# Every provider and the setting that lists its issuers (app.publishers.providers has
+# one module per name; a test keeps the two lists equal).
+PROVIDER_ISSUERS = {
+    "github": "github_issuers",
+    "gitlab": "gitlab_issuers",
+    "google": "google_issuers",
+}
 
 
 def load_settings(environ: Mapping[str, str], *, dev: bool | None = None) -> Settings:
@@ -171,6 +212,17 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             f"token_prefix {token_prefix!r} is not valid: 1-16 lower-case letters, digits, _ or -"
         )
 
+    github_issuers = _as_issuers("github_issuers", raw.get("github_issuers"))
+    gitlab_issuers = _as_issuers(
+        "gitlab_issuers", raw.get("gitlab_issuers"), default=(PUBLIC_GITLAB_ISSUER,)
+    )
+    google_issuers = _as_issuers(
+        "google_issuers", raw.get("google_issuers"), default=(), allow_empty=True
+    )
+    _require_one_provider_per_issuer(
+        {"github": github_issuers, "gitlab": gitlab_issuers, "google": google_issuers}
+    )
+
     return Settings(
         audience=audience,
         policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
@@ -179,7 +231,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         signing_keys=Path(signing_keys) if signing_keys else None,
         token_ttl=token_ttl,
         token_prefix=token_prefix,
-        github_issuers=_as_issuers("github_issuers", raw.get("github_issuers")),
+        github_issuers=github_issuers,
+        gitlab_issuers=gitlab_issuers,
+        google_issuers=google_issuers,
+        disabled_providers=_as_providers("disabled_providers", raw.get("disabled_providers")),
         enabled=_as_bool("enabled", raw.get("enabled", True)),
         clients_file=_optional_path("clients_file", raw.get("clients_file")),
         signing_kid=_as_str("signing_kid", raw.get("signing_kid", "")) or None,
@@ -190,6 +245,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         publisher_rate_limit=_rate_limit(raw, "publisher_rate_limit"),
         introspect_rate_limit=_rate_limit(raw, "introspect_rate_limit"),
         revoke_rate_limit=_rate_limit(raw, "revoke_rate_limit"),
+        registration_rate_limit=_rate_limit(raw, "registration_rate_limit"),
+        pending_publisher_days=_in_range(raw, "pending_publisher_days", 1, 365),
+        audit_max_length=_in_range(raw, "audit_max_length", 1000, 100_000_000),
+        registrations_poll_ms=_in_range(raw, "registrations_poll_ms", 50, 60_000),
         trusted_proxies=_as_count("trusted_proxies", raw.get("trusted_proxies", 0)),
         dev=dev,
         dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
@@ -216,6 +275,13 @@ def _rate_limit(raw: Mapping[str, Any], name: str) -> str:
             f"{name} {text!r} is not a rate limit: use e.g. '30/minute' or '10/second;300/hour'"
         ) from None
     return text
+
+
+def _in_range(raw: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = _as_int(name, raw.get(name, getattr(Settings, name)))
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def _as_count(name: str, value: Any) -> int:
@@ -255,18 +321,54 @@ def _as_bool(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{name} must be true or false, got {value!r}")
 
 
-def _as_issuers(name: str, value: Any) -> tuple[str, ...]:
+def _as_issuers(
+    name: str,
+    value: Any,
+    default: tuple[str, ...] = (PUBLIC_GITHUB_ISSUER,),
+    *,
+    allow_empty: bool = False,
+) -> tuple[str, ...]:
     if value is None:
-        return (PUBLIC_GITHUB_ISSUER,)
+        return default
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
         raise ConfigurationError(f"{name} must be a list of issuer URLs")
     issuers = tuple(_as_str(name, item) for item in items if str(item).strip())
-    if not issuers:
+    if not issuers and not allow_empty:
         raise ConfigurationError(f"{name} is empty: name at least one issuer URL")
     for issuer in issuers:
         validate_issuer_url(name, issuer)
     return issuers
+
+
+def _require_one_provider_per_issuer(issuers: Mapping[str, tuple[str, ...]]) -> None:
+    # An issuer is looked up by its URL alone: listed under two providers, its tokens
+    # would be read with the claim rules of whichever came last.
+    owner: dict[str, str] = {}
+    for provider, urls in issuers.items():
+        for url in urls:
+            first = owner.setdefault(url, provider)
+            if first != provider:
+                raise ConfigurationError(
+                    f"{PROVIDER_ISSUERS[provider]}: issuer {url!r} is already one of "
+                    f"{PROVIDER_ISSUERS[first]}; an issuer belongs to one provider"
+                )
+
+
+def _as_providers(name: str, value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigurationError(f"{name} must be a list of provider names")
+    names = frozenset(_as_str(name, item).lower() for item in items if str(item).strip())
+    unknown = sorted(names - PROVIDER_ISSUERS.keys())
+    if unknown:
+        raise ConfigurationError(
+            f"{name}: unknown provider(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(PROVIDER_ISSUERS))}"
+        )
+    return names
 
 
 def validate_issuer_url(name: str, issuer: str) -> None:

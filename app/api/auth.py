@@ -20,3 +20,11 @@ def require_client(scope: str) -> Client:
 
 def optional_client() -> Client | None:
     return services().clients.authenticate(request.headers.get("Authorization"))
+
+
+def authenticated_client() -> Client:
+    """Any valid client; the use case decides what its scopes and projects allow."""
+    client = optional_client()
+    if client is None:
+        raise Unauthenticated("client authentication failed")
+    return client

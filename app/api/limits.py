@@ -42,6 +42,8 @@ def install_rate_limits(app: Flask, settings: Settings) -> None:
     )
     limited = {
         "oidc.mint_token": (settings.mint_rate_limit, _client_address),
+        # Unauthenticated and verifies signatures like mint-token: its own budget, same size.
+        "explain.explain": (settings.mint_rate_limit, _client_address),
         "oauth.introspect": (settings.introspect_rate_limit, _api_client),
         "oauth.revoke": (settings.revoke_rate_limit, _client_address),
         "revocations.create_revocation": (settings.revoke_rate_limit, _api_client),
@@ -50,6 +52,24 @@ def install_rate_limits(app: Flask, settings: Settings) -> None:
         view = app.view_functions[endpoint]
         wrapped: Any = limiter.limit(limit, key_func=key)(view)
         app.view_functions[endpoint] = wrapped
+    # Registration changes: one budget per client key and another per source address,
+    # so neither a leaked key nor one address with many keys can churn the registry.
+    for endpoint in (
+        "projects.add_publisher",
+        "projects.remove_publisher",
+        "projects.declare_project",
+    ):
+        view = app.view_functions[endpoint]
+        per_client = limiter.limit(
+            settings.registration_rate_limit, key_func=_api_client, scope="registration-client"
+        )
+        per_address = limiter.limit(
+            settings.registration_rate_limit,
+            key_func=_client_address,
+            scope="registration-address",
+        )
+        limited_view: Any = per_address(per_client(view))
+        app.view_functions[endpoint] = limited_view
 
 
 def _breached(limit: RequestLimit) -> Response:

@@ -9,6 +9,8 @@ from flask import current_app
 
 from app.auth.clients import ClientRegistry
 from app.exchange import TokenExchange
+from app.explain import TokenExplainer
+from app.registrations import PublisherRegistrations
 from app.settings import Settings
 from app.stores.base import HealthCheck
 from app.tokens.keys import KeyRing
@@ -21,6 +23,7 @@ EXTENSION_KEY = "trustpub"
 class Services:
     settings: Settings
     exchange: TokenExchange
+    explainer: TokenExplainer
     introspector: TokenIntrospector
     revoker: TokenRevoker
     clients: ClientRegistry
@@ -29,6 +32,7 @@ class Services:
     audience: str
     publisher_count: int
     enabled: bool
+    registrations: PublisherRegistrations
 
 
 def services() -> Services:

@@ -1,7 +1,8 @@
 """API clients: named credentials with scopes, kept as hashes in a TOML file.
 
 The file (`TRUSTPUB_CLIENTS_FILE`, mounted from a secret in production) holds
-`[[client]]` tables with `name`, `scopes` and `secret_sha256`. Secrets are 256-bit
+`[[client]]` tables with `name`, `scopes` and `secret_sha256`, and for a project-scoped
+management key (scope `manage`) the `projects` it may manage. Secrets are 256-bit
 random values, so a plain SHA-256 is the right hash: a slow password hash would add
 milliseconds to every introspection and protect nothing more. Comparisons are
 constant-time, and an unknown client name costs the same as a wrong secret.
@@ -22,20 +23,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import ConfigurationError
+from app.publishers.model import normalize_project_name
 
-SCOPES = frozenset({"introspect", "revoke", "admin"})
+# manage: the trusted publishers of its `projects` only (a maintainer's key);
+# pending: register pending publishers for projects that do not exist yet (the index,
+# acting for a logged-in user); admin: everything, every project.
+SCOPES = frozenset({"introspect", "revoke", "manage", "pending", "admin"})
 SECRET_PREFIX = "tpc_"  # noqa: S105 (recognisable by secret scanners)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]{0,198}[A-Za-z0-9])$")
 
 
 @dataclass(frozen=True)
 class Client:
     name: str
     scopes: frozenset[str]
+    # PEP 503-normalised projects a `manage` client may manage; admin manages all.
+    projects: frozenset[str] = frozenset()
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
+
+    def manages(self, project: str) -> bool:
+        """May this client change the publishers of `project` (normalised)?"""
+        return "admin" in self.scopes or ("manage" in self.scopes and project in self.projects)
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,11 @@ def load_clients_file(path: Path) -> ClientRegistry:
     credentials = []
     for index, entry in enumerate(entries):
         where = f"clients_file: {path}: client[{index}]"
-        if not isinstance(entry, dict) or set(entry) != {"name", "scopes", "secret_sha256"}:
-            raise ConfigurationError(f"{where}: needs exactly name, scopes and secret_sha256")
+        required = {"name", "scopes", "secret_sha256"}
+        if not isinstance(entry, dict) or not required <= set(entry) <= required | {"projects"}:
+            raise ConfigurationError(
+                f"{where}: needs exactly name, scopes and secret_sha256 (and projects for manage)"
+            )
         name, scopes, digest = entry["name"], entry["scopes"], entry["secret_sha256"]
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigurationError(f"{where}.name: letters, digits, . _ - (at most 64)")
@@ -118,20 +133,39 @@ def load_clients_file(path: Path) -> ClientRegistry:
             raise ConfigurationError(f"{where}.scopes: a non-empty list of {sorted(SCOPES)}")
         if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
             raise ConfigurationError(f"{where}.secret_sha256: 64 lower-case hex digits")
-        credentials.append((Client(name, frozenset(scopes)), bytes.fromhex(digest)))
+        projects = _projects(where, scopes, entry.get("projects"))
+        credentials.append((Client(name, frozenset(scopes), projects), bytes.fromhex(digest)))
     names = [client.name for client, _ in credentials]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"clients_file: {path}: client names must be unique")
     return ClientRegistry(credentials)
 
 
-def add_client(path: Path, name: str, scopes: Iterable[str]) -> str:
+def _projects(where: str, scopes: list[str], value: object) -> frozenset[str]:
+    if value is None:
+        if "manage" in scopes:
+            raise ConfigurationError(f"{where}.projects: a manage client needs its projects")
+        return frozenset()
+    if "manage" not in scopes:
+        raise ConfigurationError(f"{where}.projects: only a manage client has projects")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(p, str) and _PROJECT.fullmatch(p) for p in value)
+    ):
+        raise ConfigurationError(f"{where}.projects: a non-empty list of project names")
+    return frozenset(normalize_project_name(p) for p in value)
+
+
+def add_client(path: Path, name: str, scopes: Iterable[str], projects: Iterable[str] = ()) -> str:
     """Append a client to the file and return its secret, which is stored nowhere else."""
     scopes = sorted(set(scopes))
+    projects = sorted({normalize_project_name(p) for p in projects})
     if not _NAME.fullmatch(name):
         raise ConfigurationError("client name: letters, digits, . _ - (at most 64)")
     if not scopes or not set(scopes) <= SCOPES:
         raise ConfigurationError(f"scopes: choose from {sorted(SCOPES)}")
+    _projects("--project", scopes, projects or None)
     if path.exists():
         registry = load_clients_file(path)
         if name in registry.names():
@@ -141,7 +175,8 @@ def add_client(path: Path, name: str, scopes: Iterable[str]) -> str:
         "\n[[client]]\n"
         f'name = "{name}"\n'
         f"scopes = {json.dumps(scopes)}\n"
-        f'secret_sha256 = "{hash_secret(secret).hex()}"\n'
+        + (f"projects = {json.dumps(projects)}\n" if projects else "")
+        + f'secret_sha256 = "{hash_secret(secret).hex()}"\n'
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:

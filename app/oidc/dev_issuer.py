@@ -24,8 +24,9 @@ DEV_KID = "dev-issuer-key"
 _KEY_FILE = "dev-issuer.pem"
 
 
-def dev_issuer_config() -> IssuerConfig:
-    return IssuerConfig(url=DEV_ISSUER, provider="github")
+def dev_issuer_config(*, enabled: bool = True) -> IssuerConfig:
+    # GitHub-shaped tokens: a GitHub issuer, covered by GitHub's kill switch.
+    return IssuerConfig(url=DEV_ISSUER, provider="github", enabled=enabled)
 
 
 def load_or_create_dev_issuer_key(dev_dir: Path) -> rsa.RSAPrivateKey:

@@ -29,6 +29,9 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
 MAX_TOKEN_BYTES = 16 * 1024
 
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# By segment length mod 4: the bits of the last character that carry no data.
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 
 # Headers that ask the verifier to fetch keys from the token, to honour extensions it
 # cannot know, or to treat the payload as another token: all rejected (RFC 8725 §3.1-3.11).
@@ -129,6 +132,11 @@ def _decode_json_object(segment: bytes, what: str) -> dict[str, Any]:
         raise InvalidPayload(f"token {what} is not a JSON object") from None
     if not isinstance(value, dict):
         raise InvalidPayload(f"token {what} is not a JSON object")
+    # json accepts lone surrogate escapes ("\ud800") in keys, values and list items;
+    # they break every later encode. Strict UTF-8 decoding has already refused encoded
+    # surrogates, so only a \u escape can make one: without any, there is none to find.
+    if "\\u" in text and not _encodable(value):
+        raise InvalidPayload(f"token {what} is not a JSON object")
     return value
 
 
@@ -136,6 +144,11 @@ def _b64url_decode(segment: bytes, what: str) -> bytes:
     # One strict pass: the alphabet check rejects padding, whitespace and the standard
     # alphabet, which base64's decoder would otherwise accept silently.
     if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise InvalidPayload(f"token {what} is not base64url")
+    # Canonical only (RFC 4648 §3.5): the bits of the last character that encode no
+    # data must be zero, or several strings would decode to one token (malleability).
+    unused_bits = _UNUSED_BITS[len(segment) % 4]
+    if unused_bits and _B64URL_ALPHABET.index(segment[-1]) & unused_bits:
         raise InvalidPayload(f"token {what} is not base64url")
     try:
         return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
@@ -148,21 +161,27 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         # Two parsers could read two different values from one token: refuse both.
         raise ValueError("duplicate key")
-    for key, value in pairs:
-        _require_encodable(key)
-        _require_encodable(value)
     return result
 
 
-def _require_encodable(value: Any) -> None:
-    # json accepts lone surrogate escapes ("\ud800") in keys, values and list items;
-    # they break every later encode. Nested objects are checked by their own hook call.
-    if isinstance(value, str):
-        if not value.isascii():
-            value.encode("utf-8")  # UnicodeEncodeError is a ValueError: not a JSON object
-    elif isinstance(value, list):
-        for item in value:
-            _require_encodable(item)
+def _encodable(value: Any) -> bool:
+    """No string anywhere in `value` (keys included) holds a lone surrogate."""
+    # A loop, not recursion: json nests deeper than a recursive walk could follow.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 def _rsa(hash_algorithm: hashes.HashAlgorithm) -> Any:

@@ -1,12 +1,18 @@
 """Issuer key sets: fetched over TLS through discovery, cached, refreshed without stampedes.
 
 A warm cache never waits for the network: keys past their time-to-live keep serving
-while one background thread refreshes them. An unknown `kid` triggers at most one
-synchronous refresh per `min_refresh_interval` per issuer, shared by every concurrent
-request (they queue on one lock, then find the fresh set). A failed fetch keeps the last
-good set for `max_stale` seconds and is itself remembered for `failure_backoff` seconds,
-so neither a provider outage nor an attacker spraying random `kid`s turns requests into
-outbound fetches.
+while a background thread refreshes them. An unknown `kid` triggers at most one
+refresh per `min_refresh_interval` per issuer, shared by every concurrent request (they
+wait for the one running refresh, then find the fresh set). A failed fetch keeps the
+last good set for `max_stale` seconds and is itself remembered for `failure_backoff`
+seconds, so neither a provider outage nor an attacker spraying random `kid`s turns
+requests into outbound fetches.
+
+Every refresh runs on its own thread, at most one per issuer, and a request waits for
+it at most `max_wait` seconds from the moment it started. Per-read socket timeouts do
+not bound a fetch: a server that trickles its headers or body a byte at a time keeps
+every read within them, forever. The request still gets its answer in time, and no
+lock is held across the network, so requests never queue behind a stuck fetch.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class KeySetPolicy:
     min_refresh_interval: float = 60.0
     failure_backoff: float = 10.0
     max_stale: float = 24 * 3600.0
+    # Real seconds a request waits for a refresh, counted from when the refresh began.
+    # Coupled: at least HttpKeySetFetcher's deadline (4 s), so a fetch that keeps its
+    # deadline is always waited for, and under the publish action's 5 s timeout.
+    max_wait: float = 4.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,14 @@ class StaticKeySet:
         return key
 
 
+@dataclass(frozen=True)
+class _Refresh:
+    """One running refresh: set when it has finished, waited for until `wait_until`."""
+
+    done: threading.Event
+    wait_until: float  # time.monotonic()
+
+
 class CachedKeySet:
     def __init__(
         self,
@@ -87,35 +105,26 @@ class CachedKeySet:
         self._issuer = issuer
         self._fetcher = fetcher
         self._policy = policy or KeySetPolicy()
+        # The cache's notion of time (TTL, intervals, staleness); waiting for a running
+        # fetch is always measured in real time.
         self._clock = clock
+        # Guards the fields below; never held across the network.
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._next_attempt_at = float("-inf")
+        self._refresh: _Refresh | None = None
 
     def key_for(self, kid: str) -> PublicKey:
         now = self._clock()
         snapshot = self._usable_snapshot(now)
         if snapshot is not None and kid in snapshot.keys:
             if now - snapshot.fetched_at > self._policy.ttl:
-                self._refresh_in_background()
+                self._start_refresh(now)  # in the background: this request does not wait
             return snapshot.keys[kid]
-        return self._key_after_refresh(kid)
-
-    def _usable_snapshot(self, now: float) -> _Snapshot | None:
-        snapshot = self._snapshot
-        if snapshot is None or now - snapshot.fetched_at > self._policy.max_stale:
-            return None
-        return snapshot
-
-    def _key_after_refresh(self, kid: str) -> PublicKey:
-        with self._lock:
-            now = self._clock()
-            snapshot = self._usable_snapshot(now)
-            # Another request may have refreshed while this one waited for the lock.
-            if snapshot is not None and kid in snapshot.keys:
-                return snapshot.keys[kid]
-            if now >= self._next_attempt_at:
-                snapshot = self._refresh_locked(now) or snapshot
+        refresh = self._start_refresh(now)
+        if refresh is not None:
+            refresh.done.wait(max(0.0, refresh.wait_until - time.monotonic()))
+        snapshot = self._usable_snapshot(self._clock())
         if snapshot is None:
             raise KeySetUnavailable(
                 "the CI provider's signing keys cannot be fetched right now; retry later"
@@ -125,32 +134,48 @@ class CachedKeySet:
             raise InvalidToken("token 'kid' is not in the issuer's key set")
         return key
 
-    def _refresh_locked(self, now: float) -> _Snapshot | None:
+    def _usable_snapshot(self, now: float) -> _Snapshot | None:
+        snapshot = self._snapshot
+        if snapshot is None or now - snapshot.fetched_at > self._policy.max_stale:
+            return None
+        return snapshot
+
+    def _start_refresh(self, now: float) -> _Refresh | None:
+        """The running refresh, or a new one if none runs and the rate limit allows it."""
+        with self._lock:
+            if self._refresh is not None:
+                return self._refresh  # shared: concurrent requests cause one fetch
+            if now < self._next_attempt_at:
+                return None
+            refresh = _Refresh(threading.Event(), time.monotonic() + self._policy.max_wait)
+            self._refresh = refresh
+        threading.Thread(
+            target=self._run_refresh, args=(refresh,), name="keyset-refresh", daemon=True
+        ).start()
+        return refresh
+
+    def _run_refresh(self, refresh: _Refresh) -> None:
         try:
             keys = self._fetcher.fetch(self._issuer)
-        except KeySetFetchError as exc:
-            log.warning("key set refresh failed for issuer %s: %s", self._issuer, exc)
-            self._next_attempt_at = now + self._policy.failure_backoff
-            return None
-        self._snapshot = _Snapshot(keys=keys, fetched_at=now)
-        self._next_attempt_at = now + self._policy.min_refresh_interval
-        log.info("key set refreshed for issuer %s: %d key(s)", self._issuer, len(keys))
-        return self._snapshot
-
-    def _refresh_in_background(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            return  # a refresh is already running
-        if self._clock() < self._next_attempt_at:
-            self._lock.release()
-            return
-
-        def run() -> None:
-            try:
-                self._refresh_locked(self._clock())
-            finally:
-                self._lock.release()
-
-        threading.Thread(target=run, name="keyset-refresh", daemon=True).start()
+        except Exception as exc:
+            # Any failure, not only KeySetFetchError: a refresh thread that dies without
+            # recording it would leave the issuer without refreshes for good.
+            if not isinstance(exc, KeySetFetchError):
+                log.exception("key set refresh crashed for issuer %s", self._issuer)
+            else:
+                log.warning("key set refresh failed for issuer %s: %s", self._issuer, exc)
+            with self._lock:
+                self._next_attempt_at = self._clock() + self._policy.failure_backoff
+        else:
+            now = self._clock()
+            with self._lock:
+                self._snapshot = _Snapshot(keys=keys, fetched_at=now)
+                self._next_attempt_at = now + self._policy.min_refresh_interval
+            log.info("key set refreshed for issuer %s: %d key(s)", self._issuer, len(keys))
+        finally:
+            with self._lock:
+                self._refresh = None
+            refresh.done.set()
 
 
 class HttpKeySetFetcher:

@@ -8,12 +8,12 @@ registered claims (`aud`, `exp`, `nbf`, `iat`, `jti`).
 
 from __future__ import annotations
 
-import math
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import InvalidPayload, InvalidToken
+from app.errors import InvalidPayload, InvalidToken, NotEnabled
 from app.oidc.jws import check_header, parse_compact_jws, read_unverified_routing, verify_signature
 from app.oidc.keysets import KeySet
 
@@ -22,6 +22,8 @@ from app.oidc.keysets import KeySet
 # (see `replay_record_ttl`).
 LEEWAY_SECONDS = 60
 MAX_JTI_LENGTH = 256
+# Numeric dates beyond I-JSON's exact integer range (RFC 7493 §2.2) are no real time.
+MAX_NUMERIC_DATE = 2**53
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class IssuerConfig:
     # For providers whose tokens live long and carry no jti: the oldest `iat` accepted.
     max_age: int | None = None
     requires_jti: bool = True
+    # A provider's kill switch: its issuers stay configured (so policies naming them
+    # still load) but their tokens are refused before any key is fetched.
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class VerifiedIdentity:
     expires_at: int
     issued_at: int
     jti: str | None
+    # Hash of the bytes the issuer signed (header.payload): unique per token, unlike
+    # the signature's text (base64url has spare bits, ECDSA signatures are malleable).
+    # Identifies a token that carries no jti, for the replay check.
+    signed_digest: str
 
 
 @dataclass
@@ -76,13 +85,16 @@ def verify_identity_token(
         # unknown (a trailing slash or other case is a different issuer).
         raise InvalidPayload("token issuer is not a trusted CI issuer")
     config, keys = entry
+    if not config.enabled:
+        raise NotEnabled(f"trusted publishing with {config.provider} tokens is disabled")
     check_header(parsed)
     if routing.alg not in config.algorithms:
         raise InvalidToken(f"token algorithm {routing.alg!r} is not accepted for this issuer")
     if routing.kid is None:
         raise InvalidToken("token header has no 'kid'")
     verify_signature(parsed, routing.alg, keys.key_for(routing.kid))
-    return _check_registered_claims(parsed.claims, config, audience, now)
+    digest = hashlib.blake2b(parsed.signing_input, digest_size=16).hexdigest()
+    return _check_registered_claims(parsed.claims, config, audience, now, digest)
 
 
 def replay_record_ttl(identity: VerifiedIdentity, now: int) -> int:
@@ -91,7 +103,7 @@ def replay_record_ttl(identity: VerifiedIdentity, now: int) -> int:
 
 
 def _check_registered_claims(
-    claims: Mapping[str, Any], config: IssuerConfig, audience: str, now: int
+    claims: Mapping[str, Any], config: IssuerConfig, audience: str, now: int, signed_digest: str
 ) -> VerifiedIdentity:
     audience_claim = claims.get("aud")
     if isinstance(audience_claim, list):
@@ -120,7 +132,12 @@ def _check_registered_claims(
     if jti_expected and (not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH):
         raise InvalidToken("token 'jti' is missing or not a short string")
     return VerifiedIdentity(
-        issuer=config, claims=claims, expires_at=expires_at, issued_at=issued_at, jti=jti
+        issuer=config,
+        claims=claims,
+        expires_at=expires_at,
+        issued_at=issued_at,
+        jti=jti,
+        signed_digest=signed_digest,
     )
 
 
@@ -128,6 +145,12 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     value = claims.get(name)
     if value is None:
         raise InvalidToken(f"token has no '{name}' claim")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"token '{name}' is not a number")
+    # A range check rather than math.isfinite(): JSON integers are unbounded, and a
+    # 400-digit one overflows the float conversion isfinite() makes. The comparison is
+    # exact for any int and false for NaN, so this one check refuses NaN, infinities and
+    # absurd values alike.
+    if not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:
+        raise InvalidToken(f"token '{name}' is not a number in range")
     return int(value)

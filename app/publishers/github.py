@@ -4,6 +4,9 @@ Identity is bound to immutable IDs (`repository_owner_id`, optionally `repositor
 so a deleted and re-registered owner or repository cannot inherit a publisher. The
 publisher's workflow is matched against `workflow_ref` (the calling workflow, which
 the maintainer controls), never against `sub`, whose template organisations customise.
+A policy may add constraints (`CONSTRAINTS`): refs, protected refs, events, runners, and
+the reusable workflow that actually runs the job (`job_workflow_ref`, `job_workflow_sha`),
+which may live in another repository.
 """
 
 from __future__ import annotations
@@ -14,7 +17,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import ClaimMismatch, InvalidPublisher
-from app.publishers.model import ProviderClaims, normalize_project_name, string_claim
+from app.oidc.verify import IssuerConfig
+from app.publishers.constraints import (
+    Glob,
+    Rule,
+    RuleFactory,
+    check_rules,
+    equal_to,
+    is_true,
+    matches_any,
+    one_of,
+    rules_from_policy,
+)
+from app.publishers.model import (
+    ClaimCheck,
+    ProviderClaims,
+    failed,
+    normalize_project_name,
+    string_claim,
+)
 from app.settings import PUBLIC_GITHUB_ISSUER
 
 REQUIRED_CLAIMS = (
@@ -46,6 +67,71 @@ IGNORED_CLAIMS = ("sub", "repository_visibility", "run_number", "enterprise", "e
 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
 _WORKFLOW_FILE = re.compile(r"^[^/@\s]+\.ya?ml$")
+_WORKFLOWS_DIR = "/.github/workflows/"
+
+
+@dataclass(frozen=True)
+class ReusableWorkflowRule:
+    """`job_workflow_ref` is OWNER/REPO/.github/workflows/FILE@REF of the policy.
+
+    The repository may be any repository (a shared workflow of the organisation); it is
+    compared ignoring case like every GitHub owner/name, FILE exactly, and REF as an
+    exact value or a pattern (`refs/tags/v*`).
+    """
+
+    repository: str
+    file: str
+    ref: Glob
+    claim: str = "job_workflow_ref"
+
+    @classmethod
+    def from_policy(cls, value: str) -> ReusableWorkflowRule:
+        split = split_workflow_ref(value)
+        if split is None:
+            raise ValueError(f"{value!r} is not OWNER/REPO/.github/workflows/FILE@REF")
+        repository, file, ref = split
+        return cls(repository=repository, file=file, ref=Glob(ref))
+
+    @property
+    def text(self) -> str:
+        return f"{self.repository}{_WORKFLOWS_DIR}{self.file}@{self.ref.text}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.claim}~{self.repository.lower()}{_WORKFLOWS_DIR}{self.file}@{self.ref.text}"
+
+    def check(self, received: str | None) -> ClaimCheck:
+        split = split_workflow_ref(received) if received is not None else None
+        ok = split is not None and (
+            split[0].lower() == self.repository.lower()
+            and split[1] == self.file
+            and self.ref.matches(split[2])
+        )
+        how = "matching" if not self.ref.is_exact else "equal to"
+        expected = f"{how} {self.text!r} (repository ignoring case)"
+        return ClaimCheck(self.claim, expected, received, ok)
+
+
+def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
+    """(OWNER/REPO, FILE, REF) of `OWNER/REPO/.github/workflows/FILE@REF`, or None if odd."""
+    repository, marker, rest = value.partition(_WORKFLOWS_DIR)
+    file_name, at, ref = rest.partition("@")
+    if not (marker and at and ref and "@" not in ref):
+        return None
+    if not (_REPOSITORY.fullmatch(repository) and _WORKFLOW_FILE.fullmatch(file_name)):
+        return None
+    return repository, file_name, ref
+
+
+# Policy keys that constrain a run beyond its identity, and the claim each one reads.
+CONSTRAINTS: Mapping[str, RuleFactory] = {
+    "refs": matches_any("ref"),
+    "ref_protected": is_true("ref_protected"),
+    "event_names": one_of("event_name"),
+    "runner_environment": equal_to("runner_environment"),
+    "job_workflow_ref": ReusableWorkflowRule.from_policy,
+    "job_workflow_sha": equal_to("job_workflow_sha"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +153,7 @@ class GitHubPublisher:
     source: str
     environment: str | None = None
     repository_id: str | None = None
+    rules: tuple[Rule, ...] = ()
     provider: str = field(default="github", init=False)
 
     @property
@@ -75,7 +162,7 @@ class GitHubPublisher:
 
     @property
     def specificity(self) -> int:
-        return (self.environment is not None) + (self.repository_id is not None)
+        return (self.environment is not None) + (self.repository_id is not None) + len(self.rules)
 
     @property
     def identity_key(self) -> tuple[str, ...]:
@@ -87,26 +174,29 @@ class GitHubPublisher:
             self.repository_id or "",
             self.workflow,
             (self.environment or "").lower(),
+            *(rule.key for rule in self.rules),
         )
 
     def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
-        if not isinstance(claims, GitHubClaims):
-            return (ClaimMismatch("iss", "a GitHub Actions token", claims.issuer),)
-        return tuple(
-            ClaimMismatch(claim, expected, received)
-            for claim, expected, received, matches in self._checks(claims)
-            if not matches
-        )
+        return failed(self.checks(claims))
 
-    def _checks(self, claims: GitHubClaims) -> list[tuple[str, str, str | None, bool]]:
-        checks: list[tuple[str, str, str | None, bool]] = [
-            (
+    def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:
+        if not isinstance(claims, GitHubClaims):
+            return (ClaimCheck("iss", "a GitHub Actions token", claims.issuer, False),)
+        checks = [
+            ClaimCheck(
+                "repository",
+                f"{self.repository!r} (any case)",
+                claims.repository,
+                claims.repository.lower() == self.repository.lower(),
+            ),
+            ClaimCheck(
                 "repository_owner_id",
                 repr(self.repository_owner_id),
                 claims.repository_owner_id,
                 claims.repository_owner_id == self.repository_owner_id,
             ),
-            (
+            ClaimCheck(
                 "workflow_ref",
                 f"workflow file {self.workflow!r}",
                 claims.workflow,
@@ -115,7 +205,7 @@ class GitHubPublisher:
         ]
         if self.repository_id is not None:
             checks.append(
-                (
+                ClaimCheck(
                     "repository_id",
                     repr(self.repository_id),
                     claims.repository_id,
@@ -125,7 +215,7 @@ class GitHubPublisher:
         if self.environment is not None:
             # GitHub environment names are case-insensitive.
             checks.append(
-                (
+                ClaimCheck(
                     "environment",
                     f"{self.environment!r} (any case)",
                     claims.environment,
@@ -133,11 +223,16 @@ class GitHubPublisher:
                     and claims.environment.lower() == self.environment.lower(),
                 )
             )
-        return checks
+        checks.extend(check_rules(self.rules, claims.values))
+        return tuple(checks)
 
 
 class GitHubProvider:
     name = "github"
+
+    def issuer_config(self, url: str, *, enabled: bool) -> IssuerConfig:
+        # Tokens live about 5 minutes; IssuerConfig's default lifetime cap (900 s) fits.
+        return IssuerConfig(url=url, provider=self.name, enabled=enabled)
 
     def parse_publisher(self, entry: Mapping[str, Any], source: str) -> GitHubPublisher:
         environment = entry.get("environment")
@@ -148,6 +243,7 @@ class GitHubProvider:
             repository_id=entry.get("repository_id"),
             workflow=entry["workflow"],
             environment=environment,
+            rules=rules_from_policy(entry, CONSTRAINTS),
             projects=frozenset(normalize_project_name(name) for name in entry["projects"]),
             source=source,
         )
@@ -195,6 +291,7 @@ class GitHubProvider:
             repository_owner_id=values["repository_owner_id"],
             workflow=workflow,
             environment=environment,
+            values={**values, **optional},
         )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.errors import ClaimMismatch, InvalidPublisher
+from app.oidc.verify import IssuerConfig
 
 
 @dataclass(frozen=True)
@@ -15,12 +16,34 @@ class ProviderClaims:
     """A verified token's provider claims, checked by type and shape.
 
     `lookup_key` is the exact identity used to find candidate publishers (never a
-    pattern); `identity` is what gets recorded in the upload token and the audit trail.
+    pattern); `identity` is what gets recorded in the upload token and the audit trail;
+    `values` holds every type-checked claim by name (None when absent), which is what
+    policy constraints read.
     """
 
     issuer: str
     lookup_key: str
     identity: Mapping[str, str]
+    values: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """One check a publisher made against one of the caller's claims, passed or not."""
+
+    claim: str
+    expected: str
+    received: str | None
+    ok: bool
+
+    @property
+    def mismatch(self) -> ClaimMismatch:
+        return ClaimMismatch(self.claim, self.expected, self.received)
+
+
+def failed(checks: Iterable[ClaimCheck]) -> tuple[ClaimMismatch, ...]:
+    """The mismatches among `checks`: `mismatches()` is always derived from `checks()`."""
+    return tuple(check.mismatch for check in checks if not check.ok)
 
 
 class Publisher(Protocol):
@@ -52,11 +75,21 @@ class Publisher(Protocol):
         """Two publishers with the same identity key are duplicates."""
         ...
 
-    def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]: ...
+    def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:
+        """Every check this publisher makes on `claims`, in a stable order, passed or not."""
+        ...
+
+    def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
+        """The failed `checks`; empty means the publisher matches."""
+        ...
 
 
 class Provider(Protocol):
     name: str
+
+    def issuer_config(self, url: str, *, enabled: bool) -> IssuerConfig:
+        """The token rules (algorithms, lifetime, age, jti) for one of its issuers."""
+        ...
 
     def parse_publisher(self, entry: Mapping[str, Any], source: str) -> Publisher:
         """Build a publisher from a schema-valid policy entry."""

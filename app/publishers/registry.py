@@ -1,19 +1,35 @@
-"""Finding the publisher a verified token belongs to: exact lookup, then the claim checks."""
+"""Finding the publisher a verified token belongs to: exact lookup, then the claim checks.
+
+`explain` is the one place that runs the checks; `match` decides on its results, so what
+`trustpub explain` reports and what the exchange does can never diverge.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from app.errors import InvalidPublisher
-from app.publishers.model import ProviderClaims, Publisher
+from app.publishers.model import ClaimCheck, ProviderClaims, Publisher, failed
 
 
 @dataclass(frozen=True)
 class PublisherMatch:
     publishers: tuple[Publisher, ...]
     projects: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PublisherReport:
+    """How one candidate publisher judged a token: every check, passed or not."""
+
+    publisher: Publisher
+    checks: tuple[ClaimCheck, ...]
+
+    @property
+    def matches(self) -> bool:
+        return all(check.ok for check in self.checks)
 
 
 class PublisherRegistry:
@@ -27,23 +43,34 @@ class PublisherRegistry:
     def __len__(self) -> int:
         return sum(len(candidates) for candidates in self._index.values())
 
-    def match(self, claims: ProviderClaims) -> PublisherMatch:
+    def explain(self, claims: ProviderClaims) -> tuple[PublisherReport, ...]:
+        """The checks of every publisher registered for the token's own issuer and key.
+
+        Only those: publishers of other repositories (or of the same name at another
+        issuer) are never looked at, so nothing about them can leak into a report.
+        """
         candidates = self._index.get((claims.issuer, claims.lookup_key), [])
-        if not candidates:
-            raise InvalidPublisher(
-                f"no trusted publisher is registered for {claims.lookup_key!r} "
-                "with this token's issuer"
-            )
-        results = [(publisher, publisher.mismatches(claims)) for publisher in candidates]
-        matching = [publisher for publisher, mismatches in results if not mismatches]
-        if not matching:
-            # Show the caller's own claims against the closest publisher of its own
-            # repository: enough to fix a typo, and nothing about other projects.
-            _, closest = min(results, key=lambda result: len(result[1]))
-            raise InvalidPublisher("no trusted publisher matches this token", closest)
-        best = max(publisher.specificity for publisher in matching)
-        winners = tuple(p for p in matching if p.specificity == best)
-        return PublisherMatch(
-            publishers=winners,
-            projects=frozenset().union(*(p.projects for p in winners)),
+        return tuple(PublisherReport(p, p.checks(claims)) for p in candidates)
+
+    def match(self, claims: ProviderClaims) -> PublisherMatch:
+        return choose(claims, self.explain(claims))
+
+
+def choose(claims: ProviderClaims, reports: Sequence[PublisherReport]) -> PublisherMatch:
+    """The most specific matching publishers; raises InvalidPublisher naming what differs."""
+    if not reports:
+        raise InvalidPublisher(
+            f"no trusted publisher is registered for {claims.lookup_key!r} with this token's issuer"
         )
+    matching = [report.publisher for report in reports if report.matches]
+    if not matching:
+        # Show the caller's own claims against the closest publisher of its own
+        # repository: enough to fix a typo, and nothing about other projects.
+        closest = min(reports, key=lambda report: len(failed(report.checks)))
+        raise InvalidPublisher("no trusted publisher matches this token", failed(closest.checks))
+    best = max(publisher.specificity for publisher in matching)
+    winners = tuple(p for p in matching if p.specificity == best)
+    return PublisherMatch(
+        publishers=winners,
+        projects=frozenset().union(*(p.projects for p in winners)),
+    )

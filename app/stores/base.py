@@ -9,9 +9,10 @@ is treated as revoked or replayed (see `app.tokens.introspection` and `app.excha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -76,4 +77,125 @@ class RateLimiter(Protocol):
 class HealthCheck(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredRegistration:
+    """A publisher registered through the API: its policy entry plus who, when, pending.
+
+    `entry` is exactly a policy file's `[[publisher]]` table (with `projects` = [project]):
+    one model, two sources. `unique_key` identifies (publisher identity, project), so the
+    store can refuse a duplicate that two processes try to add at once.
+    """
+
+    id: str
+    project: str
+    entry: Mapping[str, Any]
+    created_by: str
+    created_at: int
+    unique_key: str
+    # Set for a pending publisher only: unix seconds after which it is ignored and purged.
+    expires_at: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.expires_at is not None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def converted(self) -> StoredRegistration:
+        return replace(self, expires_at=None)
+
+    def encode(self) -> str:
+        """The immutable part; pending state is kept apart so converting rewrites nothing."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "project": self.project,
+                "entry": dict(self.entry),
+                "created_by": self.created_by,
+                "created_at": self.created_at,
+                "unique_key": self.unique_key,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, value: str, expires_at: int | None) -> StoredRegistration:
+        data = json.loads(value)
+        return cls(
+            id=data["id"],
+            project=data["project"],
+            entry=data["entry"],
+            created_by=data["created_by"],
+            created_at=int(data["created_at"]),
+            unique_key=data["unique_key"],
+            expires_at=expires_at,
+        )
+
+
+@dataclass(frozen=True)
+class RegistrationState:
+    """Everything registered, read at once: `version` changes with every change."""
+
+    version: int
+    registrations: tuple[StoredRegistration, ...]
+    # Projects that exist for trustpub: declared by the index, or that had a
+    # non-pending publisher registered (sticky: removing publishers frees no name).
+    projects: frozenset[str]
+
+
+class RegistrationStore(Protocol):
+    def registrations_version(self) -> int:
+        """One cheap read: pollers reload only when it changed."""
+        ...
+
+    def load_registrations(self) -> RegistrationState: ...
+
+    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+        """Add it atomically; None if added, else the id of the registration that holds
+        its `unique_key` already, or "" when a pending one names an existing project."""
+        ...
+
+    def remove_registration(self, registration_id: str) -> StoredRegistration | None: ...
+
+    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+        """Make a pending registration a normal one if it still is pending, has not
+        expired and its project still does not exist: "converted", "normal" (it is not
+        pending: another exchange converted it first), "exists", "expired" or "gone"."""
+        ...
+
+    def declare_project(self, project: str) -> bool:
+        """Record that `project` exists; False if it did already."""
+        ...
+
+    def purge_expired(self, now: int) -> int:
+        """Remove expired pending registrations; how many were removed."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: str
+    # Unix milliseconds when it was recorded (the stream id's time).
+    at_ms: int
+    fields: Mapping[str, str]
+
+
+class AuditLog(Protocol):
+    def append_audit(self, fields: Mapping[str, str]) -> str:
+        """Append a record (only strings, never a token or secret); its id."""
+        ...
+
+    def read_audit(
+        self,
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+        limit: int,
+        accept: Callable[[Mapping[str, str]], bool],
+    ) -> list[AuditRecord]:
+        """The newest `limit` records in [since, until] that `accept` keeps, newest first."""
         ...

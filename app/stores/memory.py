@@ -10,14 +10,30 @@ import heapq
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 
-from app.stores.base import ClaimResult, Epoch, RevocationState
+from app.stores.base import (
+    AuditRecord,
+    ClaimResult,
+    Epoch,
+    RegistrationState,
+    RevocationState,
+    StoredRegistration,
+)
 
 
 class MemoryStore:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, audit_max_length: int = 100_000
+    ) -> None:
         self._clock = clock
+        self._registrations: dict[str, StoredRegistration] = {}
+        self._unique: dict[str, str] = {}
+        self._projects: set[str] = set()
+        self._version = 0
+        self._audit: deque[AuditRecord] = deque(maxlen=audit_max_length)
+        self._audit_sequence = 0
         self._lock = threading.Lock()
         self._values: dict[str, tuple[int, float]] = {}
         self._expiry_heap: list[tuple[float, str]] = []
@@ -51,6 +67,112 @@ class MemoryStore:
 
     def ping(self) -> None:
         return None
+
+    # -- registrations -----------------------------------------------------------------
+
+    def registrations_version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def load_registrations(self) -> RegistrationState:
+        with self._lock:
+            return RegistrationState(
+                self._version, tuple(self._registrations.values()), frozenset(self._projects)
+            )
+
+    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+        with self._lock:
+            holder = self._unique.get(registration.unique_key)
+            if holder is not None:
+                held = self._registrations.get(holder)
+                if held is not None and not held.expired(now):
+                    return holder
+                self._registrations.pop(holder, None)
+            if registration.pending and registration.project in self._projects:
+                return ""
+            self._registrations[registration.id] = registration
+            self._unique[registration.unique_key] = registration.id
+            if not registration.pending:
+                self._projects.add(registration.project)
+            self._version += 1
+            return None
+
+    def remove_registration(self, registration_id: str) -> StoredRegistration | None:
+        with self._lock:
+            registration = self._registrations.pop(registration_id, None)
+            if registration is None:
+                return None
+            if self._unique.get(registration.unique_key) == registration_id:
+                del self._unique[registration.unique_key]
+            self._version += 1
+            return registration
+
+    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+        with self._lock:
+            registration = self._registrations.get(registration_id)
+            if registration is None:
+                return "gone"
+            if not registration.pending:
+                return "normal"
+            if registration.expired(now):
+                return "expired"
+            if project in self._projects:
+                return "exists"
+            self._registrations[registration_id] = registration.converted()
+            self._projects.add(project)
+            self._version += 1
+            return "converted"
+
+    def declare_project(self, project: str) -> bool:
+        with self._lock:
+            if project in self._projects:
+                return False
+            self._projects.add(project)
+            self._version += 1
+            return True
+
+    def purge_expired(self, now: int) -> int:
+        with self._lock:
+            expired = [r for r in self._registrations.values() if r.expired(now)]
+            for registration in expired:
+                del self._registrations[registration.id]
+                if self._unique.get(registration.unique_key) == registration.id:
+                    del self._unique[registration.unique_key]
+            if expired:
+                self._version += 1
+            return len(expired)
+
+    # -- audit trail -------------------------------------------------------------------
+
+    def append_audit(self, fields: Mapping[str, str]) -> str:
+        with self._lock:
+            self._audit_sequence += 1
+            at_ms = int(self._clock() * 1000)
+            record = AuditRecord(f"{at_ms}-{self._audit_sequence}", at_ms, dict(fields))
+            self._audit.append(record)
+            return record.id
+
+    def read_audit(
+        self,
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+        limit: int,
+        accept: Callable[[Mapping[str, str]], bool],
+    ) -> list[AuditRecord]:
+        with self._lock:
+            records = list(self._audit)
+        found = []
+        for record in reversed(records):
+            if until_ms is not None and record.at_ms > until_ms:
+                continue
+            if since_ms is not None and record.at_ms < since_ms:
+                break
+            if accept(record.fields):
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
 
     def __len__(self) -> int:
         with self._lock:

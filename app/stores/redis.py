@@ -6,12 +6,18 @@ Keys (all under the `trustpub:` prefix):
 | `epoch`           | `<random id>:<unix seconds>`| none (its loss is the signal)         |
 | `jti:<digest>`    | `1`                         | OIDC token exp + leeway               |
 | `rev:<scope>:...` | unix seconds (revoked <= t) | until every token it covers expired  |
+| `registrations`   | hash: id -> registration JSON | none                                |
+| `registrations:pending` | hash: id -> expires_at (unix seconds) | none; expired ones purged |
+| `registrations:unique`  | hash: identity+project digest -> id | none                       |
+| `registrations:version` | counter, INCR on every change | none (pollers reload on change) |
+| `projects`        | set of projects that exist   | none                                 |
+| `audit`           | stream, `MAXLEN ~ audit_max_length` | trimmed by length              |
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -22,7 +28,14 @@ from redis.sentinel import Sentinel
 
 from app.errors import ConfigurationError, StoreUnavailable
 from app.metrics import metrics
-from app.stores.base import ClaimResult, Epoch, RevocationState
+from app.stores.base import (
+    AuditRecord,
+    ClaimResult,
+    Epoch,
+    RegistrationState,
+    RevocationState,
+    StoredRegistration,
+)
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
 # timeouts and a single retry (for a connection the pool held that the server closed).
@@ -63,6 +76,86 @@ else
 end
 return 1
 """
+
+# Registrations: every change is one script, so the hashes, the set of existing projects
+# and the version that pollers watch can never disagree.
+# KEYS: registrations, pending, unique, version, projects
+# ARGV: id, json, unique key, project, expires_at ('' = not pending), now
+_ADD_REGISTRATION_SCRIPT = """
+local holder = redis.call('HGET', KEYS[3], ARGV[3])
+if holder then
+  local expires = redis.call('HGET', KEYS[2], holder)
+  if redis.call('HEXISTS', KEYS[1], holder) == 1
+     and not (expires and tonumber(expires) <= tonumber(ARGV[6])) then
+    return holder
+  end
+  redis.call('HDEL', KEYS[1], holder)
+  redis.call('HDEL', KEYS[2], holder)
+end
+if ARGV[5] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[4]) == 1 then
+  return ''
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+else
+  redis.call('SADD', KEYS[5], ARGV[4])
+end
+redis.call('INCR', KEYS[4])
+return false
+"""
+
+# KEYS: registrations, pending, unique, version; ARGV: id
+_REMOVE_REGISTRATION_SCRIPT = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return false end
+local expires = redis.call('HGET', KEYS[2], ARGV[1])
+local unique = cjson.decode(value)['unique_key']
+if redis.call('HGET', KEYS[3], unique) == ARGV[1] then redis.call('HDEL', KEYS[3], unique) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[4])
+return {value, expires or ''}
+"""
+
+# KEYS: registrations, pending, version, projects; ARGV: id, project, now
+_CONVERT_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'gone' end
+local expires = redis.call('HGET', KEYS[2], ARGV[1])
+if not expires then return 'normal' end
+if tonumber(expires) <= tonumber(ARGV[3]) then return 'expired' end
+if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then return 'exists' end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('INCR', KEYS[3])
+return 'converted'
+"""
+
+# KEYS: registrations, pending, unique, version; ARGV: now
+_PURGE_SCRIPT = """
+local pending = redis.call('HGETALL', KEYS[2])
+local removed = 0
+for i = 1, #pending, 2 do
+  if tonumber(pending[i + 1]) <= tonumber(ARGV[1]) then
+    local value = redis.call('HGET', KEYS[1], pending[i])
+    if value then
+      local unique = cjson.decode(value)['unique_key']
+      if redis.call('HGET', KEYS[3], unique) == pending[i] then
+        redis.call('HDEL', KEYS[3], unique)
+      end
+    end
+    redis.call('HDEL', KEYS[1], pending[i])
+    redis.call('HDEL', KEYS[2], pending[i])
+    removed = removed + 1
+  end
+end
+if removed > 0 then redis.call('INCR', KEYS[4]) end
+return removed
+"""
+
+# How many stream entries one read of the audit trail asks for at a time.
+_AUDIT_BATCH = 500
 
 
 def connect(url: str) -> redis.Redis:
@@ -121,9 +214,26 @@ class RedisStore:
     """
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "trustpub:", min_replicas: int = 0
+        self,
+        client: redis.Redis,
+        prefix: str = "trustpub:",
+        min_replicas: int = 0,
+        audit_max_length: int = 100_000,
     ) -> None:
         self._client = client
+        self._audit_max_length = audit_max_length
+        self._registrations_keys = [
+            prefix + "registrations",
+            prefix + "registrations:pending",
+            prefix + "registrations:unique",
+            prefix + "registrations:version",
+        ]
+        self._projects_key = prefix + "projects"
+        self._audit_key = prefix + "audit"
+        self._add_registration = client.register_script(_ADD_REGISTRATION_SCRIPT)
+        self._remove_registration = client.register_script(_REMOVE_REGISTRATION_SCRIPT)
+        self._convert = client.register_script(_CONVERT_SCRIPT)
+        self._purge = client.register_script(_PURGE_SCRIPT)
         self._prefix = prefix
         self._min_replicas = min_replicas
         self._epoch_key = prefix + "epoch"
@@ -158,6 +268,120 @@ class RedisStore:
 
     def ping(self) -> None:
         self._call(self._client.ping)
+
+    # -- registrations -----------------------------------------------------------------
+
+    def registrations_version(self) -> int:
+        value = self._call(self._client.get, self._registrations_keys[3])
+        return int(value) if value is not None else 0
+
+    def load_registrations(self) -> RegistrationState:
+        registrations, pending, _, version = self._registrations_keys
+
+        # MULTI: the version read belongs to exactly these contents.
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(version)
+        pipe.hgetall(registrations)
+        pipe.hgetall(pending)
+        pipe.smembers(self._projects_key)
+        version_value, entries, expiries, projects = self._call(pipe.execute)
+        expires = {key.decode(): int(value) for key, value in expiries.items()}
+        return RegistrationState(
+            version=int(version_value) if version_value is not None else 0,
+            registrations=tuple(
+                StoredRegistration.decode(value.decode(), expires.get(key.decode()))
+                for key, value in entries.items()
+            ),
+            projects=frozenset(project.decode() for project in projects),
+        )
+
+    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+        expires = "" if registration.expires_at is None else str(registration.expires_at)
+        result = self._call(
+            self._add_registration,
+            keys=[*self._registrations_keys, self._projects_key],
+            args=[
+                registration.id,
+                registration.encode(),
+                registration.unique_key,
+                registration.project,
+                expires,
+                now,
+            ],
+        )
+        self._wait_for_replicas()
+        return None if result is None else bytes(result).decode()
+
+    def remove_registration(self, registration_id: str) -> StoredRegistration | None:
+        result = self._call(
+            self._remove_registration, keys=self._registrations_keys, args=[registration_id]
+        )
+        self._wait_for_replicas()
+        if not result:
+            return None
+        value, expires = result
+        return StoredRegistration.decode(value.decode(), int(expires) if expires else None)
+
+    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+        registrations, pending, _, version = self._registrations_keys
+        result = self._call(
+            self._convert,
+            keys=[registrations, pending, version, self._projects_key],
+            args=[registration_id, project, now],
+        )
+        self._wait_for_replicas()
+        return bytes(result).decode()
+
+    def declare_project(self, project: str) -> bool:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.sadd(self._projects_key, project)
+        pipe.incr(self._registrations_keys[3])
+        added, _ = self._call(pipe.execute)
+        self._wait_for_replicas()
+        return bool(added)
+
+    def purge_expired(self, now: int) -> int:
+        return int(self._call(self._purge, keys=self._registrations_keys, args=[now]))
+
+    # -- audit trail -------------------------------------------------------------------
+
+    def append_audit(self, fields: Mapping[str, str]) -> str:
+        record_id = self._call(
+            self._client.xadd,
+            self._audit_key,
+            dict(fields),
+            maxlen=self._audit_max_length,
+            approximate=True,
+        )
+        return bytes(record_id).decode()
+
+    def read_audit(
+        self,
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+        limit: int,
+        accept: Callable[[Mapping[str, str]], bool],
+    ) -> list[AuditRecord]:
+        # Newest first, in batches: the stream is bounded (MAXLEN), so is this scan.
+        found: list[AuditRecord] = []
+        upper = "+" if until_ms is None else f"{until_ms}-18446744073709551615"
+        lower = "-" if since_ms is None else f"{since_ms}-0"
+        while len(found) < limit:
+            batch = self._call(
+                self._client.xrevrange, self._audit_key, upper, lower, count=_AUDIT_BATCH
+            )
+            for raw_id, raw_fields in batch:
+                record_id = raw_id.decode()
+                fields = {key.decode(): value.decode() for key, value in raw_fields.items()}
+                if accept(fields):
+                    found.append(AuditRecord(record_id, int(record_id.split("-")[0]), fields))
+                    if len(found) >= limit:
+                        break
+            if len(batch) < _AUDIT_BATCH:
+                break
+            upper = "(" + batch[-1][0].decode()
+        return found
 
     def _wait_for_replicas(self) -> None:
         if self._min_replicas <= 0:

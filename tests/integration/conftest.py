@@ -98,6 +98,44 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def module_app(
+    redis_server: RedisServer,
+    oidc_issuer_server: OIDCIssuer,
+    signing_key_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Flask:
+    """One app per module, registering the default publisher only.
+
+    For table-driven modules that only send tokens: building an app and warming its key
+    cache cost more than such a test. Use it through `shared_client`, which gives each
+    test what `client` gives it (an empty store, a reset issuer) except a cold cache.
+    """
+    policies_dir = tmp_path_factory.mktemp("module-policies")
+    write_policy(policies_dir, [github_publisher(oidc_issuer_server.url)])
+    app = create_app(
+        Settings(
+            audience=AUDIENCE,
+            policies_dir=policies_dir,
+            redis_url=redis_server.url,
+            signing_keys=signing_key_path,
+            github_issuers=(oidc_issuer_server.url,),
+            # Rate limits count per process: a module's worth of requests from the one
+            # test address would hit the per-address limit meant for production.
+            mint_rate_limit="100000/minute",
+            publisher_rate_limit="100000/minute",
+        )
+    )
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def shared_client(module_app: Flask, redis_url: str, oidc_issuer: OIDCIssuer) -> FlaskClient:
+    """A client of `module_app`, after the store was emptied and the issuer reset."""
+    return module_app.test_client()
+
+
 @pytest.fixture
 def make_claims(oidc_issuer: OIDCIssuer) -> MakeClaims:
     """GitHub claims for octo-org/demo that match the default publisher unless overridden."""

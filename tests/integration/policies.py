@@ -51,3 +51,29 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str | int | bool | list):
         return json.dumps(value)
     raise TypeError(f"no TOML form for {value!r}")
+
+
+def gitlab_publisher(issuer: str, /, **overrides: Any) -> dict[str, Any]:
+    """A GitLab publisher matching support.claims.gitlab_claims() unchanged (None drops a key)."""
+    entry: dict[str, Any] = {
+        "provider": "gitlab",
+        "issuer": issuer,
+        "project_path": "group/sub/project",
+        "workflow_filepath": ".gitlab-ci.yml",
+        "environment": "pypi",
+        "projects": ["gitlab-pkg"],
+    }
+    entry.update(overrides)
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+def google_publisher(issuer: str, /, **overrides: Any) -> dict[str, Any]:
+    """A Google publisher matching support.claims.google_claims() unchanged."""
+    entry: dict[str, Any] = {
+        "provider": "google",
+        "issuer": issuer,
+        "email": "pypi-publisher@octo-project.iam.gserviceaccount.com",
+        "projects": ["google-pkg"],
+    }
+    entry.update(overrides)
+    return {key: value for key, value in entry.items() if value is not None}

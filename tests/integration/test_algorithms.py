@@ -19,6 +19,12 @@ from .handmade import b64url, json_bytes, signing_input
 from .policies import github_publisher
 
 
+@pytest.fixture
+def client(shared_client: FlaskClient) -> FlaskClient:
+    # One app for the module: these tests only send tokens (see `shared_client`).
+    return shared_client
+
+
 def _public_pem(issuer: OIDCIssuer) -> bytes:
     return (
         issuer.private_key(issuer.current_kid)

@@ -20,6 +20,13 @@ from .conftest import MakeApp, MakeClaims, MakeToken, SignRaw
 from .exchange_api import AUDIENCE, assert_failure, mint, replay_keys
 from .policies import github_publisher
 
+
+@pytest.fixture
+def client(shared_client: FlaskClient) -> FlaskClient:
+    # One app for the module: these tests only send tokens (see `shared_client`).
+    return shared_client
+
+
 REGISTERED_CLAIMS = [
     ("iss", "invalid-payload"),
     ("aud", "invalid-token"),
@@ -82,6 +89,9 @@ WRONG_TYPES: list[tuple[str, str, Any, str]] = [
     ("exp-string", "exp", "4102444800", "invalid-token"),
     ("exp-nan", "exp", float("nan"), "invalid-token"),
     ("exp-infinity", "exp", float("inf"), "invalid-token"),
+    ("exp-400-digits", "exp", 10**400, "invalid-token"),
+    ("iat-400-digits", "iat", -(10**400), "invalid-token"),
+    ("nbf-400-digits", "nbf", 10**400, "invalid-token"),
     ("iat-bool", "iat", True, "invalid-token"),
     ("nbf-string", "nbf", "now", "invalid-token"),
     ("aud-list-with-ours", "aud", [AUDIENCE], "invalid-token"),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ BAD_POLICIES: list[tuple[str, Callable[[str], str], list[str]]] = [
         ["publisher[0].repository_owner_id"],
     ),
     ("empty-environment", _one(environment=""), ["publisher[0].environment"]),
-    ("unknown-provider", _one(provider="gitlab"), ["publisher[0].provider"]),
+    ("unknown-provider", _one(provider="circleci"), ["publisher[0].provider"]),
     ("no-publisher-table", lambda _: "# nothing here\n", ["'publisher'"]),
     ("empty-publisher-list", lambda _: "publisher = []\n", ["publisher"]),
 ]
@@ -164,58 +165,81 @@ def test_good_policies_load_and_readiness_counts_them(
 
 
 # -- the check-policies command -------------------------------------------------------
+#
+# Each run starts a Python process that imports the whole service (about a second), so
+# the runs start together, in one module fixture, and each test checks its own.
 
 
-def _run_check(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class CheckRun:
+    result: subprocess.CompletedProcess[str]
+    files: dict[str, Path]
+
+
+def _start_check(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")}
     environ.update(env)
-    return subprocess.run(
+    return subprocess.Popen(
         [str(TRUSTPUB), "check-policies", *args],
         cwd=cwd,
         env=environ,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
 
 
-def test_check_policies_fails_listing_file_and_reason(tmp_path: Path) -> None:
-    policies_dir = tmp_path / "policies"
-    policies_dir.mkdir()
-    bad_workflow = policies_dir / "release.toml"
-    bad_workflow.write_text(policy_toml([github_publisher(CLI_ISSUER, workflow="sub/r.yml")]))
-    bad_issuer = policies_dir / "enterprise.toml"
-    bad_issuer.write_text(
+def _finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def check_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckRun]:
+    base = tmp_path_factory.mktemp("check-policies")
+    bad_dir = base / "bad"
+    bad_dir.mkdir()
+    files = {"release": bad_dir / "release.toml", "enterprise": bad_dir / "enterprise.toml"}
+    files["release"].write_text(
+        policy_toml([github_publisher(CLI_ISSUER, workflow="sub/release.yml")])
+    )
+    files["enterprise"].write_text(
         policy_toml([github_publisher(CLI_ISSUER, issuer="https://ghes.example.com")])
     )
-    result = _run_check(str(policies_dir), cwd=tmp_path, TRUSTPUB_GITHUB_ISSUERS=CLI_ISSUER)
-    assert result.returncode == 1, result
-    assert f"{bad_workflow}: publisher[0].workflow" in result.stderr
-    assert f"{bad_issuer}: publisher[0].issuer" in result.stderr
-    assert "not a configured github issuer" in result.stderr
-    assert "OK" not in result.stdout
+    good_dir = base / "good"
+    good_dir.mkdir()
+    (good_dir / "release.toml").write_text(policy_toml([github_publisher(CLI_ISSUER)]))
+
+    issuers = {"TRUSTPUB_GITHUB_ISSUERS": CLI_ISSUER}
+    processes = {
+        "bad": (_start_check(str(bad_dir), cwd=base, **issuers), files),
+        "good": (_start_check(str(good_dir), cwd=base, **issuers), {}),
+        "repository-dev": (
+            _start_check(
+                "--dev", "policies", cwd=REPOSITORY_ROOT, TRUSTPUB_DEV_DIR=str(base / "dev")
+            ),
+            {},
+        ),
+    }
+    return {name: CheckRun(_finish(process), paths) for name, (process, paths) in processes.items()}
 
 
-def test_check_policies_accepts_a_good_directory(tmp_path: Path) -> None:
-    policies_dir = tmp_path / "policies"
-    policies_dir.mkdir()
-    (policies_dir / "release.toml").write_text(policy_toml([github_publisher(CLI_ISSUER)]))
-    result = _run_check(str(policies_dir), cwd=tmp_path, TRUSTPUB_GITHUB_ISSUERS=CLI_ISSUER)
+def test_check_policies_fails_listing_file_and_reason(check_runs: dict[str, CheckRun]) -> None:
+    run = check_runs["bad"]
+    assert run.result.returncode == 1, run.result
+    assert f"{run.files['release']}: publisher[0].workflow" in run.result.stderr
+    assert f"{run.files['enterprise']}: publisher[0].issuer" in run.result.stderr
+    assert "not a configured github issuer" in run.result.stderr
+    assert "OK" not in run.result.stdout
+
+
+def test_check_policies_accepts_a_good_directory(check_runs: dict[str, CheckRun]) -> None:
+    result = check_runs["good"].result
     assert result.returncode == 0, result
     assert "1 publisher(s) OK" in result.stdout
 
 
-def test_repository_policies_pass_in_development_mode(tmp_path: Path) -> None:
-    result = _run_check(
-        "--dev", "policies", cwd=REPOSITORY_ROOT, TRUSTPUB_DEV_DIR=str(tmp_path / "dev")
-    )
+def test_repository_policies_pass_in_development_mode(check_runs: dict[str, CheckRun]) -> None:
+    result = check_runs["repository-dev"].result
     assert result.returncode == 0, result
     assert "OK" in result.stdout
-
-
-def test_repository_dev_policy_is_refused_by_a_production_check(tmp_path: Path) -> None:
-    # policies/dev.toml trusts the development issuer, which only --dev configures.
-    result = _run_check("policies", cwd=REPOSITORY_ROOT, TRUSTPUB_DEV_DIR=str(tmp_path))
-    assert result.returncode == 1, result
-    assert "dev.toml" in result.stderr

@@ -25,6 +25,13 @@ from .exchange_api import (
 )
 from .policies import OWNER_ID, REPOSITORY_ID, github_publisher
 
+
+@pytest.fixture
+def client(shared_client: FlaskClient) -> FlaskClient:
+    # One app for the module: these tests only send tokens (see `shared_client`).
+    return shared_client
+
+
 REF = "refs/tags/v1.0.0"
 WORKFLOWS = "octo-org/demo/.github/workflows"
 

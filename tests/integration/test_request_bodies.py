@@ -16,6 +16,13 @@ from .conftest import MakeClaims, MakeToken, SignRaw
 from .exchange_api import LEGACY_MINT_PATH, MINT_PATH, assert_failure, assert_minted, mint
 from .handmade import b64url
 
+
+@pytest.fixture
+def client(shared_client: FlaskClient) -> FlaskClient:
+    # One app for the module: these tests only send tokens (see `shared_client`).
+    return shared_client
+
+
 MAX_TOKEN_BYTES = 16 * 1024
 
 # (id, raw body) -> 422 invalid-payload

@@ -17,6 +17,13 @@ from support.claims import REMOVE
 from .conftest import MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, replay_keys
 
+
+@pytest.fixture
+def client(shared_client: FlaskClient) -> FlaskClient:
+    # One app for the module: these tests only send tokens (see `shared_client`).
+    return shared_client
+
+
 # (id, claim times relative to now, accepted?)
 TIMES: list[tuple[str, dict[str, Any], bool]] = [
     ("fresh", {"iat": 0, "nbf": -5, "exp": 300}, True),

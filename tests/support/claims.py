@@ -1,4 +1,4 @@
-"""Claim sets shaped like real CI identity tokens (GitHub Actions, gitlab.com)."""
+"""Claim sets shaped like real CI identity tokens (GitHub Actions, gitlab.com, Google Cloud)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,44 @@ def gitlab_claims(
         "exp": issued + TOKEN_LIFETIME,
         "sub": "project_path:group/sub/project:ref_type:branch:ref:main",
         "aud": audience,
+    }
+    return _apply(claims, overrides)
+
+
+GOOGLE_LIFETIME = 3600
+GOOGLE_ACCOUNT_ID = "117923427451383423156"
+GOOGLE_EMAIL = "pypi-publisher@octo-project.iam.gserviceaccount.com"
+
+
+def google_claims(
+    issuer: str, audience: str, *, now: int | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A Google service account ID token, as the metadata server of a Cloud Build or
+    Compute Engine job returns it with ``format=full``.
+
+    Unlike CI tokens it has no ``jti`` and no ``nbf``, lives one hour, carries
+    ``email_verified`` as a JSON boolean and ``google`` as a nested object.
+    """
+    issued = int(time.time()) if now is None else now
+    claims: dict[str, Any] = {
+        "aud": audience,
+        "azp": GOOGLE_ACCOUNT_ID,
+        "email": GOOGLE_EMAIL,
+        "email_verified": True,
+        "exp": issued + GOOGLE_LIFETIME,
+        "google": {
+            "compute_engine": {
+                "instance_creation_timestamp": issued - 86_400,
+                "instance_id": "4387265723413625001",
+                "instance_name": "cloudbuild-worker",
+                "project_id": "octo-project",
+                "project_number": 836461539218,
+                "zone": "europe-west1-b",
+            }
+        },
+        "iat": issued,
+        "iss": issuer,
+        "sub": GOOGLE_ACCOUNT_ID,
     }
     return _apply(claims, overrides)
 

@@ -119,7 +119,7 @@ def test_empty_directory_has_no_publishers(tmp_path: Path) -> None:
         (publisher_toml(workflow="ci/release.yml"), ["publisher[0].workflow"]),
         (publisher_toml(workflow=None), ["publisher[0]:", "'workflow' is a required property"]),
         (publisher_toml(workflow_ref="x"), ["publisher[0]:", "'workflow_ref' was unexpected"]),
-        (publisher_toml(provider="gitlab"), ["publisher[0].provider", "'gitlab'"]),
+        (publisher_toml(provider="circleci"), ["publisher[0].provider", "'circleci'"]),
         (publisher_toml(provider=None), ["publisher[0]:", "'provider' is a required property"]),
         (publisher_toml(repository="octo-org"), ["publisher[0].repository"]),
         (publisher_toml(repository_owner_id=65), ["publisher[0].repository_owner_id"]),

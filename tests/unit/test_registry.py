@@ -232,3 +232,65 @@ def test_lookup_ignores_repository_case(registered_repository: str, token_reposi
 )
 def test_len_counts_publishers(registered: list[GitHubPublisher], expected: int) -> None:
     assert len(PublisherRegistry(registered)) == expected
+
+
+# -- explain: the per-publisher checks that match() decides on ------------------------
+
+
+def test_explain_reports_every_check_of_every_publisher_of_the_callers_repository() -> None:
+    close = publisher("close", environment="production")
+    exact = publisher("exact", environment="pypi")
+    other_repository = publisher("other", repository="octo-org/other")
+    other_issuer = publisher("ghes", issuer=GHES)
+    registry = PublisherRegistry([close, other_repository, exact, other_issuer])
+
+    reports = registry.explain(claims(environment="pypi"))
+
+    assert [report.publisher for report in reports] == [close, exact]
+    assert [report.matches for report in reports] == [False, True]
+    assert [(c.claim, c.ok) for c in reports[0].checks] == [
+        ("repository", True),
+        ("repository_owner_id", True),
+        ("workflow_ref", True),
+        ("environment", False),
+    ]
+    assert all(check.ok for check in reports[1].checks)
+
+
+def test_explain_of_an_unregistered_repository_is_empty() -> None:
+    registry = PublisherRegistry([publisher("other", repository="octo-org/other")])
+
+    assert registry.explain(claims()) == ()
+
+
+@pytest.mark.parametrize(
+    "registered",
+    [
+        [publisher("a")],
+        [publisher("a", environment="prod"), publisher("b", repository_owner_id="1")],
+        [publisher("a", environment="pypi"), publisher("b")],
+        [],
+    ],
+    ids=["one-match", "no-match", "specific-wins", "none-registered"],
+)
+def test_match_is_the_decision_on_explains_reports(registered: list[GitHubPublisher]) -> None:
+    registry = PublisherRegistry(registered)
+    token = claims(environment="pypi")
+    reports = registry.explain(token)
+
+    if not any(report.matches for report in reports):
+        closest = min(reports, key=lambda r: sum(not c.ok for c in r.checks), default=None)
+        expected = (
+            ()
+            if closest is None
+            else tuple(check.mismatch for check in closest.checks if not check.ok)
+        )
+        with pytest.raises(InvalidPublisher) as excinfo:
+            registry.match(token)
+        assert excinfo.value.mismatches == expected
+        return
+    match = registry.match(token)
+    matching = [report.publisher for report in reports if report.matches]
+    assert set(match.publishers) <= set(matching)
+    for report in reports:
+        assert report.matches is (report.publisher.mismatches(token) == ())

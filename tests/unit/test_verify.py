@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support.claims import REMOVE, TOKEN_LIFETIME, github_claims
 
-from app.errors import InvalidPayload, InvalidToken, TrustpubError
+from app.errors import InvalidPayload, InvalidToken, NotEnabled, TrustpubError
 from app.oidc.keysets import StaticKeySet
 from app.oidc.verify import (
     LEEWAY_SECONDS,
@@ -461,7 +461,84 @@ def test_replay_record_outlives_the_acceptance_window(now: int) -> None:
 
 def test_replay_record_ttl_is_positive_for_any_identity() -> None:
     identity = VerifiedIdentity(
-        issuer=GITHUB, claims={}, expires_at=NOW, issued_at=NOW - 300, jti="x"
+        issuer=GITHUB,
+        claims={},
+        expires_at=NOW,
+        issued_at=NOW - 300,
+        jti="x",
+        signed_digest="00" * 16,
     )
 
     assert replay_record_ttl(identity, NOW + 10_000) >= 1
+
+
+# -- provider kill switch ------------------------------------------------------------
+
+
+class _CountingKeySet:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def key_for(self, kid: str) -> Any:
+        self.calls += 1
+        return RSA_KEY.public_key()
+
+
+def test_a_disabled_issuer_is_refused_before_any_key_is_looked_up() -> None:
+    keys = _CountingKeySet()
+    issuers = TrustedIssuers()
+    issuers.add(replace(GITHUB, enabled=False), keys)
+
+    with pytest.raises(NotEnabled, match="github tokens is disabled") as excinfo:
+        verify_identity_token(make_token(), issuers, AUDIENCE, NOW)
+
+    assert (excinfo.value.code, excinfo.value.status) == ("not-enabled", 422)
+    assert keys.calls == 0
+
+
+def test_other_issuers_stay_enabled() -> None:
+    issuers = trusted()
+    issuers.add(
+        replace(GITHUB, url=GHES_ISSUER, enabled=False),
+        StaticKeySet({KID: GHES_RSA_KEY.public_key()}),
+    )
+
+    assert verify_identity_token(make_token(), issuers, AUDIENCE, NOW).jti is not None
+    with pytest.raises(NotEnabled):
+        verify_identity_token(
+            make_token(issuer=GHES_ISSUER, key=GHES_RSA_KEY), issuers, AUDIENCE, NOW
+        )
+
+
+# -- signed digest: identifies a token without a jti -----------------------------------
+
+
+def test_signed_digest_is_the_same_for_the_same_token_and_differs_for_another() -> None:
+    token = make_token(jti=REMOVE)
+    issuers = trusted(replace(GITHUB, requires_jti=False))
+
+    first = verify_identity_token(token, issuers, AUDIENCE, NOW)
+    again = verify_identity_token(token, issuers, AUDIENCE, NOW + 10)
+    other = verify_identity_token(make_token(jti=REMOVE, run_id="2"), issuers, AUDIENCE, NOW)
+
+    assert first.signed_digest == again.signed_digest
+    assert first.signed_digest != other.signed_digest
+    assert len(first.signed_digest) == 32
+
+
+def test_signed_digest_ignores_the_encoding_of_the_signature() -> None:
+    # base64url of a 256-byte signature leaves 2 spare bits in its last character; a
+    # decoder that ignores them accepts several spellings of one token. The digest is
+    # over what the issuer signed, so every spelling is the same token.
+    token = make_token(jti=REMOVE)
+    head, _, signature = token.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    respelled = f"{head}.{signature[:-1]}{alphabet[last ^ 1]}"
+    issuers = trusted(replace(GITHUB, requires_jti=False))
+
+    try:
+        other = verify_identity_token(respelled, issuers, AUDIENCE, NOW)
+    except (InvalidToken, InvalidPayload):
+        return  # refused outright: just as good
+    assert other.signed_digest == verify_identity_token(token, issuers, AUDIENCE, NOW).signed_digest

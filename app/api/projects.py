@@ -1,0 +1,83 @@
+"""Maintainers' self-service: the trusted publishers of a project, and the audit trail.
+
+Views parse, make one call to `PublisherRegistrations` (app.registrations), render.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.api.auth import authenticated_client
+from app.api.services import services
+from app.audit import MAX_READ, AuditQuery
+from app.errors import InvalidRequest
+
+blueprint = Blueprint("projects", __name__, url_prefix="/api/v1")
+
+
+@blueprint.get("/projects/<project>/publishers")
+def list_publishers(project: str) -> Response:
+    client = authenticated_client()
+    listed = services().registrations.list_publishers(client, project)
+    return _no_store(jsonify({"publishers": listed}))
+
+
+@blueprint.post("/projects/<project>/publishers")
+def add_publisher(project: str) -> Response:
+    client = authenticated_client()
+    added = services().registrations.add(client, project, request.get_json(silent=True))
+    response = _no_store(jsonify(added))
+    response.status_code = 201
+    return response
+
+
+@blueprint.delete("/projects/<project>/publishers/<publisher_id>")
+def remove_publisher(project: str, publisher_id: str) -> Response:
+    client = authenticated_client()
+    return _no_store(jsonify(services().registrations.remove(client, project, publisher_id)))
+
+
+@blueprint.put("/projects/<project>")
+def declare_project(project: str) -> Response:
+    client = authenticated_client()
+    return _no_store(jsonify(services().registrations.declare_project(client, project)))
+
+
+@blueprint.get("/audit")
+def read_audit() -> Response:
+    client = authenticated_client()
+    query = AuditQuery(
+        project=_text("project"),
+        repository=_text("repository"),
+        since=_seconds("since"),
+        until=_seconds("until"),
+        limit=_seconds("limit") or 100,
+    )
+    records = services().registrations.read_audit(client, query)
+    return _no_store(jsonify({"records": records}))
+
+
+def _text(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > 512:
+        raise InvalidRequest(f"{name!r} must be a non-empty string")
+    return value
+
+
+def _seconds(name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise InvalidRequest(f"{name!r} must be a whole non-negative number")
+    number = int(value)
+    if name == "limit" and not 1 <= number <= MAX_READ:
+        raise InvalidRequest(f"'limit' must be between 1 and {MAX_READ}")
+    return number
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,94 @@
+"""The audit trail: who did what, when, for every mint and every registration change.
+
+Each record is a flat map of strings, appended to a bounded store (a Redis stream
+trimmed to `audit_max_length`) and written as one structured log line (logger
+`app.audit`), so a log pipeline keeps what the stream trims. Records never hold a token
+or a secret: callers pass names, identities, jtis and projects only, and `record`
+accepts only the fields listed in `FIELDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.stores.base import AuditLog, AuditRecord
+
+log = logging.getLogger("app.audit")
+
+# Every field a record may carry. A closed list, so nothing (a token, a request body)
+# can end up in the trail by accident.
+FIELDS = frozenset(
+    {
+        "action",
+        "actor",
+        "project",
+        "projects",
+        "publisher_id",
+        "publisher_source",
+        "pending",
+        "provider",
+        "issuer",
+        "repository",
+        "workflow",
+        "environment",
+        "email",
+        "run_id",
+        "sha",
+        "jti",
+        "scope",
+        "before",
+    }
+)
+
+MAX_READ = 1000
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    project: str | None = None
+    repository: str | None = None
+    since: int | None = None  # unix seconds, inclusive
+    until: int | None = None  # unix seconds, inclusive
+    limit: int = 100
+
+    def accepts(self, fields: Mapping[str, str]) -> bool:
+        if self.project is not None:
+            projects = fields.get("projects", fields.get("project", ""))
+            if self.project not in projects.split(","):
+                return False
+        return self.repository is None or (
+            fields.get("repository", "").lower() == self.repository.lower()
+        )
+
+
+@dataclass(frozen=True)
+class AuditTrail:
+    store: AuditLog
+    clock: Callable[[], float]
+
+    def record(self, action: str, actor: str, **fields: str | None) -> None:
+        unknown = set(fields) - FIELDS
+        if unknown:
+            raise ValueError(f"audit fields {sorted(unknown)} are not allowed")
+        entry = {"action": action, "actor": actor, "at": str(int(self.clock()))}
+        entry.update({key: value for key, value in fields.items() if value is not None})
+        self.store.append_audit(entry)
+        # One line, JSON, stable keys: the log keeps what the stream trims.
+        log.info("audit %s", json.dumps(entry, sort_keys=True))
+
+    def read(self, query: AuditQuery) -> list[dict[str, Any]]:
+        records = self.store.read_audit(
+            since_ms=None if query.since is None else query.since * 1000,
+            until_ms=None if query.until is None else query.until * 1000 + 999,
+            limit=max(1, min(query.limit, MAX_READ)),
+            accept=query.accepts,
+        )
+        return [_as_dict(record) for record in records]
+
+
+def _as_dict(record: AuditRecord) -> dict[str, Any]:
+    return {"id": record.id, **record.fields}

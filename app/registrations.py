@@ -1,0 +1,569 @@
+"""Publishers registered through the API, next to those of policy files: one model, two sources.
+
+A registration is a policy file's `[[publisher]]` table (validated by the same JSON
+Schema and parsed by the same `Provider.parse_publisher`) for one project, plus who
+registered it and when. The effective set of publishers is the union of both sources;
+policy-file publishers are read-only through the API.
+
+The mint path never reads Redis for publishers: every process keeps a snapshot
+(`LivePublishers`, a `PublisherRegistry` of files + registrations, O(1) lookups) and a
+daemon thread re-reads one version counter every `poll_interval` seconds, reloading
+the registrations only when it changed. A change therefore takes effect on every
+process within about that delay, and at once in the process that made it (the API
+answers after reloading). If the store is unreachable the last good snapshot stays in
+use; nothing is minted then anyway, since the replay claim fails closed.
+
+Pending publishers register a trusted publisher for a project that does not exist yet.
+They match only while their project does not exist; the first exchange that matches one
+converts it into a normal publisher, atomically in the store (which checks that it is
+still pending and that its project still does not exist). They expire after
+`pending_ttl` seconds and never reserve a name: until converted, other pending
+publishers may name the same project, and the first exchange wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from app.audit import AuditQuery, AuditTrail
+from app.auth.clients import Client
+from app.errors import (
+    DuplicatePublisher,
+    Forbidden,
+    InvalidPendingPublisher,
+    InvalidPublisher,
+    InvalidRegistration,
+    InvalidRequest,
+    NotFound,
+    ProjectExists,
+    ProjectForbidden,
+    ReadOnlyPublisher,
+    StoreUnavailable,
+)
+from app.explain import public_source
+from app.publishers.model import Provider, ProviderClaims, Publisher, normalize_project_name
+from app.publishers.policy_files import policy_schema
+from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
+from app.stores.base import RegistrationState, RegistrationStore, StoredRegistration
+
+log = logging.getLogger(__name__)
+
+SOURCE_PREFIX = "registered: "
+ID_PREFIX = "rp_"
+PROJECT_NAME_MAX = 200
+
+IdentityKey = tuple[tuple[str, ...], str]
+
+
+def registration_source(registration_id: str) -> str:
+    return SOURCE_PREFIX + registration_id
+
+
+@dataclass(frozen=True)
+class PublisherSnapshot:
+    """The effective publishers at one registrations version."""
+
+    version: int | None  # None: the store has not been read yet (files only)
+    registry: PublisherRegistry
+    file_publishers: tuple[Publisher, ...]
+    # Registered publishers and their registration, by publisher source.
+    registered: Mapping[str, tuple[Publisher, StoredRegistration]]
+    # Projects that exist for trustpub: named by a policy file or known to the store.
+    existing: frozenset[str]
+    # (identity key, project) -> source of the publisher that holds it.
+    identities: Mapping[IdentityKey, str]
+
+
+class LivePublishers(PublisherRegistry):
+    """The publisher registry of the exchange and of explain: files + registrations.
+
+    A `PublisherRegistry` whose contents follow the store; see the module docstring.
+    """
+
+    def __init__(
+        self,
+        file_publishers: Sequence[Publisher],
+        store: RegistrationStore,
+        providers: Mapping[str, Provider],
+        trusted_issuers: Mapping[str, frozenset[str]],
+        clock: Callable[[], float],
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(())
+        self._files = tuple(file_publishers)
+        self._file_projects = frozenset().union(*(p.projects for p in self._files))
+        self._store = store
+        self._providers = providers
+        self._trusted_issuers = trusted_issuers
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._reload_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._poller_pid: int | None = None
+        # Parsed registrations by (id, stored JSON): a reload parses only what changed.
+        self._parsed: dict[tuple[str, str], Publisher] = {}
+        self._snapshot = self._build(None, RegistrationState(0, (), frozenset()))
+
+    # -- what the exchange and explain use (no store access) -----------------------------
+
+    def current(self) -> PublisherSnapshot:
+        self._ensure_poller()
+        return self._snapshot
+
+    def __len__(self) -> int:
+        return len(self.current().registry)
+
+    def explain(self, claims: ProviderClaims) -> tuple[PublisherReport, ...]:
+        snapshot = self.current()
+        now = self._clock()
+        return tuple(
+            report
+            for report in snapshot.registry.explain(claims)
+            if not _expired(snapshot, report.publisher, now)
+        )
+
+    def match(self, claims: ProviderClaims) -> PublisherMatch:
+        """As `PublisherRegistry.match`, but a pending publisher whose project exists
+        now is no candidate; if only such publishers match: invalid-pending-publisher."""
+        snapshot = self.current()
+        usable: list[PublisherReport] = []
+        clashing: list[PublisherReport] = []
+        for report in self.explain(claims):
+            pending = pending_registration(snapshot, report.publisher)
+            if pending is not None and pending.project in snapshot.existing:
+                clashing.append(report)
+            else:
+                usable.append(report)
+        try:
+            return choose(claims, usable)
+        except InvalidPublisher:
+            if any(report.matches for report in clashing):
+                raise InvalidPendingPublisher(
+                    "this token matches a pending publisher, but its project exists now: "
+                    "ask the project's maintainers to register the publisher"
+                ) from None
+            raise
+
+    def pending_among(self, publishers: Iterable[Publisher]) -> list[StoredRegistration]:
+        snapshot = self.current()
+        return [
+            registration
+            for publisher in publishers
+            if (registration := pending_registration(snapshot, publisher)) is not None
+        ]
+
+    def convert_matched(
+        self, match: PublisherMatch, now: int
+    ) -> tuple[frozenset[str], list[StoredRegistration]]:
+        """Convert the pending publishers among `match`'s winners, atomically in the store.
+
+        Returns the projects to mint for (a pending publisher that lost, because its
+        project exists now or another pending publisher was converted first, drops its
+        project) and the registrations this call converted.
+        """
+        pending = self.pending_among(match.publishers)
+        if not pending:
+            return match.projects, []
+        pending_sources = {registration_source(r.id) for r in pending}
+        granted = frozenset().union(
+            *(p.projects for p in match.publishers if p.source not in pending_sources)
+        )
+        projects = set(match.projects)
+        converted = []
+        for registration in pending:
+            outcome = self._store.convert_pending(registration.id, registration.project, now)
+            if outcome == "converted":
+                converted.append(registration)
+            elif outcome != "normal" and registration.project not in granted:
+                projects.discard(registration.project)
+        if not projects:
+            raise InvalidPendingPublisher(
+                "this token matches a pending publisher, but its project exists now "
+                "(or another pending publisher created it first)"
+            )
+        return frozenset(projects), converted
+
+    # -- keeping the snapshot current ------------------------------------------------
+
+    def refresh(self) -> PublisherSnapshot:
+        """Reload if the store's version changed; raises StoreUnavailable."""
+        version = self._store.registrations_version()
+        if version == self._snapshot.version:
+            return self._snapshot
+        with self._reload_lock:
+            if self._store.registrations_version() != self._snapshot.version:
+                state = self._store.load_registrations()
+                self._snapshot = self._build(state.version, state)
+        return self._snapshot
+
+    def try_refresh(self) -> None:
+        try:
+            self.refresh()
+        except StoreUnavailable:
+            log.warning("registrations: store unreachable; serving the last loaded set")
+
+    def _ensure_poller(self) -> None:
+        # Started lazily, in the process that serves: a thread started before
+        # gunicorn forks its workers would not exist in them.
+        pid = os.getpid()
+        if self._poller_pid == pid:
+            return
+        with self._start_lock:
+            if self._poller_pid == pid:
+                return
+            self._poller_pid = pid
+            threading.Thread(
+                target=_poll,
+                args=(weakref.ref(self), self._poll_interval),
+                name="trustpub-registrations",
+                daemon=True,
+            ).start()
+
+    def _build(self, version: int | None, state: RegistrationState) -> PublisherSnapshot:
+        now = self._clock()
+        registered: dict[str, tuple[Publisher, StoredRegistration]] = {}
+        parsed: dict[tuple[str, str], Publisher] = {}
+        for registration in state.registrations:
+            if registration.expired(now):
+                continue
+            key = (registration.id, registration.encode())
+            publisher = self._parsed.get(key)
+            if publisher is None:
+                try:
+                    publisher = parse_registration(
+                        registration, self._providers, self._trusted_issuers
+                    )
+                except InvalidRegistration as exc:
+                    # Valid when registered; the issuer may have been removed since.
+                    log.warning("registration %s ignored: %s", registration.id, exc.description)
+                    continue
+            parsed[key] = publisher
+            registered[publisher.source] = (publisher, registration)
+        self._parsed = parsed
+        identities: dict[IdentityKey, str] = {}
+        for publisher in self._files:
+            for project in publisher.projects:
+                identities.setdefault((publisher.identity_key, project), publisher.source)
+        for publisher, registration in registered.values():
+            identities.setdefault((publisher.identity_key, registration.project), publisher.source)
+        everything = [*self._files, *(publisher for publisher, _ in registered.values())]
+        return PublisherSnapshot(
+            version=version,
+            registry=PublisherRegistry(everything),
+            file_publishers=self._files,
+            registered=registered,
+            existing=self._file_projects | state.projects,
+            identities=identities,
+        )
+
+
+def _poll(owner_ref: weakref.ref[LivePublishers], interval: float) -> None:
+    # Holds its owner weakly between polls: an app that is dropped (tests build many)
+    # takes its poller with it.
+    while True:
+        time.sleep(interval)
+        owner = owner_ref()
+        if owner is None:
+            return
+        try:
+            owner.refresh()
+        except StoreUnavailable:
+            pass  # keep serving the last good set; the next poll tries again
+        except Exception:
+            log.exception("registrations: reload failed; serving the last loaded set")
+        del owner
+
+
+def pending_registration(
+    snapshot: PublisherSnapshot, publisher: Publisher
+) -> StoredRegistration | None:
+    entry = snapshot.registered.get(publisher.source)
+    if entry is None or not entry[1].pending:
+        return None
+    return entry[1]
+
+
+def _expired(snapshot: PublisherSnapshot, publisher: Publisher, now: float) -> bool:
+    entry = snapshot.registered.get(publisher.source)
+    return entry is not None and entry[1].expired(now)
+
+
+def parse_registration(
+    registration: StoredRegistration,
+    providers: Mapping[str, Provider],
+    trusted_issuers: Mapping[str, frozenset[str]],
+) -> Publisher:
+    return parse_entry(
+        registration.entry, registration_source(registration.id), providers, trusted_issuers
+    )
+
+
+def parse_entry(
+    entry: Mapping[str, Any],
+    source: str,
+    providers: Mapping[str, Provider],
+    trusted_issuers: Mapping[str, frozenset[str]],
+) -> Publisher:
+    """Exactly what a policy file's loader does with one `[[publisher]]` table."""
+    validator = Draft202012Validator(policy_schema())
+    errors = sorted(
+        validator.iter_errors({"publisher": [dict(entry)]}), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise InvalidRegistration(
+            "invalid publisher: "
+            + "; ".join(f"{_field(e.absolute_path)}: {e.message}" for e in errors)
+        )
+    try:
+        publisher = providers[entry["provider"]].parse_publisher(entry, source)
+    except (ValueError, KeyError) as exc:
+        raise InvalidRegistration(f"invalid publisher: {exc}") from None
+    if publisher.issuer not in trusted_issuers.get(publisher.provider, frozenset()):
+        raise InvalidRegistration(
+            f"invalid publisher: issuer: {publisher.issuer!r} is not a configured "
+            f"{publisher.provider} issuer of this service"
+        )
+    return publisher
+
+
+def _field(path: Iterable[Any]) -> str:
+    parts = [str(part) for part in list(path)[2:]]  # below publisher[0]
+    return ".".join(parts) or "(body)"
+
+
+def normalized_project(name: str) -> str:
+    """A project name from a URL, checked like a policy's and normalised (PEP 503)."""
+    schema = policy_schema()["$defs"]["projectName"]
+    if not Draft202012Validator(schema).is_valid(name):
+        raise InvalidRequest(
+            f"{name[:PROJECT_NAME_MAX]!r} is not a valid project name (PEP 508: letters, "
+            "digits, . _ -, starting and ending with a letter or digit)"
+        )
+    return normalize_project_name(name)
+
+
+def unique_key(publisher: Publisher, project: str) -> str:
+    material = json.dumps([list(publisher.identity_key), project]).encode("utf-8")
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublisherRegistrations:
+    """The management use cases: list, add, remove, declare a project, read the audit."""
+
+    publishers: LivePublishers
+    store: RegistrationStore
+    providers: Mapping[str, Provider]
+    trusted_issuers: Mapping[str, frozenset[str]]
+    audit: AuditTrail
+    pending_ttl: int
+    clock: Callable[[], float]
+
+    def list_publishers(self, client: Client, project_name: str) -> list[dict[str, Any]]:
+        project = normalized_project(project_name)
+        self._require_manager(client, project)
+        snapshot = self.publishers.refresh()
+        now = self.clock()
+        listed = [
+            _file_dict(publisher, project)
+            for publisher in snapshot.file_publishers
+            if project in publisher.projects
+        ]
+        listed += [
+            _registration_dict(publisher, registration)
+            for publisher, registration in snapshot.registered.values()
+            if registration.project == project and not registration.expired(now)
+        ]
+        return listed
+
+    def add(self, client: Client, project_name: str, body: Any) -> dict[str, Any]:
+        project = normalized_project(project_name)
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object: a policy entry")
+        pending = body.get("pending", False)
+        if not isinstance(pending, bool):
+            raise InvalidRegistration("invalid publisher: pending: must be true or false")
+        if pending:
+            if not (client.allows("pending") or client.manages(project)):
+                raise Forbidden("registering a pending publisher needs the 'pending' scope")
+        else:
+            self._require_manager(client, project)
+        if "projects" in body:
+            raise InvalidRegistration(
+                "invalid publisher: projects: not allowed; the project comes from the URL"
+            )
+        entry = {key: value for key, value in body.items() if key != "pending"}
+        entry["projects"] = [project]
+        registration_id = ID_PREFIX + secrets.token_hex(8)
+        publisher = parse_entry(
+            entry, registration_source(registration_id), self.providers, self.trusted_issuers
+        )
+        snapshot = self.publishers.refresh()
+        if pending and project in snapshot.existing:
+            raise ProjectExists(
+                f"project {project!r} exists: its maintainers register publishers for it"
+            )
+        holder = snapshot.identities.get((publisher.identity_key, project))
+        if holder is not None:
+            raise DuplicatePublisher(_duplicate_message(project, holder))
+        now = int(self.clock())
+        registration = StoredRegistration(
+            id=registration_id,
+            project=project,
+            entry=entry,
+            created_by=client.name,
+            created_at=now,
+            unique_key=unique_key(publisher, project),
+            expires_at=now + self.pending_ttl if pending else None,
+        )
+        refused = self.store.add_registration(registration, now)
+        if refused == "":
+            raise ProjectExists(
+                f"project {project!r} exists: its maintainers register publishers for it"
+            )
+        if refused is not None:
+            raise DuplicatePublisher(_duplicate_message(project, registration_source(refused)))
+        self.audit.record(
+            "publisher-add",
+            client.name,
+            project=project,
+            publisher_id=registration_id,
+            pending="true" if pending else "false",
+            **_identity_fields(entry),
+        )
+        self.publishers.try_refresh()  # answer once this process uses it
+        return _registration_dict(publisher, registration)
+
+    def remove(self, client: Client, project_name: str, registration_id: str) -> dict[str, Any]:
+        project = normalized_project(project_name)
+        snapshot = self.publishers.refresh()
+        found = snapshot.registered.get(registration_source(registration_id))
+        if found is None or found[1].project != project:
+            if any(
+                project in p.projects and _file_id(p) == registration_id
+                for p in snapshot.file_publishers
+            ):
+                self._require_manager(client, project)
+                raise ReadOnlyPublisher(
+                    "this publisher comes from a policy file: remove it there (in Git)"
+                )
+            self._require_manager(client, project)
+            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
+        _, registration = found
+        own_pending = (
+            registration.pending
+            and client.allows("pending")
+            and registration.created_by == client.name
+        )
+        if not own_pending:
+            self._require_manager(client, project)
+        removed = self.store.remove_registration(registration_id)
+        if removed is None:
+            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
+        self.audit.record(
+            "publisher-remove",
+            client.name,
+            project=project,
+            publisher_id=registration_id,
+            pending="true" if removed.pending else "false",
+            **_identity_fields(removed.entry),
+        )
+        self.publishers.try_refresh()
+        return {"removed": registration_id, "project": project}
+
+    def declare_project(self, client: Client, project_name: str) -> dict[str, Any]:
+        project = normalized_project(project_name)
+        if not client.allows("admin"):
+            raise Forbidden("declaring a project needs the 'admin' scope")
+        created = self.store.declare_project(project)
+        if created:
+            self.audit.record("project-declare", client.name, project=project)
+        self.publishers.try_refresh()
+        return {"project": project, "created": created}
+
+    def read_audit(self, client: Client, query: AuditQuery) -> list[dict[str, Any]]:
+        if query.project is not None:
+            query = replace(query, project=normalized_project(query.project))
+        if not client.allows("admin"):
+            if "manage" not in client.scopes:
+                raise Forbidden("reading the audit trail needs the 'manage' or 'admin' scope")
+            if query.project is None:
+                raise ProjectForbidden("name one of your projects with ?project=")
+            self._require_manager(client, query.project)
+        return self.audit.read(query)
+
+    def _require_manager(self, client: Client, project: str) -> None:
+        if client.manages(project):
+            return
+        if "manage" in client.scopes:
+            raise ProjectForbidden(f"this client does not manage {project!r}")
+        raise Forbidden("managing publishers needs the 'manage' or 'admin' scope")
+
+
+def _duplicate_message(project: str, holder: str) -> str:
+    where = (
+        f"registered publisher {holder.removeprefix(SOURCE_PREFIX)}"
+        if holder.startswith(SOURCE_PREFIX)
+        else f"policy file entry {public_source(holder)!r} (read-only)"
+    )
+    return f"an identical publisher for {project!r} exists already: {where}"
+
+
+def _identity_fields(entry: Mapping[str, Any]) -> dict[str, str | None]:
+    fields = {
+        "provider": entry.get("provider"),
+        "issuer": entry.get("issuer"),
+        "repository": entry.get("repository") or entry.get("project_path"),
+        "workflow": entry.get("workflow") or entry.get("workflow_filepath"),
+        "environment": entry.get("environment"),
+        "email": entry.get("email"),
+    }
+    return {key: value if isinstance(value, str) else None for key, value in fields.items()}
+
+
+def _file_id(publisher: Publisher) -> str:
+    return public_source(publisher.source)
+
+
+def _file_dict(publisher: Publisher, project: str) -> dict[str, Any]:
+    return {
+        "id": _file_id(publisher),
+        "project": project,
+        "source": "file",
+        "pending": False,
+        "expires_at": None,
+        "created_by": None,
+        "created_at": None,
+        "publisher": {
+            "provider": publisher.provider,
+            "issuer": publisher.issuer,
+            "identity": publisher.lookup_key,
+        },
+    }
+
+
+def _registration_dict(publisher: Publisher, registration: StoredRegistration) -> dict[str, Any]:
+    entry = {key: value for key, value in registration.entry.items() if key != "projects"}
+    entry.setdefault("issuer", publisher.issuer)
+    return {
+        "id": registration.id,
+        "project": registration.project,
+        "source": "registered",
+        "pending": registration.pending,
+        "expires_at": registration.expires_at,
+        "created_by": registration.created_by,
+        "created_at": registration.created_at,
+        "publisher": entry,
+    }

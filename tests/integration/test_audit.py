@@ -1,0 +1,135 @@
+"""The audit trail: a record for every change and every mint, filters, bounded length, and
+never a token or a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from support.oidc_issuer import OIDCIssuer
+
+from .conftest import MakeApp, MakeToken
+from .exchange_api import assert_minted, mint
+from .registrations_api import AUDIT_PATH, ManagementClients, add, api_error, registration, remove
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> ManagementClients:
+    return ManagementClients(tmp_path / "clients.toml")
+
+
+@pytest.fixture
+def app(make_app: MakeApp, clients: ManagementClients) -> Flask:
+    made: Flask = make_app(clients_file=clients.path, registration_rate_limit="1000/minute")
+    return made
+
+
+def audit(client: Any, headers: dict[str, str], query: str = "") -> list[dict[str, str]]:
+    response = client.get(AUDIT_PATH + query, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    records: list[dict[str, str]] = response.get_json()["records"]
+    return records
+
+
+def test_every_action_is_recorded_newest_first_without_tokens_or_secrets(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    store: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    caplog.set_level(logging.INFO, logger="app.audit")
+    oidc_token = make_token()
+    minted = assert_minted(mint(client, oidc_token))  # the default file publisher
+    pending = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
+    added = add(client, "new-pkg", pending, clients.bearer("index")).get_json()
+    remove(client, "new-pkg", added["id"], clients.bearer("index"))
+    client.put("/api/v1/projects/declared-pkg", headers=admin)
+
+    records = audit(client, admin)
+
+    assert [r["action"] for r in records] == [
+        "project-declare",
+        "publisher-remove",
+        "publisher-add",
+        "mint",
+    ]
+    mint_record = records[-1]
+    assert mint_record["actor"] == "github"
+    assert mint_record["projects"] == "demo-pkg"
+    assert mint_record["repository"] == "octo-org/demo"
+    assert mint_record["workflow"] == "release.yml"
+    assert mint_record["environment"] == "pypi"
+    assert mint_record["run_id"] == "8105469023"
+    assert mint_record["publisher_source"] == "publishers.toml: publisher[0]"
+    assert len(mint_record["jti"]) > 10
+    assert records[2]["actor"] == "index"
+    assert records[2]["publisher_id"] == added["id"]
+    assert records[2]["pending"] == "true"
+    assert all(int(r["at"]) <= time.time() for r in records)
+    # Never a token or a secret, in the stream or in the log lines.
+    stream = json.dumps([[k.decode(), v] for k, v in store.xrange("trustpub:audit")], default=str)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "app.audit")
+    assert len([r for r in caplog.records if r.name == "app.audit"]) == 4
+    for secret in [oidc_token, minted["token"], *clients.secrets.values()]:
+        assert secret not in stream
+        assert secret not in logged
+        assert secret not in json.dumps(records)
+
+
+def test_a_conversion_is_recorded(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = app.test_client()
+    token = make_token(
+        repository="octo-org/new",
+        workflow_ref="octo-org/new/.github/workflows/release.yml@refs/tags/v1.0.0",
+        job_workflow_ref="octo-org/new/.github/workflows/release.yml@refs/tags/v1.0.0",
+    )
+    pending = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
+    added = add(client, "new-pkg", pending, clients.bearer("index")).get_json()
+
+    assert_minted(mint(client, token))
+
+    records = audit(client, clients.bearer("admin"), "?project=new-pkg")
+    assert [r["action"] for r in records] == ["mint", "publisher-convert", "publisher-add"]
+    assert records[1]["publisher_id"] == added["id"]
+    assert records[0]["publisher_source"] == f"registered: {added['id']}"
+
+
+def test_filters_by_project_repository_and_time(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    assert_minted(mint(client, make_token()))
+    add(client, "other-pkg", registration(oidc_issuer.url, repository="octo-org/x"), admin)
+
+    assert [r["action"] for r in audit(client, admin, "?project=Demo_Pkg")] == ["mint"]
+    assert [r["action"] for r in audit(client, admin, "?project=other-pkg")] == ["publisher-add"]
+    assert [r["action"] for r in audit(client, admin, "?repository=Octo-Org/X")] == [
+        "publisher-add"
+    ]
+    assert len(audit(client, admin, "?limit=1")) == 1
+    assert audit(client, admin, f"?since={int(time.time()) + 5}") == []
+    assert audit(client, admin, "?until=1") == []
+    assert len(audit(client, admin, f"?since={int(time.time()) - 60}")) == 2
+
+
+def test_a_maintainer_reads_only_its_projects(app: Flask, clients: ManagementClients) -> None:
+    client = app.test_client()
+    demo = clients.bearer("demo-maintainer")
+
+    assert audit(client, demo, "?project=demo-pkg") == []
+    api_error(client.get(AUDIT_PATH, headers=demo), 403, "project-forbidden")
+    api_error(client.get(AUDIT_PATH, headers=clients.bearer("index")), 403, "insufficient-scope")
+    api_error(client.get(AUDIT_PATH + "?limit=0", headers=demo), 400, "invalid-request")

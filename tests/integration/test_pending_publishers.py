@@ -1,0 +1,172 @@
+"""Pending publishers: registered for a project that does not exist yet, converted by the
+first exchange that matches, refused once the project exists, ignored after expiry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from support.oidc_issuer import OIDCIssuer
+
+from .conftest import MakeApp, MakeToken
+from .exchange_api import assert_failure, assert_minted, mint, upload_token_projects
+from .policies import github_publisher
+from .registrations_api import ManagementClients, add, api_error, listed, registration, remove
+
+PENDING = {"pending": True}
+OTHER_REPOSITORY = {
+    "repository": "octo-org/other",
+    "workflow_ref": "octo-org/other/.github/workflows/release.yml@refs/tags/v1.0.0",
+    "job_workflow_ref": "octo-org/other/.github/workflows/release.yml@refs/tags/v1.0.0",
+}
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> ManagementClients:
+    return ManagementClients(tmp_path / "clients.toml")
+
+
+@pytest.fixture
+def make_pending_app(make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer) -> Any:
+    def make(**overrides: Any) -> Flask:
+        settings = {"registration_rate_limit": "1000/minute", **overrides}
+        filed = github_publisher(
+            oidc_issuer.url, repository="octo-org/filed", projects=["filed-pkg"]
+        )
+        return make_app([filed], clients_file=clients.path, **settings)
+
+    return make
+
+
+@pytest.fixture
+def app(make_pending_app: Any) -> Flask:
+    made: Flask = make_pending_app()
+    return made
+
+
+def test_the_first_exchange_converts_a_pending_publisher(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    store: redis.Redis,
+) -> None:
+    client = app.test_client()
+    body = registration(oidc_issuer.url, **PENDING)
+
+    added = add(client, "new-pkg", body, clients.bearer("index"))
+
+    assert added.status_code == 201, added.get_data(as_text=True)
+    created = added.get_json()
+    assert created["pending"] is True
+    assert created["expires_at"] - created["created_at"] == 30 * 86400
+    assert upload_token_projects(assert_minted(mint(client, make_token()))) == ["new-pkg"]
+    assert store.sismember("trustpub:projects", "new-pkg")
+    assert store.hget("trustpub:registrations:pending", created["id"]) is None
+    app.extensions["trustpub"].registrations.publishers.refresh()
+    (converted,) = listed(client, "new-pkg", clients.bearer("admin"))
+    assert (converted["id"], converted["pending"], converted["expires_at"]) == (
+        created["id"],
+        False,
+        None,
+    )
+    # A normal publisher now: it keeps minting.
+    assert_minted(mint(client, make_token()))
+
+
+def test_a_pending_publisher_for_an_existing_project_is_refused(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    client = app.test_client()
+    client.put("/api/v1/projects/declared-pkg", headers=clients.bearer("admin"))
+    body = registration(oidc_issuer.url, **PENDING)
+
+    api_error(add(client, "Filed_Pkg", body, clients.bearer("index")), 409, "project-exists")
+    api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
+
+
+def test_a_pending_publisher_whose_project_came_to_exist_gets_the_contract_code(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+) -> None:
+    client = app.test_client()
+    add(client, "new-pkg", registration(oidc_issuer.url, **PENDING), clients.bearer("index"))
+
+    # The index says the project exists now (someone uploaded it another way).
+    client.put("/api/v1/projects/new-pkg", headers=clients.bearer("admin"))
+
+    assert_failure(mint(client, make_token()), 422, "invalid-pending-publisher")
+
+
+def test_two_pending_publishers_for_one_name_the_first_exchange_wins(
+    make_pending_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+) -> None:
+    app = make_pending_app()
+    client = app.test_client()
+    index = clients.bearer("index")
+    mine = add(client, "new-pkg", registration(oidc_issuer.url, **PENDING), index).get_json()
+    theirs = registration(oidc_issuer.url, repository="octo-org/other", **PENDING)
+    assert add(client, "new-pkg", theirs, index).status_code == 201
+
+    assert upload_token_projects(assert_minted(mint(client, make_token()))) == ["new-pkg"]
+
+    # The other one's snapshot still holds it as pending: the store refuses it anyway.
+    assert_failure(mint(client, make_token(**OTHER_REPOSITORY)), 422, "invalid-pending-publisher")
+    # And once reloaded it is no candidate at all, with the same code.
+    app.extensions["trustpub"].registrations.publishers.refresh()
+    assert_failure(mint(client, make_token(**OTHER_REPOSITORY)), 422, "invalid-pending-publisher")
+    assert mine["id"] in {p["id"] for p in listed(client, "new-pkg", clients.bearer("admin"))}
+
+
+def test_an_expired_pending_publisher_matches_nothing_and_is_purged(
+    make_pending_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    store: redis.Redis,
+) -> None:
+    app = make_pending_app()
+    client = app.test_client()
+    created = add(
+        client, "new-pkg", registration(oidc_issuer.url, **PENDING), clients.bearer("index")
+    ).get_json()
+
+    # Expire it in the store, as 30 days would.
+    store.hset("trustpub:registrations:pending", created["id"], "1")
+    store.incr("trustpub:registrations:version")
+    publishers = app.extensions["trustpub"].registrations.publishers
+    publishers.refresh()
+
+    assert_failure(mint(client, make_token()), 422, "invalid-publisher")
+    assert listed(client, "new-pkg", clients.bearer("admin")) == []
+    assert app.extensions["trustpub"].registrations.store.purge_expired(10) == 1
+    assert store.hlen("trustpub:registrations") == 0
+    # The name was never reserved: another pending publisher may take it.
+    again = add(
+        client, "new-pkg", registration(oidc_issuer.url, **PENDING), clients.bearer("index")
+    )
+    assert again.status_code == 201
+
+
+def test_the_index_removes_only_its_own_pending_publishers(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    client = app.test_client()
+    created = add(
+        client, "new-pkg", registration(oidc_issuer.url, **PENDING), clients.bearer("index")
+    ).get_json()
+
+    api_error(
+        remove(client, "new-pkg", created["id"], clients.bearer("demo-maintainer")),
+        403,
+        "project-forbidden",
+    )
+    assert remove(client, "new-pkg", created["id"], clients.bearer("index")).status_code == 200

@@ -1,0 +1,302 @@
+"""Maintainers register trusted publishers through the API: CRUD, validation, authorization,
+duplicates, and the union with policy files, against a real Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from support.oidc_issuer import OIDCIssuer
+
+from .conftest import MakeApp, MakeToken
+from .exchange_api import assert_failure, assert_minted, mint, upload_token_projects
+from .policies import github_publisher
+from .registrations_api import (
+    ManagementClients,
+    add,
+    api_error,
+    listed,
+    registration,
+    remove,
+)
+
+FILED = {"repository": "octo-org/filed", "projects": ["filed-pkg"]}
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> ManagementClients:
+    return ManagementClients(tmp_path / "clients.toml")
+
+
+@pytest.fixture
+def make_managed_app(make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer) -> Any:
+    """An app whose policy file registers octo-org/filed for filed-pkg only."""
+
+    def make(**overrides: Any) -> Flask:
+        settings = {"registration_rate_limit": "1000/minute", **overrides}
+        return make_app(
+            [github_publisher(oidc_issuer.url, **FILED)], clients_file=clients.path, **settings
+        )
+
+    return make
+
+
+@pytest.fixture
+def managed_app(make_managed_app: Any) -> Flask:
+    app: Flask = make_managed_app()
+    return app
+
+
+def test_a_registered_publisher_mints_and_is_listed(
+    managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = managed_app.test_client()
+    assert_failure(mint(client, make_token()), 422, "invalid-publisher")
+
+    response = add(
+        client, "Demo_Pkg", registration(oidc_issuer.url), clients.bearer("demo-maintainer")
+    )
+
+    assert response.status_code == 201, response.get_data(as_text=True)
+    added = response.get_json()
+    assert added["id"].startswith("rp_")
+    assert added["project"] == "demo-pkg"
+    assert added["source"] == "registered"
+    assert added["pending"] is False
+    assert added["created_by"] == "demo-maintainer"
+    assert added["publisher"]["repository"] == "octo-org/demo"
+    assert "projects" not in added["publisher"]
+    # Effective at once in the process that answered.
+    assert upload_token_projects(assert_minted(mint(client, make_token()))) == ["demo-pkg"]
+    assert [p["id"] for p in listed(client, "demo-pkg", clients.bearer("demo-maintainer"))] == [
+        added["id"]
+    ]
+
+
+def test_removed_publisher_stops_minting(
+    managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = managed_app.test_client()
+    headers = clients.bearer("demo-maintainer")
+    added = add(client, "demo-pkg", registration(oidc_issuer.url), headers).get_json()
+
+    response = remove(client, "demo-pkg", added["id"], headers)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"removed": added["id"], "project": "demo-pkg"}
+    assert listed(client, "demo-pkg", headers) == []
+    assert_failure(mint(client, make_token()), 422, "invalid-publisher")
+    api_error(remove(client, "demo-pkg", added["id"], headers), 404, "not-found")
+
+
+def test_changes_reach_other_processes_within_the_poll_interval(
+    make_managed_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+) -> None:
+    api = make_managed_app(registrations_poll_ms=100).test_client()
+    exchanger = make_managed_app(registrations_poll_ms=100).test_client()
+    assert_failure(mint(exchanger, make_token()), 422, "invalid-publisher")  # starts its poller
+
+    added = add(api, "demo-pkg", registration(oidc_issuer.url), clients.bearer("admin"))
+    assert added.status_code == 201
+    _eventually(lambda: mint(exchanger, make_token()).status_code == 200)
+
+    remove(api, "demo-pkg", added.get_json()["id"], clients.bearer("admin"))
+    _eventually(lambda: mint(exchanger, make_token()).status_code == 422)
+
+
+def _eventually(condition: Any, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the change did not propagate"
+        time.sleep(0.05)
+
+
+def test_file_publishers_are_listed_read_only(
+    managed_app: Flask, clients: ManagementClients
+) -> None:
+    client = managed_app.test_client()
+    headers = clients.bearer("admin")
+
+    (filed,) = listed(client, "Filed.Pkg", headers)
+
+    assert filed["source"] == "file"
+    assert filed["id"] == "publishers.toml: publisher[0]"
+    assert filed["publisher"]["identity"] == "octo-org/filed"
+    description = api_error(
+        remove(client, "filed-pkg", filed["id"], headers), 409, "read-only-publisher"
+    )
+    assert "policy file" in description
+
+
+def test_union_with_files_a_duplicate_of_a_file_publisher_is_refused(
+    managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = managed_app.test_client()
+    same_as_file = registration(oidc_issuer.url, repository="octo-org/filed", repository_id="74")
+
+    description = api_error(
+        add(client, "filed-pkg", same_as_file, clients.bearer("admin")), 409, "duplicate-publisher"
+    )
+
+    assert "publishers.toml: publisher[0]" in description and "read-only" in description
+    # The same publisher for another project is no duplicate: the token then covers both.
+    assert add(client, "demo-pkg", same_as_file, clients.bearer("admin")).status_code == 201
+    token = make_token(
+        repository="octo-org/filed",
+        workflow_ref="octo-org/filed/.github/workflows/release.yml@refs/tags/v1.0.0",
+        job_workflow_ref="octo-org/filed/.github/workflows/release.yml@refs/tags/v1.0.0",
+    )
+    assert upload_token_projects(assert_minted(mint(client, token))) == ["demo-pkg", "filed-pkg"]
+
+
+def test_a_duplicate_registration_is_refused(
+    managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    client = managed_app.test_client()
+    headers = clients.bearer("demo-maintainer")
+    first = add(client, "demo-pkg", registration(oidc_issuer.url), headers).get_json()
+
+    # Same identity (repository compared ignoring case), same project after PEP 503.
+    again = registration(oidc_issuer.url, repository="Octo-Org/Demo")
+    description = api_error(add(client, "DEMO.pkg", again, headers), 409, "duplicate-publisher")
+
+    assert first["id"] in description
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"repository": "no-slash"}, "repository"),
+        ({"workflow": ".github/workflows/release.yml"}, "workflow"),
+        ({"workflow": "release.txt"}, "workflow"),
+        ({"repository_owner_id": None}, "repository_owner_id"),
+        ({"repository_owner_id": "octo"}, "repository_owner_id"),
+        ({"environment": "x" * 256}, "environment"),
+        ({"unknown": "field"}, "unknown"),
+        ({"projects": ["demo-pkg"]}, "projects"),
+        ({"issuer": "https://token.actions.example.com"}, "issuer"),
+        ({"pending": "yes"}, "pending"),
+    ],
+    ids=[
+        "repository-not-owner-name",
+        "workflow-with-directory",
+        "workflow-not-yaml",
+        "owner-id-missing",
+        "owner-id-not-numeric",
+        "environment-too-long",
+        "unknown-field",
+        "projects-in-body",
+        "issuer-not-configured",
+        "pending-not-boolean",
+    ],
+)
+def test_invalid_registrations_are_refused_with_the_field(
+    managed_app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    body = registration(oidc_issuer.url, **overrides)
+
+    response = add(managed_app.test_client(), "demo-pkg", body, clients.bearer("admin"))
+
+    assert field in api_error(response, 422, "invalid-registration")
+
+
+@pytest.mark.parametrize(
+    ("project", "body", "status", "code"),
+    [
+        ("-bad-", {"provider": "github"}, 400, "invalid-request"),
+        ("demo-pkg", ["not", "an", "object"], 400, "invalid-request"),
+    ],
+    ids=["bad-project-name", "body-not-object"],
+)
+def test_malformed_requests(
+    managed_app: Flask,
+    clients: ManagementClients,
+    project: str,
+    body: Any,
+    status: int,
+    code: str,
+) -> None:
+    response = add(managed_app.test_client(), project, body, clients.bearer("admin"))
+    api_error(response, status, code)
+
+
+def test_a_project_key_cannot_touch_another_project(
+    managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    client = managed_app.test_client()
+    other = add(
+        client, "other-pkg", registration(oidc_issuer.url), clients.bearer("other-maintainer")
+    ).get_json()
+    demo = clients.bearer("demo-maintainer")
+
+    api_error(
+        add(client, "other-pkg", registration(oidc_issuer.url), demo), 403, "project-forbidden"
+    )
+    api_error(
+        client.get("/api/v1/projects/other-pkg/publishers", headers=demo), 403, "project-forbidden"
+    )
+    api_error(remove(client, "other-pkg", other["id"], demo), 403, "project-forbidden")
+    # Its id under its own project is not found there: ids do not cross projects.
+    api_error(remove(client, "demo-pkg", other["id"], demo), 404, "not-found")
+    api_error(client.get("/api/v1/audit?project=other-pkg", headers=demo), 403, "project-forbidden")
+    assert [p["id"] for p in listed(client, "other-pkg", clients.bearer("admin"))] == [other["id"]]
+
+
+@pytest.mark.parametrize(
+    ("client_name", "status", "code"),
+    [
+        ("introspector", 403, "insufficient-scope"),
+        ("index", 403, "insufficient-scope"),
+        (None, 401, "unauthenticated"),
+    ],
+    ids=["introspect-scope", "pending-scope-cannot-add-normal", "anonymous"],
+)
+def test_clients_without_management_rights_are_refused(
+    managed_app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    client_name: str | None,
+    status: int,
+    code: str,
+) -> None:
+    headers = clients.bearer(client_name) if client_name else {}
+    response = add(managed_app.test_client(), "demo-pkg", registration(oidc_issuer.url), headers)
+    api_error(response, status, code)
+
+
+def test_declaring_a_project_needs_admin(managed_app: Flask, clients: ManagementClients) -> None:
+    client = managed_app.test_client()
+
+    api_error(
+        client.put("/api/v1/projects/new-pkg", headers=clients.bearer("demo-maintainer")),
+        403,
+        "insufficient-scope",
+    )
+    first = client.put("/api/v1/projects/New_Pkg", headers=clients.basic("admin"))
+    again = client.put("/api/v1/projects/new-pkg", headers=clients.basic("admin"))
+
+    assert first.get_json() == {"project": "new-pkg", "created": True}
+    assert again.get_json() == {"project": "new-pkg", "created": False}
+
+
+def test_registrations_are_rate_limited_per_key(
+    make_managed_app: Any, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    app = make_managed_app(registration_rate_limit="2/minute")
+    client = app.test_client()
+    headers = clients.bearer("admin")
+    bodies = [registration(oidc_issuer.url, workflow=f"r{i}.yml") for i in range(3)]
+
+    statuses = [add(client, "demo-pkg", body, headers).status_code for body in bodies]
+
+    assert statuses == [201, 201, 429]

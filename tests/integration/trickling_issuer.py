@@ -1,0 +1,94 @@
+"""An HTTPS "issuer" that answers every request a byte at a time, forever.
+
+Each byte arrives well within any read timeout, so only a deadline on the whole fetch
+(or on how long a request waits for it) can stop a client from hanging on it. It
+trickles either its status line and headers or, after complete headers, its body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from types import TracebackType
+
+from support.tls import TestCA
+
+BYTE_INTERVAL = 0.2
+
+
+class TricklingIssuer:
+    def __init__(self, ca: TestCA, *, part: str) -> None:
+        if part not in {"headers", "body"}:
+            raise ValueError(f"part must be 'headers' or 'body', got {part!r}")
+        self._part = part
+        cert_path, key_path = ca.issue_server_cert(["127.0.0.1"])
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert_path, key_path)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # close() does not wake a blocked accept()
+        self.port: int = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []
+        self.requests = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> TricklingIssuer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Closing every connection ends the client's stuck read with an error.
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections.append(connection)
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        try:
+            connection.settimeout(5)
+            tls = self._context.wrap_socket(connection, server_side=True)
+            tls.recv(8192)
+            with self._lock:
+                self.requests += 1
+                self._connections.append(tls)
+            if self._part == "body":
+                tls.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n{"
+                )
+                filler = b" "
+            else:
+                tls.sendall(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+                filler = b"x"
+            while not self._stopping.wait(BYTE_INTERVAL):
+                tls.sendall(filler)
+        except OSError:
+            return

@@ -1,0 +1,191 @@
+"""The upload-token encoder against PyJWT: the same tokens, whatever the claims.
+
+`app.tokens.mint.encode_compact_jws` replaced `jwt.encode` on the mint path for speed
+(see docs/performance.md). Ed25519 and RSA PKCS#1 v1.5 signatures are deterministic, so
+for those keys its tokens must equal PyJWT's byte for byte; ECDSA signatures are not, so
+for P-256 the header and payload segments must be equal and PyJWT must verify the
+signature. In every case PyJWT decodes the token to exactly the claims that were minted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.tokens.keys import KeyRing, SigningKey, load_key_ring
+from app.tokens.mint import UPLOAD_TOKEN_TYPE, UploadTokenMinter, encode_compact_jws
+from app.tokens.verify import UploadTokenVerifier
+
+DIFFERENTIAL = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Key generation is slow: one key per algorithm for the whole module.
+PRIVATE_KEYS = {
+    "EdDSA": Ed25519PrivateKey.generate(),
+    "ES256": ec.generate_private_key(ec.SECP256R1()),
+    "RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+}
+DETERMINISTIC = ("EdDSA", "RS256")
+# PyJWT checks none of the registered claims here: the encoding is under test.
+NO_CLAIM_CHECKS = {
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
+
+
+def _load(key: Any, directory: Path) -> SigningKey:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "key.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return load_key_ring(path).signer
+
+
+@pytest.fixture(scope="module")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SigningKey]:
+    root = tmp_path_factory.mktemp("mint-keys")
+    return {alg: _load(key, root / alg) for alg, key in PRIVATE_KEYS.items()}
+
+
+def pyjwt_encode(claims: dict[str, Any], key: SigningKey) -> str:
+    return jwt.encode(
+        claims,
+        key.private_key,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid, "typ": UPLOAD_TOKEN_TYPE},
+    )
+
+
+def pyjwt_decode(token: str, key: SigningKey) -> dict[str, Any]:
+    """PyJWT's verification of the signature; the claims are returned as they are."""
+    decoded: dict[str, Any] = jwt.decode(
+        token, key.public_key, algorithms=[key.algorithm], options=NO_CLAIM_CHECKS
+    )
+    return decoded
+
+
+# Publisher values come from CI claims: any string, including non-ASCII and escapes.
+texts = st.text(max_size=40)
+claim_sets = st.fixed_dictionaries(
+    {
+        "iss": texts,
+        "aud": texts,
+        "sub": texts,
+        "iat": st.integers(min_value=0, max_value=2**40),
+        "nbf": st.integers(min_value=0, max_value=2**40),
+        "exp": st.integers(min_value=0, max_value=2**40),
+        "jti": texts,
+        "scope": st.just("upload"),
+        "projects": st.lists(texts, max_size=5),
+        "publisher": st.dictionaries(texts, texts, max_size=8),
+        "epoch": texts,
+    }
+)
+
+
+@pytest.mark.parametrize("algorithm", DETERMINISTIC)
+@DIFFERENTIAL
+@given(claims=claim_sets)
+def test_deterministic_signatures_equal_pyjwt_byte_for_byte(
+    signing_keys: dict[str, SigningKey], algorithm: str, claims: dict[str, Any]
+) -> None:
+    key = signing_keys[algorithm]
+
+    token = encode_compact_jws(claims, key, UPLOAD_TOKEN_TYPE)
+
+    assert token == pyjwt_encode(claims, key)
+    assert pyjwt_decode(token, key) == claims
+
+
+@DIFFERENTIAL
+@given(claims=claim_sets)
+def test_es256_segments_equal_pyjwt_and_pyjwt_verifies_the_signature(
+    signing_keys: dict[str, SigningKey], claims: dict[str, Any]
+) -> None:
+    key = signing_keys["ES256"]
+
+    token = encode_compact_jws(claims, key, UPLOAD_TOKEN_TYPE)
+
+    header, payload, signature = token.split(".")
+    reference = pyjwt_encode(claims, key).split(".")
+    assert [header, payload] == reference[:2]
+    assert len(signature) == len(reference[2]) == 86  # r || s, 64 bytes, not DER
+    assert pyjwt_decode(token, key) == claims
+
+
+@pytest.mark.parametrize("algorithm", sorted(PRIVATE_KEYS))
+def test_header_is_pyjwts(signing_keys: dict[str, SigningKey], algorithm: str) -> None:
+    key = signing_keys[algorithm]
+
+    token = encode_compact_jws({"iss": "x"}, key, UPLOAD_TOKEN_TYPE)
+
+    assert jwt.get_unverified_header(token) == {
+        "alg": algorithm,
+        "kid": key.kid,
+        "typ": UPLOAD_TOKEN_TYPE,
+    }
+
+
+@pytest.mark.parametrize("algorithm", sorted(PRIVATE_KEYS))
+@DIFFERENTIAL
+@given(
+    projects=st.frozensets(st.text(min_size=1, max_size=20), min_size=1, max_size=4),
+    publisher=st.dictionaries(texts, texts, max_size=6),
+    now=st.integers(min_value=1_600_000_000, max_value=2_000_000_000),
+)
+def test_minted_tokens_verify_with_pyjwt_and_with_trustpub(
+    signing_keys: dict[str, SigningKey],
+    algorithm: str,
+    projects: frozenset[str],
+    publisher: dict[str, str],
+    now: int,
+) -> None:
+    key = signing_keys[algorithm]
+    keys = KeyRing(keys=(key,), signer=key)
+    minter = UploadTokenMinter(keys, "urn:trustpub:t", "urn:trustpub:upload:t", 900, "pypi-")
+    verifier = UploadTokenVerifier(keys, "urn:trustpub:t", "urn:trustpub:upload:t", "pypi-")
+    publisher = {"provider": "github", **publisher}
+
+    minted = minter.mint(projects, publisher, "epoch-id:1", now)
+
+    claims = pyjwt_decode(minted.token.removeprefix("pypi-"), key)
+    assert claims["projects"] == sorted(projects)
+    assert claims["publisher"] == publisher
+    assert claims["jti"] == minted.jti
+    verified = verifier.verify(minted.token, now)
+    assert verified.claims == claims
+
+
+def test_a_key_whose_type_does_not_fit_its_algorithm_cannot_sign(
+    signing_keys: dict[str, SigningKey],
+) -> None:
+    ed = signing_keys["EdDSA"]
+    mislabelled = SigningKey(
+        kid=ed.kid, algorithm="RS256", private_key=ed.private_key, public_jwk=ed.public_jwk
+    )
+
+    with pytest.raises(ValueError, match="cannot sign RS256"):
+        encode_compact_jws({"iss": "x"}, mislabelled, UPLOAD_TOKEN_TYPE)

@@ -67,10 +67,11 @@ class TokenExchange:
             # The token verified, so its claims are the issuer's word: worth a log line
             # for whoever debugs a failing publish. repr() keeps a hostile value on one line.
             log.info(
-                "exchange refused: code=%s issuer=%s repository=%r reason=%r",
+                # `sub` names the caller for every provider (repository, project, account).
+                "exchange refused: code=%s issuer=%s sub=%r reason=%r",
                 exc.code,
                 identity.issuer.url,
-                identity.claims.get("repository"),
+                identity.claims.get("sub"),
                 exc.description,
             )
             raise

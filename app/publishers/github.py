@@ -220,7 +220,7 @@ class GitHubPublisher:
                     f"{self.environment!r} (any case)",
                     claims.environment,
                     claims.environment is not None
-                    and claims.environment.lower() == self.environment.lower(),
+                    and _same_environment(claims.environment, self.environment),
                 )
             )
         checks.extend(check_rules(self.rules, claims.values))
@@ -320,3 +320,11 @@ def _require(condition: object, claim: str, expected: str, received: str) -> Non
         raise InvalidPublisher(
             f"token claim {claim!r} is malformed", (ClaimMismatch(claim, expected, received),)
         )
+
+
+def _same_environment(received: str, expected: str) -> bool:
+    """GitHub folds the case of ASCII letters only: Unicode folding would let the
+    KELVIN SIGN (U+212A) in `pypi-\u212a8s` pass for the `k` of `pypi-k8s`."""
+    if received.isascii() and expected.isascii():
+        return received.lower() == expected.lower()
+    return received == expected

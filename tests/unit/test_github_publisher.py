@@ -462,3 +462,21 @@ def test_parse_publisher_defaults_and_fields() -> None:
 )
 def test_identity_key(a: dict[str, Any], b: dict[str, Any], same: bool) -> None:
     assert (publisher(**a).identity_key == publisher(**b).identity_key) is same
+
+
+@pytest.mark.parametrize(
+    ("registered", "received", "matches"),
+    [
+        ("pypi-k8s", "PYPI-K8S", True),
+        ("pypi-k8s", "pypi-\u212a8s", False),
+        ("déploiement", "déploiement", True),
+        ("déploiement", "DÉPLOIEMENT", False),
+    ],
+    ids=["ascii-any-case", "kelvin-sign-is-not-k", "unicode-exact", "unicode-case-differs"],
+)
+def test_environment_case_folding_is_ascii_only(
+    registered: str, received: str, matches: bool
+) -> None:
+    from app.publishers.github import _same_environment
+
+    assert _same_environment(received, registered) is matches

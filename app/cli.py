@@ -274,8 +274,14 @@ def clients() -> None:
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["introspect", "revoke", "admin"]),
+    type=click.Choice(["introspect", "revoke", "manage", "pending", "admin"]),
     help="Repeat for several scopes.",
+)
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="With --scope manage: a project this key manages (repeat for several).",
 )
 @click.option(
     "--file",
@@ -284,7 +290,9 @@ def clients() -> None:
     default=None,
     help="Clients file; default TRUSTPUB_CLIENTS_FILE.",
 )
-def clients_add(name: str, scopes: tuple[str, ...], path: Path | None) -> None:
+def clients_add(
+    name: str, scopes: tuple[str, ...], projects: tuple[str, ...], path: Path | None
+) -> None:
     """Add a client and print its secret once; only its hash is stored."""
     from app.auth.clients import add_client
 
@@ -294,7 +302,7 @@ def clients_add(name: str, scopes: tuple[str, ...], path: Path | None) -> None:
     if path is None:
         raise click.ClickException("name the clients file with --file or TRUSTPUB_CLIENTS_FILE")
     try:
-        secret = add_client(path, name, scopes)
+        secret = add_client(path, name, scopes, projects)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"added client {name!r} to {path}; its secret (shown once):", err=True)
@@ -369,3 +377,190 @@ def tokens_revoke(
         f"revoked {chosen[0][2:]}: tokens issued at or before {revocation.before}; "
         f"entry kept until {revocation.expires_at}"
     )
+
+
+# -- the management API, as a client ------------------------------------------------------
+
+
+class _Api:
+    """trustpub's management API at TRUSTPUB_URL, with TRUSTPUB_CLIENT_SECRET (Bearer).
+
+    Both may instead come from `~/.config/trustpub/client.toml` (`url = ...`,
+    `secret = ...`; $XDG_CONFIG_HOME is honoured); the environment wins.
+    """
+
+    def __init__(self) -> None:
+        import tomllib
+
+        config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        path = config_home / "trustpub" / "client.toml"
+        config: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                config = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise click.ClickException(f"{path}: {exc}") from exc
+        url = os.environ.get("TRUSTPUB_URL") or config.get("url")
+        secret = os.environ.get("TRUSTPUB_CLIENT_SECRET") or config.get("secret")
+        if not isinstance(url, str) or not url:
+            raise click.ClickException(f"set TRUSTPUB_URL (or url in {path})")
+        if not isinstance(secret, str) or not secret:
+            raise click.ClickException(f"set TRUSTPUB_CLIENT_SECRET (or secret in {path})")
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {secret}"}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import requests
+
+        try:
+            response = requests.request(
+                method, self.url + path, headers=self._headers, timeout=30, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach {self.url}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error, dict):
+                raise click.ClickException(f"{error.get('code')}: {error.get('description')}")
+            raise click.ClickException(f"HTTP {response.status_code} from {self.url}{path}")
+        return body
+
+
+@cli.group()
+def publishers() -> None:
+    """Trusted publishers of a project, through the management API (TRUSTPUB_URL)."""
+
+
+@publishers.command("add")
+@click.argument("project")
+@click.option("--provider", type=click.Choice(["github", "gitlab", "google"]), default="github")
+@click.option("--repository", help="GitHub owner/name (or GitLab group/project).")
+@click.option("--owner-id", help="GitHub: the owner's numeric ID (looked up if omitted).")
+@click.option("--repository-id", help="GitHub: pin the repository's numeric ID.")
+@click.option("--workflow", help="GitHub: workflow file name (release.yml); GitLab: CI file path.")
+@click.option("--environment", help="Optional deployment environment.")
+@click.option("--email", help="Google: the service account's e-mail.")
+@click.option("--issuer", help="The CI issuer, when not the provider's public one.")
+@click.option("--pending", is_flag=True, help="For a project that does not exist yet.")
+def publishers_add(
+    project: str,
+    provider: str,
+    repository: str | None,
+    owner_id: str | None,
+    repository_id: str | None,
+    workflow: str | None,
+    environment: str | None,
+    email: str | None,
+    issuer: str | None,
+    pending: bool,
+) -> None:
+    """Register a trusted publisher for PROJECT and print its id."""
+    api = _Api()
+    entry: dict[str, Any] = {"provider": provider}
+    if provider == "github":
+        if not repository or not workflow:
+            raise click.UsageError("github needs --repository OWNER/NAME and --workflow FILE")
+        entry.update(repository=repository, workflow=workflow)
+        entry["repository_owner_id"] = owner_id or _github_owner_id(repository)
+        if repository_id:
+            entry["repository_id"] = repository_id
+    elif provider == "gitlab":
+        if not repository or not workflow:
+            raise click.UsageError("gitlab needs --repository GROUP/PROJECT and --workflow PATH")
+        entry.update(project_path=repository, workflow_filepath=workflow)
+    else:
+        if not email:
+            raise click.UsageError("google needs --email")
+        entry["email"] = email
+    for key, value in (("environment", environment), ("issuer", issuer)):
+        if value:
+            entry[key] = value
+    if pending:
+        entry["pending"] = True
+    added = api.call("POST", f"/api/v1/projects/{project}/publishers", json=entry)
+    state = f"pending until {added['expires_at']}" if added["pending"] else "active"
+    click.echo(f"{added['id']}\t{added['project']}\t{state}")
+
+
+def _github_owner_id(repository: str) -> str:
+    """The owner's immutable ID from the GitHub API; optional convenience, never required."""
+    import requests
+
+    owner = repository.partition("/")[0]
+    base = os.environ.get("TRUSTPUB_GITHUB_API", "https://api.github.com").rstrip("/")
+    hint = (
+        f"pass --owner-id (the 'id' of {base}/users/{owner}, "
+        "or the repository_owner_id claim of a workflow run)"
+    )
+    try:
+        response = requests.get(f"{base}/users/{owner}", timeout=10)
+        owner_id = response.json().get("id") if response.status_code == 200 else None
+    except (requests.RequestException, ValueError) as exc:
+        raise click.ClickException(f"cannot look up {owner!r} on GitHub ({exc}): {hint}") from exc
+    if not isinstance(owner_id, int):
+        raise click.ClickException(f"GitHub does not know {owner!r}: {hint}")
+    return str(owner_id)
+
+
+@publishers.command("list")
+@click.argument("project")
+@click.option("--json", "as_json", is_flag=True)
+def publishers_list(project: str, as_json: bool) -> None:
+    """The trusted publishers of PROJECT: policy files (read-only) and registered."""
+    import json
+
+    listed = _Api().call("GET", f"/api/v1/projects/{project}/publishers")["publishers"]
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for item in listed:
+        publisher = item["publisher"]
+        identity = (
+            publisher.get("identity")
+            or publisher.get("repository")
+            or publisher.get("project_path")
+            or publisher.get("email")
+        )
+        workflow = publisher.get("workflow") or publisher.get("workflow_filepath") or ""
+        state = "pending" if item["pending"] else item["source"]
+        click.echo(f"{item['id']}\t{state}\t{publisher['provider']}\t{identity}\t{workflow}")
+
+
+@publishers.command("remove")
+@click.argument("project")
+@click.argument("publisher_id")
+def publishers_remove(project: str, publisher_id: str) -> None:
+    """Remove the registered publisher PUBLISHER_ID of PROJECT."""
+    _Api().call("DELETE", f"/api/v1/projects/{project}/publishers/{publisher_id}")
+    click.echo(f"removed {publisher_id} from {project}")
+
+
+@cli.command("audit")
+@click.option("--project")
+@click.option("--repository")
+@click.option("--since", type=int, help="Unix seconds.")
+@click.option("--until", type=int, help="Unix seconds.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def audit_command(
+    project: str | None, repository: str | None, since: int | None, until: int | None, limit: int
+) -> None:
+    """Print the audit trail, newest first, one JSON record per line."""
+    import json
+
+    query = {
+        key: value
+        for key, value in (
+            ("project", project),
+            ("repository", repository),
+            ("since", since),
+            ("until", until),
+            ("limit", limit),
+        )
+        if value is not None
+    }
+    for record in _Api().call("GET", "/api/v1/audit", params=query)["records"]:
+        click.echo(json.dumps(record, sort_keys=True))

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from app.api.auth import require_client
 from app.api.services import services
 from app.errors import InvalidRequest
+from app.publishers.model import normalize_project_name
 from app.settings import PUBLIC_GITHUB_ISSUER
 
 blueprint = Blueprint("revocations", __name__, url_prefix="/api/v1")
@@ -18,7 +19,7 @@ _SCOPES = ("token", "jti", "project", "repository")
 
 @blueprint.post("/revocations")
 def create_revocation() -> Response:
-    require_client("revoke")
+    client = require_client("revoke")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
@@ -41,6 +42,16 @@ def create_revocation() -> Response:
         issuer = _string(body, "issuer") if "issuer" in body else PUBLIC_GITHUB_ISSUER
         workflow = _string(body, "workflow") if "workflow" in body else None
         revocation = revoker.revoke_publisher(issuer, value, workflow, before)
+    # Never the token itself: a token revocation is recorded by its scope and moment only.
+    services().registrations.audit.record(
+        "revoke",
+        client.name,
+        scope=scope,
+        before=str(revocation.before),
+        jti=value if scope == "jti" else None,
+        project=normalize_project_name(value) if scope == "project" else None,
+        repository=value if scope == "repository" else None,
+    )
     return jsonify({"revoked": {"scope": scope, **revocation.as_dict()}})
 
 

@@ -43,4 +43,5 @@ def api_app(make_app: MakeApp, clients: Clients) -> Flask:  # noqa: F811
         publisher_rate_limit=generous,
         introspect_rate_limit=generous,
         revoke_rate_limit=generous,
+        registration_rate_limit=generous,
     )

@@ -30,6 +30,23 @@ def app(make_app: MakeApp, clients: ManagementClients) -> Flask:
     return made
 
 
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _capture_audit_log() -> list[str]:
+    handler = _Lines()
+    logger = logging.getLogger("app.audit")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler.lines
+
+
 def audit(client: Any, headers: dict[str, str], query: str = "") -> list[dict[str, str]]:
     response = client.get(AUDIT_PATH + query, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -43,11 +60,10 @@ def test_every_action_is_recorded_newest_first_without_tokens_or_secrets(
     oidc_issuer: OIDCIssuer,
     make_token: MakeToken,
     store: redis.Redis,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = app.test_client()
     admin = clients.bearer("admin")
-    caplog.set_level(logging.INFO, logger="app.audit")
+    lines = _capture_audit_log()
     oidc_token = make_token()
     minted = assert_minted(mint(client, oidc_token))  # the default file publisher
     pending = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
@@ -77,9 +93,10 @@ def test_every_action_is_recorded_newest_first_without_tokens_or_secrets(
     assert records[2]["pending"] == "true"
     assert all(int(r["at"]) <= time.time() for r in records)
     # Never a token or a secret, in the stream or in the log lines.
-    stream = json.dumps([[k.decode(), v] for k, v in store.xrange("trustpub:audit")], default=str)
-    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "app.audit")
-    assert len([r for r in caplog.records if r.name == "app.audit"]) == 4
+    stream = repr(store.xrange("trustpub:audit"))
+    logged = "\n".join(lines)
+    assert len(lines) == 4
+    assert json.loads(lines[0].removeprefix("audit "))["action"] == "mint"
     for secret in [oidc_token, minted["token"], *clients.secrets.values()]:
         assert secret not in stream
         assert secret not in logged
@@ -133,3 +150,23 @@ def test_a_maintainer_reads_only_its_projects(app: Flask, clients: ManagementCli
     api_error(client.get(AUDIT_PATH, headers=demo), 403, "project-forbidden")
     api_error(client.get(AUDIT_PATH, headers=clients.bearer("index")), 403, "insufficient-scope")
     api_error(client.get(AUDIT_PATH + "?limit=0", headers=demo), 400, "invalid-request")
+
+
+def test_revocations_are_recorded_without_the_token(
+    app: Flask, clients: ManagementClients, make_token: MakeToken
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    upload_token = assert_minted(mint(client, make_token()))["token"]
+
+    client.post("/api/v1/revocations", json={"token": upload_token}, headers=admin)
+    client.post("/api/v1/revocations", json={"project": "demo-pkg"}, headers=admin)
+
+    project, token, _ = audit(client, admin)
+    assert (project["action"], project["scope"], project["project"]) == (
+        "revoke",
+        "project",
+        "demo-pkg",
+    )
+    assert (token["action"], token["scope"], token["actor"]) == ("revoke", "token", "admin")
+    assert upload_token not in json.dumps([project, token])

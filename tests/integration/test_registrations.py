@@ -144,7 +144,8 @@ def test_union_with_files_a_duplicate_of_a_file_publisher_is_refused(
         add(client, "filed-pkg", same_as_file, clients.bearer("admin")), 409, "duplicate-publisher"
     )
 
-    assert "publishers.toml: publisher[0]" in description and "read-only" in description
+    assert "publishers.toml: publisher[0]" in description
+    assert "read-only" in description
     # The same publisher for another project is no duplicate: the token then covers both.
     assert add(client, "demo-pkg", same_as_file, clients.bearer("admin")).status_code == 201
     token = make_token(

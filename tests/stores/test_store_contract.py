@@ -10,6 +10,7 @@ import pytest
 from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
+from app.stores.base import StoredRegistration
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore, connect
 
@@ -144,3 +145,117 @@ def test_redis_store_recovers_and_recreates_a_lost_epoch(
     after = store.claim_once("jti:a", 5).epoch
     assert after.id != before.id
     assert store.current_epoch() == after
+
+
+# -- registrations and the audit trail ----------------------------------------------------
+
+
+def _registration(
+    registration_id: str,
+    project: str = "demo-pkg",
+    unique: str = "u1",
+    expires_at: int | None = None,
+) -> StoredRegistration:
+    return StoredRegistration(
+        id=registration_id,
+        project=project,
+        entry={"provider": "github", "repository": "octo-org/demo", "projects": [project]},
+        created_by="admin",
+        created_at=100,
+        unique_key=unique,
+        expires_at=expires_at,
+    )
+
+
+def test_registrations_round_trip_and_bump_the_version(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    start = store.registrations_version()
+
+    assert store.add_registration(_registration("rp_1"), 100) is None
+    assert store.add_registration(_registration("rp_2", unique="u1"), 100) == "rp_1"
+    state = store.load_registrations()
+
+    assert state.version == store.registrations_version() == start + 1
+    assert state.registrations == (_registration("rp_1"),)
+    assert state.projects == {"demo-pkg"}
+    assert store.remove_registration("rp_1") == _registration("rp_1")
+    assert store.remove_registration("rp_1") is None
+    assert store.load_registrations().registrations == ()
+    # Its unique key is free again.
+    assert store.add_registration(_registration("rp_3"), 100) is None
+
+
+def test_pending_registrations_convert_once_and_never_for_an_existing_project(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    now = int(time.time())
+    store.add_registration(_registration("rp_a", "new-pkg", "a", expires_at=now + 60), now)
+    store.add_registration(_registration("rp_b", "new-pkg", "b", expires_at=now + 60), now)
+
+    assert store.load_registrations().projects == frozenset()
+    assert store.convert_pending("rp_a", "new-pkg", now) == "converted"
+    assert store.convert_pending("rp_a", "new-pkg", now) == "normal"
+    assert store.convert_pending("rp_b", "new-pkg", now) == "exists"
+    assert store.convert_pending("rp_missing", "new-pkg", now) == "gone"
+    state = store.load_registrations()
+    assert {r.id: r.pending for r in state.registrations} == {"rp_a": False, "rp_b": True}
+    assert state.projects == {"new-pkg"}
+    # A pending registration for a project that exists is refused with "".
+    late = _registration("rp_c", "new-pkg", "c", expires_at=now + 60)
+    assert store.add_registration(late, now) == ""
+
+
+def test_expired_pending_registrations_are_purged_and_free_their_key(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    now = int(time.time())
+    store.add_registration(_registration("rp_old", "new-pkg", "k", expires_at=now - 1), now - 100)
+
+    assert store.convert_pending("rp_old", "new-pkg", now) == "expired"
+    assert (
+        store.add_registration(_registration("rp_new", "new-pkg", "k", expires_at=now + 9), now)
+        is None
+    )
+    store.add_registration(_registration("rp_x", "x-pkg", "x", expires_at=now - 1), now - 100)
+    version = store.registrations_version()
+    assert store.purge_expired(now) == 1
+    assert store.registrations_version() == version + 1
+    assert [r.id for r in store.load_registrations().registrations] == ["rp_new"]
+
+
+def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+
+    assert store.declare_project("new-pkg") is True
+    assert store.declare_project("new-pkg") is False
+    assert store.load_registrations().projects == {"new-pkg"}
+
+
+def test_audit_records_read_newest_first_with_filters(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    for index in range(5):
+        store.append_audit({"action": "mint", "n": str(index)})
+
+    records = store.read_audit(since_ms=None, until_ms=None, limit=3, accept=lambda f: True)
+    odd = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: int(f["n"]) % 2 == 1
+    )
+
+    assert [r.fields["n"] for r in records] == ["4", "3", "2"]
+    assert [r.fields["n"] for r in odd] == ["3", "1"]
+    assert store.read_audit(since_ms=None, until_ms=1, limit=10, accept=lambda f: True) == []
+
+
+def test_the_audit_trail_is_bounded(redis_server: RedisServer, redis_url: str) -> None:
+    for store in (
+        MemoryStore(audit_max_length=1000),
+        RedisStore(connect(redis_url), audit_max_length=1000),
+    ):
+        for index in range(3000):
+            store.append_audit({"n": str(index)})
+        kept = store.read_audit(since_ms=None, until_ms=None, limit=10_000, accept=lambda f: True)
+        # Redis trims approximately (whole macro nodes), never below the length asked for.
+        assert 1000 <= len(kept) <= 1200
+        assert kept[0].fields["n"] == "2999"

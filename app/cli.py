@@ -47,10 +47,10 @@ def serve(
     bind: str, workers: int, threads: int, dev: bool, access_log: bool, log_format: str | None
 ) -> None:
     """Run the service under gunicorn."""
-    from app import create_app
     from app.metrics import enable_multiprocess
     from app.observability import configure_logging
     from app.serving import GunicornApplication
+    from app.wiring import create_app
 
     configure_logging(json_lines=(log_format or ("text" if dev else "json")) == "json")
     settings = _settings(dev)
@@ -87,9 +87,9 @@ def serve(
 @click.option("--dev", is_flag=True, help="Also accept publishers of the local dev issuer.")
 def check_policies(directory: Path | None, dev: bool) -> None:
     """Validate policy files; exit non-zero listing every error with file and key."""
-    from app import build_trusted_issuers
     from app.publishers.policy_files import load_policy_dir
     from app.publishers.providers import PROVIDERS
+    from app.wiring import build_trusted_issuers
 
     settings = _issuer_settings(dev)
     issuers = build_trusted_issuers(settings)
@@ -116,12 +116,12 @@ def explain(token: str | None, as_json: bool, dev: bool) -> None:
     """
     import json
 
-    from app import build_trusted_issuers
     from app.errors import TrustpubError
     from app.explain import TokenExplainer
     from app.publishers.policy_files import load_policy_dir
     from app.publishers.providers import PROVIDERS
     from app.publishers.registry import PublisherRegistry
+    from app.wiring import build_trusted_issuers
 
     read_stdin = token is None or token.strip() == "-"
     raw = sys.stdin.read() if read_stdin or token is None else token
@@ -336,9 +336,9 @@ def tokens_revoke(
     before: int | None,
 ) -> None:
     """Revoke one token, or every token of a project or publisher minted before a moment."""
-    from app import build_revoker
     from app.errors import TrustpubError
     from app.settings import PUBLIC_GITHUB_ISSUER
+    from app.wiring import build_revoker
 
     chosen = [
         flag

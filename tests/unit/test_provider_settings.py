@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from app import build_trusted_issuers
 from app.errors import ConfigurationError
 from app.oidc.dev_issuer import DEV_ISSUER
 from app.publishers.providers import PROVIDERS
@@ -19,6 +18,7 @@ from app.settings import (
     Settings,
     load_settings,
 )
+from app.wiring import build_trusted_issuers
 
 PRODUCTION = {"TRUSTPUB_AUDIENCE": "pypi.example.com", "TRUSTPUB_SIGNING_KEYS": "/keys"}
 

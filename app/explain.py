@@ -1,7 +1,7 @@
 """The explain use case: verify a token and say, publisher by publisher, what matched.
 
 It runs exactly the exchange's steps up to the decision (`verify_identity_token`, the
-provider's `parse_claims`, `PublisherRegistry.explain` and `choose`), then stops: nothing
+provider's `parse_claims`, `PublisherRegistry.explain` and `match`), then stops: nothing
 is minted and the token's `jti` is not claimed, so the same token can still be exchanged.
 
 What a caller learns is bounded the same way as the exchange's `invalid-publisher`
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from app.errors import InvalidPublisher, NotEnabled
+from app.errors import InvalidPendingPublisher, InvalidPublisher, NotEnabled
 from app.oidc.verify import TrustedIssuers, verify_identity_token
 from app.publishers.model import ClaimCheck, Provider
-from app.publishers.registry import PublisherRegistry, PublisherReport, choose
+from app.publishers.registry import PublisherRegistry, PublisherReport
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,10 @@ class TokenExplainer:
         claims = provider.parse_claims(identity.issuer.url, identity.claims)
         reports = self.publishers.explain(claims)
         try:
-            match = choose(claims, reports)
-        except InvalidPublisher as refusal:
+            # The exchange's own decision (a registry may refuse more than the checks
+            # say, e.g. a pending publisher whose project exists now).
+            match = self.publishers.match(claims)
+        except (InvalidPublisher, InvalidPendingPublisher) as refusal:
             projects: frozenset[str] = frozenset()
             selected: frozenset[str] = frozenset()
             reason: str | None = refusal.description

@@ -99,8 +99,13 @@ def test_a_pending_publisher_whose_project_came_to_exist_gets_the_contract_code(
 
     # The index says the project exists now (someone uploaded it another way).
     client.put("/api/v1/projects/new-pkg", headers=clients.bearer("admin"))
+    token = make_token()
+    explained = client.post("/_/oidc/explain", json={"token": token}).get_json()
 
-    assert_failure(mint(client, make_token()), 422, "invalid-pending-publisher")
+    # explain tells the caller what the exchange then does: no token.
+    assert explained["would_mint"] is False
+    assert "pending" in explained["reason"]
+    assert_failure(mint(client, token), 422, "invalid-pending-publisher")
 
 
 def test_two_pending_publishers_for_one_name_the_first_exchange_wins(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.observability import REQUEST_ID
 from app.stores.base import AuditLog, AuditRecord
 
 log = logging.getLogger("app.audit")
@@ -75,6 +76,10 @@ class AuditTrail:
         if unknown:
             raise ValueError(f"audit fields {sorted(unknown)} are not allowed")
         entry = {"action": action, "actor": actor, "at": str(int(self.clock()))}
+        # The request that caused it: joins the record to log lines and to the
+        # X-Request-ID the caller (CI job, index, maintainer) saw.
+        if (request_id := REQUEST_ID.get()) != "-":
+            entry["request_id"] = request_id
         entry.update({key: value for key, value in fields.items() if value is not None})
         self.store.append_audit(entry)
         # One line, JSON, stable keys: the log keeps what the stream trims.

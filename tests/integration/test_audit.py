@@ -170,3 +170,19 @@ def test_revocations_are_recorded_without_the_token(
     )
     assert (token["action"], token["scope"], token["actor"]) == ("revoke", "token", "admin")
     assert upload_token not in json.dumps([project, token])
+
+
+def test_a_mint_record_carries_the_request_id_the_caller_saw(
+    app: Flask, clients: ManagementClients, make_token: MakeToken
+) -> None:
+    client = app.test_client()
+    response = client.post(
+        "/_/oidc/mint-token",
+        json={"token": make_token()},
+        headers={"X-Request-ID": "ci-run-4242-step-7"},
+    )
+    assert_minted(response)
+
+    (record,) = [r for r in audit(client, clients.bearer("admin")) if r["action"] == "mint"]
+
+    assert record["request_id"] == response.headers["X-Request-ID"] == "ci-run-4242-step-7"

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # apt needs root; use sudo only when we are not root already.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench docs redis-server clean
+.PHONY: run test lint bench docs redis-server wrk clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,29 @@ redis-server:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
+# The load generator of `make bench` (and of its smoke run in the tests).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk with apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
-test: $(BIN)/.installed redis-server lint
+test: $(BIN)/.installed redis-server wrk lint
 	$(BIN)/pytest
+
+# Throughput and latency against the floors, on this machine (docs/performance.md).
+bench: $(BIN)/.installed redis-server wrk
+	$(BIN)/python -m bench.run
+
+# The docs that are checked: the OpenAPI description against the routes (and schemathesis),
+# and every policy and CI snippet in docs/providers/.
+docs: $(BIN)/.installed redis-server
+	$(BIN)/pytest -q tests/api tests/unit/test_provider_docs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev

@@ -40,10 +40,20 @@ class UploadTokenMinter:
     prefix: str
 
     def mint(
-        self, projects: frozenset[str], publisher: Mapping[str, str], epoch: str, now: int
+        self,
+        projects: frozenset[str],
+        publisher: Mapping[str, str],
+        epoch: str,
+        now: int,
+        jti: str | None = None,
     ) -> MintedToken:
-        """Sign a token; `epoch` ties it to the store's current data (see app.stores.base)."""
-        jti = secrets.token_urlsafe(18)
+        """Sign a token; `epoch` ties it to the store's current data (see app.stores.base).
+
+        `jti` is the token's id, new_jti() unless given: a caller that must record the
+        id before signing (say, an audit record written by the replay-claim script, in
+        the same round trip) chooses it first.
+        """
+        jti = jti or new_jti()
         expires_at = now + self.ttl
         ordered = tuple(sorted(projects))
         claims = {
@@ -67,6 +77,11 @@ class UploadTokenMinter:
             expires_at=expires_at,
             projects=ordered,
         )
+
+
+def new_jti() -> str:
+    """An upload token id: 144 random bits, URL-safe."""
+    return secrets.token_urlsafe(18)
 
 
 def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> str:

@@ -189,3 +189,16 @@ def test_a_key_whose_type_does_not_fit_its_algorithm_cannot_sign(
 
     with pytest.raises(ValueError, match="cannot sign RS256"):
         encode_compact_jws({"iss": "x"}, mislabelled, UPLOAD_TOKEN_TYPE)
+
+
+def test_a_chosen_jti_is_the_tokens_id(signing_keys: dict[str, SigningKey]) -> None:
+    # A caller that records the id before signing (one round trip for the replay claim
+    # and the audit record) chooses it; the token must carry exactly that id.
+    key = signing_keys["EdDSA"]
+    keys = KeyRing(keys=(key,), signer=key)
+    minter = UploadTokenMinter(keys, "urn:trustpub:t", "urn:trustpub:upload:t", 900, "pypi-")
+
+    minted = minter.mint(frozenset({"demo"}), {"provider": "github"}, "e:1", 1_700_000_000, "j-1")
+
+    assert minted.jti == "j-1"
+    assert pyjwt_decode(minted.token.removeprefix("pypi-"), key)["jti"] == "j-1"

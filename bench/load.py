@@ -1,0 +1,210 @@
+"""Running wrk against a service and accounting for what the phase cost.
+
+One phase = one wrk run at fixed concurrency. Alongside wrk's own numbers it records
+the CPU time the server processes (gunicorn master and workers), redis-server and wrk
+itself used, and the Redis commands executed (INFO commandstats): per request, these
+show where the time goes and that the load generator was not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .procs import Service, cpu_seconds, established_connections, machine_cpu
+
+WRK_DIR = Path(__file__).parent / "wrk"
+RESULT_MARK = "BENCH_RESULT "
+# When, after wrk starts, to look how its connections landed; how often to try again.
+BALANCE_PROBE_SECONDS = 0.3
+BALANCE_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Load:
+    """How wrk drives a phase."""
+
+    url: str
+    connections: int
+    threads: int
+    duration: float
+    mode: str  # "static" or "tokens"
+    data: Path  # the body file, or the token file prefix
+    headers: tuple[str, ...] = ()
+    think_ms: float = 0.0  # > 0: paced (Poisson-like) load below the peak
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    errors: dict[str, int]
+    connections: int
+    server_cpu_us_per_request: float
+    redis_cpu_us_per_request: float
+    wrk_cpu_share: float  # of one core, over the phase
+    # CPU the machine spent on anything but the server, Redis and wrk, and time the
+    # hypervisor gave to other guests (cores): a noisy neighbour shows up here.
+    other_cpu_share: float
+    steal_share: float
+    # The connections each gunicorn worker held (wrk's keep-alive connections stay put),
+    # and the attempts it took to get them spread evenly (see run_phase).
+    connections_per_worker: list[int]
+    attempts: int
+    # Client requests Redis read off its sockets (INFO total_reads_processed): without
+    # pipelining, one per round trip. Commands include those a Lua script runs.
+    redis_round_trips_per_request: float = 0.0
+    redis_calls_per_request: dict[str, float] = field(default_factory=dict)
+    think_ms: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_phase(
+    name: str,
+    load: Load,
+    service: Service,
+    redis_client: redis.Redis | None = None,
+    redis_pid: int | None = None,
+) -> PhaseResult:
+    """Run wrk once the connections it opened are spread evenly over the workers.
+
+    gunicorn's workers race to accept on one shared socket, and wrk's keep-alive
+    connections stay where they landed: 8 connections split 4/4 on one run and 8/0 on
+    the next, which halves throughput. So shortly after wrk starts, the split is read
+    from /proc; an uneven one aborts the attempt and starts wrk again (its requests
+    are not counted; the tokens it may have used are skipped).
+    """
+    port = int(load.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    skip = 0
+    for attempt in range(1, BALANCE_ATTEMPTS + 1):
+        last = attempt == BALANCE_ATTEMPTS
+        if redis_client is not None:
+            redis_client.config_resetstat()
+        machine_before = machine_cpu()
+        server_before = service.cpu_seconds()
+        redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
+        proc = subprocess.Popen(  # noqa: S603 (wrk, with arguments built by _wrk_argv)
+            _wrk_argv(load, skip), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        time.sleep(BALANCE_PROBE_SECONDS)
+        split = established_connections(service.workers(), port)
+        for _ in range(20):  # wrk may still be connecting
+            if sum(split) >= load.connections:
+                break
+            time.sleep(0.05)
+            split = established_connections(service.workers(), port)
+        balanced = _evenly_spread(split, load.connections)
+        if not balanced and not last:
+            proc.send_signal(signal.SIGINT)  # wrk stops, still reporting what it did
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        # wait4 rather than wait: it also returns wrk's own CPU time.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        raw = _wrk_result(name, proc.returncode, output)
+        if balanced or last:
+            break
+        skip += raw["requests"] + load.connections + 10
+        time.sleep(0.2)  # let the workers close the aborted attempt's connections
+    server_cpu = service.cpu_seconds() - server_before
+    redis_cpu = (cpu_seconds(redis_pid) - redis_before) if redis_pid else 0.0
+    busy, steal = (
+        after - before for after, before in zip(machine_cpu(), machine_before, strict=True)
+    )
+    wrk_cpu = usage.ru_utime + usage.ru_stime
+    calls, round_trips = _redis_stats(redis_client) if redis_client is not None else ({}, 0)
+    if raw["exhausted"]:
+        raise RuntimeError(
+            f"phase {name}: wrk ran out of fresh tokens ({raw['exhausted']} requests reused "
+            "one); the harness under-estimated the throughput"
+        )
+    requests_done = max(1, raw["requests"])
+    seconds = raw["duration_us"] / 1e6
+    latency = raw["latency_us"]
+    return PhaseResult(
+        name=name,
+        requests=raw["requests"],
+        seconds=seconds,
+        rps=raw["requests"] / seconds,
+        p50_ms=latency["p50"] / 1000,
+        p90_ms=latency["p90"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        max_ms=latency["max"] / 1000,
+        mean_ms=latency["mean"] / 1000,
+        errors=raw["errors"],
+        connections=load.connections,
+        server_cpu_us_per_request=server_cpu / requests_done * 1e6,
+        redis_cpu_us_per_request=redis_cpu / requests_done * 1e6,
+        wrk_cpu_share=wrk_cpu / seconds,
+        other_cpu_share=max(0.0, busy - server_cpu - redis_cpu - wrk_cpu) / seconds,
+        steal_share=steal / seconds,
+        connections_per_worker=split,
+        attempts=attempt,
+        redis_round_trips_per_request=round_trips / requests_done,
+        redis_calls_per_request={
+            command: count / requests_done for command, count in sorted(calls.items())
+        },
+        think_ms=load.think_ms,
+    )
+
+
+def _wrk_argv(load: Load, skip: int) -> list[str]:
+    script = WRK_DIR / ("paced.lua" if load.think_ms > 0 else "load.lua")
+    argv = ["wrk", f"-t{load.threads}", f"-c{load.connections}"]
+    argv += [f"-d{max(1, round(load.duration))}s", "--timeout", "10s", "-s", str(script)]
+    for header in load.headers:
+        argv += ["-H", header]
+    argv += [load.url, "--", load.mode, str(load.data), str(skip)]
+    if load.think_ms > 0:
+        argv.append(f"{load.think_ms:.3f}")
+    return argv
+
+
+def _wrk_result(name: str, returncode: int, output: str) -> dict[str, Any]:
+    line = next((ln for ln in output.splitlines() if ln.startswith(RESULT_MARK)), None)
+    if returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({returncode}) in phase {name}:\n{output}")
+    result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
+    return result
+
+
+def _evenly_spread(split: list[int], connections: int) -> bool:
+    """Every worker holds its share of the connections, give or take one."""
+    if not split:
+        return True
+    share = connections / len(split)
+    return sum(split) >= connections and all(abs(held - share) <= 1 for held in split)
+
+
+def _redis_stats(client: redis.Redis) -> tuple[dict[str, int], int]:
+    """Commands by name and client reads since CONFIG RESETSTAT, without this call's own."""
+    info = client.info("stats", "commandstats")
+    calls = {}
+    for key, value in info.items():
+        if key.startswith("cmdstat_"):
+            command = key.removeprefix("cmdstat_")
+            # The harness's CONFIG RESETSTAT and INFO are not the service's.
+            if command not in {"info", "config|resetstat"}:
+                calls[command] = int(value["calls"])
+    return calls, int(info["total_reads_processed"]) - 1

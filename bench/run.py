@@ -1,0 +1,687 @@
+"""`make bench`: trustpub against its floors, in one run on one machine.
+
+    .venv/bin/python -m bench.run            # the full run (about 3 minutes on 2 cores)
+    .venv/bin/python -m bench.run --smoke    # tiny numbers: checks that the harness works
+
+It starts a real redis-server, a real HTTPS OIDC issuer (tests/support), a bare Flask
+app under trustpub's gunicorn settings (the HTTP floor) and `trustpub serve` itself,
+drives them with wrk, prints a table and writes `bench/results.json`.
+
+Phases, in order; every load phase runs wrk at one fixed concurrency:
+ 1. floors: crypto and one Redis round trip (in-process), the HTTP floor at its peak;
+ 2. a fresh service with 10 publishers: its first mint, with the issuer's key set not
+    fetched yet; then mint at peak;
+ 3. a service with 100,000 publishers: its start-up, then mint at peak;
+ 4. mint at half its peak rate, and the HTTP floor offered that same rate;
+ 5. introspection at peak with no revocation entries, then with 1,000,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+# The test suite's real servers (redis-server, an HTTPS OIDC issuer) are the bench's too.
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.oidc_issuer import OIDCIssuer  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
+from support.tls import TestCA  # noqa: E402
+
+from app.tokens.keys import load_key_ring  # noqa: E402
+from app.tokens.mint import UploadTokenMinter  # noqa: E402
+from app.tokens.revocation import token_scope  # noqa: E402
+
+from . import report  # noqa: E402
+from .floors import crypto_floor, redis_floor  # noqa: E402
+from .load import Load, PhaseResult, run_phase  # noqa: E402
+from .procs import Service  # noqa: E402
+from .tokens import TokenFactory, cpu_count  # noqa: E402
+
+AUDIENCE = "bench.trustpub.example"
+MINT_PATH = "/_/oidc/mint-token"
+INTROSPECT_PATH = "/oauth/introspect"
+FLOOR_PATH = "/floor"
+EPOCH_KEY = "trustpub:epoch"
+# All load comes from one address and one publisher: limits far above what is reached
+# keep the limiters' per-request work in the measurement without refusing requests.
+UNREACHED_RATE_LIMIT = "1000000/second"
+# The publisher the tokens match is octo-org/demo's release.yml (support.claims); the
+# others are look-alikes in other repositories, so the lookup has a real index to search.
+DEMO = {"repository": "octo-org/demo", "owner_id": "65", "repository_id": "74"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration: float = 8.0  # seconds of each measured load phase
+    warmup: float = 1.0  # seconds of unrecorded load before a phase on a fresh service
+    connections: int = 8  # wrk's fixed concurrency
+    wrk_threads: int = 1
+    workers: int = 2  # gunicorn, as `trustpub serve --workers`
+    threads: int = 4  # gunicorn, as `trustpub serve --threads` (its default)
+    small_publishers: int = 10
+    large_publishers: int = 100_000
+    large_revocations: int = 1_000_000
+    crypto_iterations: int = 2000
+    redis_iterations: int = 2000
+    # Fresh tokens per phase: the expected peak rate x seconds x this margin. A phase
+    # that runs out fails loudly rather than measuring replays.
+    token_margin: float = 2.0
+
+
+SMOKE = Plan(
+    duration=1.0,
+    warmup=1.0,
+    connections=4,
+    small_publishers=3,
+    large_publishers=200,
+    large_revocations=2000,
+    crypto_iterations=20,
+    redis_iterations=20,
+    token_margin=3.0,
+)
+
+
+class Bench:
+    """Everything one run starts, and the phases that use it."""
+
+    def __init__(self, plan: Plan, work: Path) -> None:
+        self.plan = plan
+        self.work = work
+        self.bin = Path(sys.executable).parent
+        self.services: list[Service] = []
+        self.stack = contextlib.ExitStack()
+
+    # -- infrastructure ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.redis_server = RedisServer(self.work / "redis")
+        self.redis_server.start()
+        self.stack.callback(self.redis_server.stop)
+        self.redis = self.redis_server.client()
+        self.stack.callback(self.redis.close)
+        self.redis_pid = int(self.redis.info("server")["process_id"])
+        # A deployment that has run for an hour: the tokens made from now on are newer
+        # than its epoch (app.exchange refuses a token of the epoch's second or before).
+        self.redis.set(EPOCH_KEY, f"bench:{int(time.time()) - 3600}")
+
+        ca = TestCA.create(self.work / "ca")
+        self.ca_path = ca.ca_path
+        self.issuer = OIDCIssuer(ca)
+        self.issuer.start()
+        self.stack.callback(self.issuer.stop)
+        kid = self.issuer.current_kid
+        self.tokens = TokenFactory(
+            self.issuer.private_key(kid), kid, self.issuer.url, AUDIENCE, cpu_count()
+        )
+        self.stack.callback(self.tokens.close)
+
+        self.keys_dir = self.work / "keys"
+        self.trustpub("keys", "generate", "--dir", str(self.keys_dir))
+        self.clients_file = self.work / "clients.toml"
+        secret = self.trustpub(
+            "clients", "add", "bench", "--scope", "introspect", "--file", str(self.clients_file)
+        ).strip()
+        credentials = base64.b64encode(f"bench:{secret}".encode()).decode()
+        self.introspect_auth = ("Authorization", f"Basic {credentials}")
+
+    def close(self) -> None:
+        for service in self.services:
+            service.stop()
+        self.stack.close()
+
+    def trustpub(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(  # noqa: S603 (the venv's own trustpub command)
+            [str(self.bin / "trustpub"), *args],
+            env=env or self.base_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"trustpub {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def base_env(self) -> dict[str, str]:
+        # Nothing from the caller's trustpub configuration leaks into what is measured.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTPUB_")}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def service_env(self, name: str, policies: Path) -> dict[str, str]:
+        return {
+            **self.base_env(),
+            "TRUSTPUB_AUDIENCE": AUDIENCE,
+            "TRUSTPUB_SIGNING_KEYS": str(self.keys_dir),
+            "TRUSTPUB_REDIS_URL": self.redis_server.url,
+            "TRUSTPUB_POLICIES_DIR": str(policies),
+            "TRUSTPUB_GITHUB_ISSUERS": self.issuer.url,
+            "TRUSTPUB_CLIENTS_FILE": str(self.clients_file),
+            "TRUSTPUB_MINT_RATE_LIMIT": UNREACHED_RATE_LIMIT,
+            "TRUSTPUB_PUBLISHER_RATE_LIMIT": UNREACHED_RATE_LIMIT,
+            "TRUSTPUB_INTROSPECT_RATE_LIMIT": UNREACHED_RATE_LIMIT,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.work / f"metrics-{name}"),
+            "REQUESTS_CA_BUNDLE": str(self.ca_path),
+        }
+
+    def write_policies(self, count: int, suffix: str = "") -> Path:
+        directory = self.work / f"policies-{count}{suffix}"
+        directory.mkdir()
+        lines = []
+        for index in range(count):
+            demo = index == 0
+            lines += [
+                "[[publisher]]",
+                'provider = "github"',
+                f'issuer = "{self.issuer.url}"',
+                f'repository = "{DEMO["repository"] if demo else f"org-{index}/repo-{index}"}"',
+                f'repository_owner_id = "{DEMO["owner_id"] if demo else 1000 + index}"',
+                f'repository_id = "{DEMO["repository_id"] if demo else 10_000 + index}"',
+                'workflow = "release.yml"',
+                'environment = "pypi"',
+                f'projects = ["{"demo-pkg" if demo else f"project-{index}"}"]',
+                "",
+            ]
+        (directory / "publishers.toml").write_text("\n".join(lines))
+        return directory
+
+    def upload_token(self, now: int) -> str:
+        """An upload token as the service mints it, made in-process with the bench's key."""
+        minter = UploadTokenMinter(
+            load_key_ring(self.keys_dir),
+            issuer=f"urn:trustpub:{AUDIENCE}",
+            audience=f"urn:trustpub:upload:{AUDIENCE}",
+            ttl=900,
+            prefix="",
+        )
+        identity = {
+            "provider": "github",
+            "issuer": self.issuer.url,
+            "repository": DEMO["repository"],
+            "repository_id": DEMO["repository_id"],
+            "repository_owner_id": DEMO["owner_id"],
+            "workflow": "release.yml",
+            "job_workflow_ref": "octo-org/demo/.github/workflows/release.yml@refs/tags/v1.0.0",
+            "environment": "pypi",
+            "ref": "refs/tags/v1.0.0",
+            "sha": "8d1c1f3c2b7f4a9e0d6b5a4c3e2f1a0b9c8d7e6f",
+            "event_name": "push",
+            "run_id": "8105469023",
+            "run_attempt": "1",
+        }
+        return minter.mint(frozenset({"demo-pkg"}), identity, "0123456789abcdef:1", now).token
+
+    def real_revocation_key(self) -> str:
+        """Revoke a jti with the real `trustpub tokens revoke`; the key it wrote."""
+        jti = "bench-memory-probe"
+        env = self.service_env("cli", self.work)
+        env.pop("PROMETHEUS_MULTIPROC_DIR")  # a CLI run counts nothing
+        self.trustpub("tokens", "revoke", "--jti", jti, env=env)
+        key = "trustpub:" + token_scope(jti)
+        if not self.redis.exists(key):
+            raise RuntimeError(f"trustpub tokens revoke did not write {key}")
+        return key
+
+    # -- services ------------------------------------------------------------------------
+
+    def start_trustpub(self, name: str, policies: Path) -> tuple[Service, str]:
+        port = free_port()
+        argv = [str(self.bin / "trustpub"), "serve", "--bind", f"127.0.0.1:{port}"]
+        argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
+        return self._service(
+            name, argv, self.service_env(name, policies)
+        ), f"http://127.0.0.1:{port}"
+
+    def start_floor(self) -> tuple[Service, str]:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.floor_app", "--bind", f"127.0.0.1:{port}"]
+        argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
+        return self._service("floor", argv, self.base_env()), f"http://127.0.0.1:{port}"
+
+    def _service(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
+        service = Service(name, argv, env, self.work / f"{name}.log", ROOT)
+        self.services.append(service)
+        return service
+
+    # -- load ----------------------------------------------------------------------------
+
+    def load(self, url: str, mode: str, data: Path, **changes: Any) -> Load:
+        plan = self.plan
+        load = Load(url, plan.connections, plan.wrk_threads, plan.duration, mode, data)
+        return replace(load, **changes)
+
+    def token_files(self, name: str, rate: float, seconds: float) -> Path:
+        count = math.ceil(rate * seconds * self.plan.token_margin) + 50 * self.plan.connections
+        prefix = self.work / f"tokens-{name.replace(' ', '-').replace(',', '')}"
+        tokens = self.tokens.many(count, int(time.time()))
+        self.tokens.write_per_thread(tokens, prefix, self.plan.wrk_threads)
+        return prefix
+
+    def mint_phase(
+        self,
+        name: str,
+        service: Service,
+        url: str,
+        expected_rps: float,
+        *,
+        think_ms: float = 0.0,
+        duration: float | None = None,
+        warmup: bool = False,
+    ) -> PhaseResult:
+        """A measured mint run (after a warm-up at peak if asked), each with fresh tokens."""
+        if warmup:
+            warm = self.token_files(f"{name}-warmup", expected_rps, self.plan.warmup)
+            load = self.load(url + MINT_PATH, "tokens", warm, duration=self.plan.warmup)
+            run_phase(f"{name} (warm-up)", load, service)
+        duration = duration or self.plan.duration
+        prefix = self.token_files(name, expected_rps, duration)
+        load = self.load(url + MINT_PATH, "tokens", prefix, think_ms=think_ms, duration=duration)
+        return _succeeded(run_phase(name, load, service, self.redis, self.redis_pid))
+
+    def think_ms_for(self, probe: PhaseResult, target_rps: float) -> float:
+        """Think time that makes `connections` closed-loop clients offer `target_rps`.
+
+        Each connection cycles through latency + think time; the latency under the
+        target load comes from a probe run at a first guess of the think time.
+        """
+        cycle_ms = self.plan.connections / probe.rps * 1000
+        latency_ms = max(0.0, cycle_ms - probe.think_ms)
+        return max(0.1, self.plan.connections / target_rps * 1000 - latency_ms)
+
+
+def _succeeded(result: PhaseResult) -> PhaseResult:
+    if result.failed:
+        raise RuntimeError(f"phase {result.name}: requests failed: {result.errors}")
+    return result
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    bench = Bench(plan, work)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "plan": asdict(plan),
+    }
+    phases: dict[str, PhaseResult] = {}
+    try:
+        bench.start()
+
+        # -- 1. floors, on a quiet machine ---------------------------------------------------
+        _progress("floors")
+        ci_token = bench.tokens.one(int(time.time()))
+        results["crypto_floor"] = crypto_floor(
+            ci_token,
+            bench.issuer.private_key(bench.issuer.current_kid).public_key(),
+            bench.upload_token(int(time.time())),
+            plan.crypto_iterations,
+        )
+        results["redis_floor"] = redis_floor(bench.redis_server.url, plan.redis_iterations)
+
+        floor, floor_url = bench.start_floor()
+        floor.wait_until(
+            lambda: requests.post(floor_url + FLOOR_PATH, json={"token": "x"}, timeout=5).ok, 60
+        )
+        floor.wait_for_workers(plan.workers)
+        floor_body = work / "floor-body.json"
+        floor_body.write_text('{"token": "x"}')
+        floor_load = bench.load(
+            floor_url + FLOOR_PATH,
+            "static",
+            floor_body,
+            headers=("Content-Type: application/json",),
+        )
+        run_phase("HTTP floor (warm-up)", replace(floor_load, duration=plan.warmup), floor)
+        phases["http_floor"] = _succeeded(run_phase("HTTP floor", floor_load, floor))
+
+        # -- 2. the first mint of a fresh service, then mint at peak ---------------------------
+        _progress("mint: cold key cache, then peak")
+        small, small_url = bench.start_trustpub(
+            "trustpub-small", bench.write_policies(plan.small_publishers)
+        )
+        cold_token = bench.tokens.one(int(time.time()))
+        small_ready = small.wait_until(
+            lambda: requests.get(small_url + "/healthz", timeout=5).ok, 60
+        )
+        request_started = time.monotonic()
+        response = requests.post(small_url + MINT_PATH, json={"token": cold_token}, timeout=30)
+        first_mint_s = time.monotonic() - request_started
+        if response.status_code != 200:
+            raise RuntimeError(f"first mint failed: {response.status_code} {response.text}")
+        results["cold_start"] = {
+            "ready_s": small_ready,
+            "first_mint_ms": first_mint_s * 1000,
+            "time_to_first_mint_s": time.monotonic() - small.started_at,
+            "issuer_requests": bench.issuer.requests(),
+        }
+        small.wait_for_workers(plan.workers)
+        upload_token = response.json()["token"]
+
+        used_before = int(bench.redis.info("memory")["used_memory"])
+        keys_before = int(bench.redis.dbsize())
+        mint = bench.mint_phase("mint", small, small_url, phases["http_floor"].rps, warmup=True)
+        phases["mint"] = mint
+        replay_records = int(bench.redis.dbsize()) - keys_before
+        replay_growth = int(bench.redis.info("memory")["used_memory"]) - used_before
+
+        # -- 3. many publishers ----------------------------------------------------------------
+        _progress(f"mint with {plan.large_publishers:,} publishers")
+        large, large_url = bench.start_trustpub(
+            "trustpub-large", bench.write_policies(plan.large_publishers)
+        )
+        large_ready = large.wait_until(
+            lambda: requests.get(large_url + "/healthz", timeout=5).ok, 240
+        )
+        large.wait_for_workers(plan.workers)
+        phases["mint_many_publishers"] = bench.mint_phase(
+            "mint, many publishers", large, large_url, mint.rps, warmup=True
+        )
+        large.stop()
+
+        # -- 4. mint at half its peak rate, and the floor offered the same rate ----------------
+        _progress("mint at half its peak rate")
+        target = mint.rps / 2
+        guess = plan.connections / target * 1000 - mint.p50_ms / 2
+        probe = bench.mint_phase(
+            "mint, pacing probe", small, small_url, target, think_ms=guess, duration=plan.warmup
+        )
+        phases["mint_half_peak"] = bench.mint_phase(
+            "mint at half peak",
+            small,
+            small_url,
+            target,
+            think_ms=bench.think_ms_for(probe, target),
+        )
+        floor_probe = run_phase(
+            "HTTP floor, pacing probe",
+            replace(floor_load, think_ms=max(0.1, guess), duration=plan.warmup),
+            floor,
+        )
+        phases["http_floor_same_rate"] = _succeeded(
+            run_phase(
+                "HTTP floor at that rate",
+                replace(floor_load, think_ms=bench.think_ms_for(floor_probe, target)),
+                floor,
+            )
+        )
+        floor.stop()
+
+        # -- 5. introspection, without and with a million revocation entries ------------------
+        _progress("introspection")
+        introspect_body = work / "introspect-body.txt"
+        introspect_body.write_text(f"token={upload_token}")
+        name, value = bench.introspect_auth
+        introspect_load = bench.load(
+            small_url + INTROSPECT_PATH,
+            "static",
+            introspect_body,
+            headers=("Content-Type: application/x-www-form-urlencoded", f"{name}: {value}"),
+        )
+        _require_active(small_url, upload_token, bench.introspect_auth)
+        run_phase("introspect (warm-up)", replace(introspect_load, duration=plan.warmup), small)
+        phases["introspect"] = _succeeded(
+            run_phase("introspect", introspect_load, small, bench.redis, bench.redis_pid)
+        )
+
+        _progress(f"filling {plan.large_revocations:,} revocation entries")
+        revocation_memory = fill_revocations(bench, plan.large_revocations)
+        _require_active(small_url, upload_token, bench.introspect_auth)
+        phases["introspect_many_revocations"] = _succeeded(
+            run_phase(
+                "introspect, many revocations",
+                introspect_load,
+                small,
+                bench.redis,
+                bench.redis_pid,
+            )
+        )
+
+        # -- memory per record, measured on real keys -----------------------------------------
+        results["memory"] = {
+            "replay_record_bytes": _mean_memory_usage(bench.redis, "trustpub:jti:*"),
+            "replay_records": replay_records,
+            "replay_used_memory_per_record": replay_growth / max(1, replay_records),
+            "revocation_entry_bytes": bench.redis.memory_usage(
+                bench.real_revocation_key(), samples=0
+            ),
+            **revocation_memory,
+        }
+        # -- 6. many registered publishers (Redis), policy files small ---------------------------
+        # Last, and with the small service stopped: a registration change makes every running
+        # service reload its snapshot of all registrations, which would burn CPU in
+        # whatever phase came next.
+        small.stop()
+        # The mint path reads publishers from each process's snapshot, never from Redis:
+        # with this many registrations its latency and round trips must not change.
+        _progress(f"mint with {plan.large_publishers:,} registered publishers")
+        fill_registrations(bench, plan.large_publishers)
+        registered, registered_url = bench.start_trustpub(
+            "trustpub-registered", bench.write_policies(plan.small_publishers, "registered")
+        )
+        registered.wait_until(lambda: requests.get(registered_url + "/healthz", timeout=5).ok, 240)
+        registered.wait_for_workers(plan.workers)
+        phases["mint_many_registered"] = bench.mint_phase(
+            "mint, many registered publishers", registered, registered_url, mint.rps, warmup=True
+        )
+        registered.stop()
+        clear_registrations(bench)
+
+        results["phases"] = {key: phase.as_dict() for key, phase in phases.items()}
+        results["scaling"] = {
+            "publishers": {"small": plan.small_publishers, "large": plan.large_publishers},
+            "ready_s": {"small": small_ready, "large": large_ready},
+            "revocations": {"small": 0, "large": plan.large_revocations},
+        }
+    finally:
+        bench.close()
+    results["duration_s"] = time.monotonic() - started
+    results["targets"] = report.targets(results)
+    print(report.render(results), flush=True)
+    if output is not None:
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        _progress(f"results written to {output}")
+    return results
+
+
+def fill_registrations(bench: Bench, count: int) -> None:
+    """`count` registered look-alike publishers, written as the management API writes them."""
+    from app.stores.base import StoredRegistration
+
+    pipe = bench.redis.pipeline(transaction=False)
+    for index in range(count):
+        registration = StoredRegistration(
+            id=f"rp_bench{index:08d}",
+            project=f"registered-{index}",
+            entry={
+                "provider": "github",
+                "issuer": bench.issuer.url,
+                "repository": f"reg-{index}/repo-{index}",
+                "repository_owner_id": str(5_000_000 + index),
+                "workflow": "release.yml",
+                "environment": "pypi",
+                "projects": [f"registered-{index}"],
+            },
+            created_by="bench",
+            created_at=int(time.time()),
+            unique_key=f"bench-{index}",
+        )
+        pipe.hset("trustpub:registrations", registration.id, registration.encode())
+        if index % 10_000 == 9_999:
+            pipe.execute()
+    pipe.incr("trustpub:registrations:version")
+    pipe.execute()
+
+
+def clear_registrations(bench: Bench) -> None:
+    bench.redis.delete("trustpub:registrations")
+    bench.redis.incr("trustpub:registrations:version")
+
+
+def _require_active(url: str, token: str, auth: tuple[str, str]) -> None:
+    response = requests.post(
+        url + INTROSPECT_PATH, data={"token": token}, headers=dict([auth]), timeout=10
+    )
+    if response.status_code != 200 or response.json().get("active") is not True:
+        raise RuntimeError(f"introspection: not active: {response.status_code} {response.text}")
+
+
+def _mean_memory_usage(client: redis.Redis, pattern: str, sample: int = 200) -> float:
+    keys = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        keys.append(key)
+        if len(keys) >= sample:
+            break
+    if not keys:
+        return 0.0
+    return sum(client.memory_usage(key, samples=0) or 0 for key in keys) / len(keys)
+
+
+def fill_revocations(bench: Bench, count: int) -> dict[str, float]:
+    """`count` per-token revocation entries shaped as the service writes them.
+
+    Written with `redis-cli --pipe` (the Redis protocol, pipelined): a million SETs in
+    seconds. Keys, values and expiry are those of `TokenRevoker.revoke_jti`.
+    """
+    value = str(int(time.time())).encode()
+    path = bench.work / "revocations.resp"
+    with path.open("wb") as out:
+        batch = []
+        for _ in range(count):
+            key = b"trustpub:rev:jti:" + os.urandom(16).hex().encode()
+            batch.append(
+                b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n"
+                % (len(key), key, len(value), value)
+            )
+            if len(batch) >= 10_000:
+                out.write(b"".join(batch))
+                batch.clear()
+        out.write(b"".join(batch))
+    before = int(bench.redis.info("memory")["used_memory"])
+    keys_before = int(bench.redis.dbsize())
+    start = time.monotonic()
+    with path.open("rb") as source:
+        subprocess.run(  # noqa: S603
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "-p",
+                str(bench.redis_server.port),
+                "--pipe",
+            ],
+            stdin=source,
+            check=True,
+            capture_output=True,
+        )
+    seconds = time.monotonic() - start
+    added = int(bench.redis.dbsize()) - keys_before
+    if added != count:
+        raise RuntimeError(f"redis-cli --pipe added {added} of {count} revocation entries")
+    after = int(bench.redis.info("memory")["used_memory"])
+    path.unlink()
+    return {
+        "revocations_filled": count,
+        "revocation_fill_s": seconds,
+        "revocation_used_memory_per_entry": (after - before) / max(1, count),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    packages: dict[str, str | None] = {}
+    for name in ("flask", "werkzeug", "gunicorn", "pyjwt", "cryptography", "redis", "hiredis"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "cores": cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis_server": _version(["redis-server", "--version"]),
+        "wrk": _version(["wrk", "--version"]),
+        "packages": packages,
+    }
+
+
+def _version(argv: list[str]) -> str:
+    executable = shutil.which(argv[0])
+    if executable is None:
+        return "missing"
+    result = subprocess.run(  # noqa: S603
+        [executable, *argv[1:]], capture_output=True, text=True, timeout=10, check=False
+    )
+    return ((result.stdout or result.stderr).strip().splitlines() or ["unknown"])[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks the harness")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--no-output", action="store_true", help="print the table only")
+    parser.add_argument("--duration", type=float, help="seconds of each measured load phase")
+    parser.add_argument("--connections", type=int, help="wrk connections (fixed concurrency)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker")
+    parser.add_argument("--large-publishers", type=int)
+    parser.add_argument("--large-revocations", type=int)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    args = parser.parse_args(argv)
+
+    for tool in ("wrk", "redis-server", "redis-cli"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed (`make bench` installs it)")
+    changes = {
+        "duration": args.duration,
+        "connections": args.connections,
+        "workers": args.workers,
+        "threads": args.threads,
+        "large_publishers": args.large_publishers,
+        "large_revocations": args.large_revocations,
+    }
+    plan = replace(
+        SMOKE if args.smoke else Plan(), **{k: v for k, v in changes.items() if v is not None}
+    )
+    work = Path(tempfile.mkdtemp(prefix="trustpub-bench-"))
+    try:
+        run(plan, None if args.no_output else args.output, work)
+    finally:
+        if args.keep:
+            _progress(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""`make bench` keeps working: the whole harness, end to end, with tiny numbers.
+
+No timing is asserted (benchmarks are never assertions in the test suite): only that
+every phase ran and served its requests without errors, and that the results file has
+what docs/performance.md explains. The targets (throughput ratios, one Redis round trip
+per request, ...) are the bench's to judge on the 2-core machine, never the suite's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PHASES = {
+    "http_floor",
+    "mint",
+    "mint_many_publishers",
+    "mint_many_registered",
+    "mint_half_peak",
+    "http_floor_same_rate",
+    "introspect",
+    "introspect_many_revocations",
+}
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make wrk)")
+@pytest.mark.timeout(300)
+def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads(output.read_text())
+    assert set(results["phases"]) == PHASES
+    for name, phase in results["phases"].items():
+        assert phase["requests"] > 0, name
+        assert not any(phase["errors"].values()), (name, phase["errors"])
+    for name in ("mint", "mint_many_publishers", "introspect", "introspect_many_revocations"):
+        # Counted for the table (its target is the bench's to judge, not the suite's).
+        assert results["phases"][name]["redis_round_trips_per_request"] >= 1.0, name
+        assert results["phases"][name]["redis_calls_per_request"], name
+    assert results["memory"]["revocations_filled"] == results["plan"]["large_revocations"]
+    assert results["memory"]["replay_record_bytes"] > 0
+    assert results["cold_start"]["issuer_requests"] >= 2  # discovery, then the key set
+    assert {target["name"] for target in results["targets"]} >= {
+        "mint req/s / HTTP floor req/s",
+        "introspection req/s / HTTP floor req/s",
+    }
+    assert "| mint |" in result.stdout

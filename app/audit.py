@@ -72,6 +72,13 @@ class AuditTrail:
     clock: Callable[[], float]
 
     def record(self, action: str, actor: str, **fields: str | None) -> None:
+        entry = self.prepare(action, actor, **fields)
+        self.store.append_audit(entry)
+        self.log(entry)
+
+    def prepare(self, action: str, actor: str, **fields: str | None) -> dict[str, str]:
+        """The record, not yet stored: for a store that appends it itself (the mint's
+        record goes into the replay claim, in the same round trip)."""
         unknown = set(fields) - FIELDS
         if unknown:
             raise ValueError(f"audit fields {sorted(unknown)} are not allowed")
@@ -81,7 +88,9 @@ class AuditTrail:
         if (request_id := REQUEST_ID.get()) != "-":
             entry["request_id"] = request_id
         entry.update({key: value for key, value in fields.items() if value is not None})
-        self.store.append_audit(entry)
+        return entry
+
+    def log(self, entry: Mapping[str, str]) -> None:
         # One line, JSON, stable keys: the log keeps what the stream trims.
         log.info("audit %s", json.dumps(entry, sort_keys=True))
 

@@ -24,7 +24,7 @@ from app.oidc.verify import (
 from app.publishers.model import Provider
 from app.publishers.registry import PublisherMatch, PublisherRegistry
 from app.stores.base import RateLimiter, ReplayStore, RevocationStore, StoredRegistration
-from app.tokens.mint import MintedToken, UploadTokenMinter
+from app.tokens.mint import MintedToken, UploadTokenMinter, new_jti
 
 if TYPE_CHECKING:
     from app.audit import AuditTrail
@@ -95,7 +95,15 @@ class TokenExchange:
             replay_key = "jti:" + _replay_digest(identity.issuer.url, identity.jti)
         else:
             replay_key = "jti:" + _signed_replay_digest(identity.issuer.url, identity.signed_digest)
-        claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now))
+        # The common case (no pending publisher to convert) knows everything its audit
+        # record says before the claim: the claim script stores it, in the same round
+        # trip, only if this exchange wins. The upload token's id is chosen first for it.
+        jti = new_jti()
+        pending = bool(self.registrations and self.registrations.pending_among(match.publishers))
+        record = None
+        if self.audit is not None and not pending:
+            record = self._mint_record(claims.identity, match.projects, jti, match)
+        claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now), audit=record)
         if not claim.first:
             raise InvalidReuseToken("this OIDC token has already been exchanged")
         epoch = claim.epoch
@@ -108,11 +116,13 @@ class TokenExchange:
             )
         projects = match.projects
         converted: list[StoredRegistration] = []
-        if self.registrations is not None:
+        if pending and self.registrations is not None:
             projects, converted = self.registrations.convert_matched(match, now)
-        minted = self.minter.mint(projects, claims.identity, epoch.id, now)
-        if self.audit is not None:
-            self._record(claims.identity, minted, match, converted)
+        minted = self.minter.mint(projects, claims.identity, epoch.id, now, jti=jti)
+        if record is not None and self.audit is not None:
+            self.audit.log(record)  # stored by the claim already
+        elif self.audit is not None:
+            self._record_conversion(claims.identity, minted, match, converted)
         log.info(
             "upload token minted: jti=%s projects=%s provider=%s repository=%s workflow=%s "
             "environment=%s run_id=%s",
@@ -126,17 +136,33 @@ class TokenExchange:
         )
         return minted
 
-    def _record(
+    def _mint_record(
+        self,
+        identity: Mapping[str, str],
+        projects: frozenset[str],
+        jti: str,
+        match: PublisherMatch,
+    ) -> dict[str, str]:
+        assert self.audit is not None
+        return self.audit.prepare(
+            "mint",
+            identity.get("provider", "oidc"),
+            projects=",".join(sorted(projects)),
+            jti=jti,
+            publisher_source=",".join(sorted(public_source(p.source) for p in match.publishers)),
+            **{key: identity.get(key) or None for key in _AUDITED_IDENTITY},
+        )
+
+    def _record_conversion(
         self,
         identity: Mapping[str, str],
         minted: MintedToken,
         match: PublisherMatch,
         converted: list[StoredRegistration],
     ) -> None:
-        # After minting, before answering: a mint that cannot be recorded is refused
-        # (StoreUnavailable), so no token leaves without its audit record. It is a
-        # second round trip: folding it into the replay-claim script needs the upload
-        # token's jti before the claim, i.e. `UploadTokenMinter.mint` taking a jti.
+        # A mint that converted pending publishers: its projects are known only after
+        # the conversion, so its records are written after minting, before answering
+        # (a mint that cannot be recorded is refused with 503). Rare: first uploads only.
         assert self.audit is not None
         who = {key: identity.get(key) or None for key in _AUDITED_IDENTITY}
         actor = identity.get("provider", "oidc")
@@ -148,14 +174,9 @@ class TokenExchange:
                 publisher_id=registration.id,
                 **who,
             )
-        self.audit.record(
-            "mint",
-            actor,
-            projects=",".join(minted.projects),
-            jti=minted.jti,
-            publisher_source=",".join(sorted(public_source(p.source) for p in match.publishers)),
-            **who,
-        )
+        record = self._mint_record(identity, frozenset(minted.projects), minted.jti, match)
+        self.audit.store.append_audit(record)
+        self.audit.log(record)
 
 
 # The identity claims an audit record keeps: who published, from where.

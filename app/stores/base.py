@@ -45,8 +45,11 @@ class RevocationState:
 
 
 class ReplayStore(Protocol):
-    def claim_once(self, key: str, ttl_seconds: int) -> ClaimResult:
-        """Atomically record `key` for `ttl_seconds`, in one round trip with the epoch."""
+    def claim_once(
+        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> ClaimResult:
+        """Atomically record `key` for `ttl_seconds`, in one round trip with the epoch;
+        when the claim is the first, append `audit` to the audit log in the same trip."""
         ...
 
 

@@ -39,14 +39,18 @@ class MemoryStore:
         self._expiry_heap: list[tuple[float, str]] = []
         self._epoch = Epoch(id=secrets.token_hex(8), created_at=int(clock()))
 
-    def claim_once(self, key: str, ttl_seconds: int) -> ClaimResult:
+    def claim_once(
+        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> ClaimResult:
         now = self._clock()
         with self._lock:
             self._purge(now)
             if key in self._values:
                 return ClaimResult(first=False, epoch=self._epoch)
             self._set(key, 1, now + ttl_seconds)
-            return ClaimResult(first=True, epoch=self._epoch)
+        if audit is not None:
+            self.append_audit(audit)
+        return ClaimResult(first=True, epoch=self._epoch)
 
     def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
         now = self._clock()

@@ -52,6 +52,11 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch)
 end
 local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+if first and #ARGV > 3 then
+  -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
+  -- bound, then field, value pairs.
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+end
 return {epoch, first and 1 or 0}
 """
 
@@ -241,11 +246,14 @@ class RedisStore:
         self._ensure_epoch = client.register_script(_EPOCH_SCRIPT)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
 
-    def claim_once(self, key: str, ttl_seconds: int) -> ClaimResult:
+    def claim_once(
+        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> ClaimResult:
+        record = [part for item in (audit or {}).items() for part in item]
         epoch, first = self._call(
             self._claim,
-            keys=[self._epoch_key, self._prefix + key],
-            args=[max(1, ttl_seconds), secrets.token_hex(8)],
+            keys=[self._epoch_key, self._prefix + key, self._audit_key],
+            args=[max(1, ttl_seconds), secrets.token_hex(8), self._audit_max_length, *record],
         )
         self._wait_for_replicas()
         return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))

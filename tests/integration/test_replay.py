@@ -137,3 +137,32 @@ def test_token_that_did_not_verify_is_not_burned(
 ) -> None:
     assert_failure(mint(client, make_token(**overrides)), 422, "invalid-token")
     assert replay_keys(store) == []
+
+
+def test_a_mint_costs_one_redis_round_trip_audit_record_included(
+    client: FlaskClient, make_token: MakeToken, store: redis.Redis
+) -> None:
+    assert_minted(mint(client, make_token()))  # warm: pool connected, epoch read
+    store.config_resetstat()
+    before = store.info("stats")["total_reads_processed"]
+
+    assert_minted(mint(client, make_token()))
+
+    # Reads Redis processed in between: the mint's, and this INFO's own.
+    app_reads = store.info("stats")["total_reads_processed"] - before - 1
+    calls = {name: value["calls"] for name, value in store.info("commandstats").items()}
+    for own in ("cmdstat_info", "cmdstat_config|resetstat"):
+        calls.pop(own, None)
+    assert app_reads == 1
+    # One EVALSHA: the epoch, the replay claim and the audit record (XADD) inside it.
+    assert calls["cmdstat_evalsha"] == 1
+    assert calls["cmdstat_xadd"] == 1
+    assert set(calls) <= {
+        "cmdstat_evalsha",
+        "cmdstat_get",
+        "cmdstat_set",
+        "cmdstat_xadd",
+        "cmdstat_time",
+    }
+    (record,) = store.xrevrange("trustpub:audit", count=1)
+    assert record[1][b"action"] == b"mint"

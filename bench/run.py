@@ -408,14 +408,16 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         _progress("mint at half its peak rate")
         target = mint.rps / 2
         guess = plan.connections / target * 1000 - mint.p50_ms / 2
+        # Tokens for the peak rate, not the target: a pacing guess that overshoots must
+        # not run out of fresh tokens (a reused one is refused and fails the phase).
         probe = bench.mint_phase(
-            "mint, pacing probe", small, small_url, target, think_ms=guess, duration=plan.warmup
+            "mint, pacing probe", small, small_url, mint.rps, think_ms=guess, duration=plan.warmup
         )
         phases["mint_half_peak"] = bench.mint_phase(
             "mint at half peak",
             small,
             small_url,
-            target,
+            mint.rps,
             think_ms=bench.think_ms_for(probe, target),
         )
         floor_probe = run_phase(

@@ -23,7 +23,7 @@ from app.oidc.verify import (
 )
 from app.publishers.model import Provider
 from app.publishers.registry import PublisherMatch, PublisherRegistry
-from app.stores.base import RateLimiter, ReplayStore, RevocationStore, StoredRegistration
+from app.stores.base import RateLimiter, ReplayStore, StoredRegistration
 from app.tokens.mint import MintedToken, UploadTokenMinter, new_jti
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ class TokenExchange:
     providers: dict[str, Provider]
     publishers: PublisherRegistry
     replay: ReplayStore
-    revocations: RevocationStore
     publisher_limits: RateLimiter
     minter: UploadTokenMinter
     audience: str

@@ -106,7 +106,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         providers=dict(PROVIDERS),
         publishers=registry,
         replay=stores.replay,
-        revocations=stores.revocations,
         publisher_limits=LimitsRateLimiter(
             settings.rate_limit_storage, settings.publisher_rate_limit, "publisher"
         ),

@@ -98,7 +98,10 @@ class TokenExchange:
         # record says before the claim: the claim script stores it, in the same round
         # trip, only if this exchange wins. The upload token's id is chosen first for it.
         jti = new_jti()
-        pending = bool(self.registrations and self.registrations.pending_among(match.publishers))
+        # `is not None`, not truthiness: a registry's truthiness is its size.
+        pending = self.registrations is not None and bool(
+            self.registrations.pending_among(match.publishers)
+        )
         record = None
         if self.audit is not None and not pending:
             record = self._mint_record(claims.identity, match.projects, jti, match)
@@ -118,21 +121,12 @@ class TokenExchange:
         if pending and self.registrations is not None:
             projects, converted = self.registrations.convert_matched(match, now)
         minted = self.minter.mint(projects, claims.identity, epoch.id, now, jti=jti)
+        # The audit record's log line is the mint's only one: it names the upload
+        # token's jti, projects and the CI identity.
         if record is not None and self.audit is not None:
             self.audit.log(record)  # stored by the claim already
         elif self.audit is not None:
             self._record_conversion(claims.identity, minted, match, converted)
-        log.info(
-            "upload token minted: jti=%s projects=%s provider=%s repository=%s workflow=%s "
-            "environment=%s run_id=%s",
-            minted.jti,
-            ",".join(minted.projects),
-            claims.identity.get("provider"),
-            claims.identity.get("repository"),
-            claims.identity.get("workflow"),
-            claims.identity.get("environment"),
-            claims.identity.get("run_id"),
-        )
         return minted
 
     def _mint_record(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
 
@@ -60,6 +61,7 @@ class Explanation:
         }
 
 
+@lru_cache(maxsize=4096)  # on every mint's audit record; sources are few and fixed
 def public_source(source: str) -> str:
     """`demo.toml: publisher[0]` of `/etc/trustpub/policies/demo.toml: publisher[0]`.
 

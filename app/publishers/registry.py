@@ -37,11 +37,14 @@ class PublisherRegistry:
 
     def __init__(self, publishers: Iterable[Publisher]) -> None:
         self._index: dict[tuple[str, str], list[Publisher]] = defaultdict(list)
+        self._count = 0
         for publisher in publishers:
             self._index[(publisher.issuer, publisher.lookup_key)].append(publisher)
+            self._count += 1
 
     def __len__(self) -> int:
-        return sum(len(candidates) for candidates in self._index.values())
+        # O(1): truthiness of a registry calls this, and the mint path must not scan.
+        return self._count
 
     def explain(self, claims: ProviderClaims) -> tuple[PublisherReport, ...]:
         """The checks of every publisher registered for the token's own issuer and key.

@@ -42,7 +42,7 @@ from app.stores.base import (
     RevocationStore,
 )
 from app.stores.memory import MemoryStore
-from app.stores.rate_limits import LimitsRateLimiter
+from app.stores.rate_limits import rate_limiter
 from app.stores.redis import RedisStore, connect
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
@@ -106,8 +106,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         providers=dict(PROVIDERS),
         publishers=registry,
         replay=stores.replay,
-        publisher_limits=LimitsRateLimiter(
-            settings.rate_limit_storage, settings.publisher_rate_limit, "publisher"
+        publisher_limits=rate_limiter(
+            settings.rate_limit_storage, settings.publisher_rate_limit, "trustpub/publisher"
         ),
         minter=UploadTokenMinter(
             keys=key_ring,
@@ -163,7 +163,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(explain_api.blueprint)
     install_request_hooks(app)  # first, so that rate-limited requests are measured too
-    install_rate_limits(app, settings)
+    install_rate_limits(
+        app,
+        settings,
+        lambda limit, name: rate_limiter(settings.rate_limit_storage, limit, "trustpub/" + name),
+    )
     register_error_handlers(app)
     return app
 

@@ -87,7 +87,7 @@ class AuditTrail:
         # X-Request-ID the caller (CI job, index, maintainer) saw.
         if (request_id := REQUEST_ID.get()) != "-":
             entry["request_id"] = request_id
-        entry.update({key: value for key, value in fields.items() if value is not None})
+        entry.update({key: _storable(value) for key, value in fields.items() if value is not None})
         return entry
 
     def log(self, entry: Mapping[str, str]) -> None:
@@ -102,6 +102,14 @@ class AuditTrail:
             accept=query.accepts,
         )
         return [_as_dict(record) for record in records]
+
+
+def _storable(value: str) -> str:
+    # A claim is JSON from the token and may hold a lone surrogate, which no UTF-8
+    # store or log line can carry: recorded as U+FFFD rather than failing the mint.
+    if value.isascii():
+        return value
+    return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in value)
 
 
 def _as_dict(record: AuditRecord) -> dict[str, Any]:

@@ -186,3 +186,28 @@ def test_a_mint_record_carries_the_request_id_the_caller_saw(
     (record,) = [r for r in audit(client, clients.bearer("admin")) if r["action"] == "mint"]
 
     assert record["request_id"] == response.headers["X-Request-ID"] == "ci-run-4242-step-7"
+
+
+def test_a_mint_record_keeps_any_claim_text(
+    app: Flask, clients: ManagementClients, make_token: MakeToken
+) -> None:
+    client = app.test_client()
+    run_id = "ünï-😀-a\x00b"
+    assert_minted(client.post("/_/oidc/mint-token", json={"token": make_token(run_id=run_id)}))
+
+    (record,) = [r for r in audit(client, clients.bearer("admin")) if r["action"] == "mint"]
+
+    assert record["run_id"] == run_id
+
+
+def test_text_no_store_can_hold_is_recorded_as_a_replacement_character(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    # JSON allows a lone surrogate ("\ud800"); UTF-8, Redis and log lines do not.
+    client = app.test_client()
+    body = registration(oidc_issuer.url, repository="octo-org/new", environment="\ud800-x")
+    response = add(client, "new-pkg", body, clients.bearer("admin"))
+
+    assert response.status_code == 201, response.get_data(as_text=True)
+    (record,) = audit(client, clients.bearer("admin"))
+    assert record["environment"] == "\ufffd-x"

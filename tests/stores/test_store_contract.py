@@ -259,3 +259,16 @@ def test_the_audit_trail_is_bounded(redis_server: RedisServer, redis_url: str) -
         # Redis trims approximately (whole macro nodes), never below the length asked for.
         assert 1000 <= len(kept) <= 1200
         assert kept[0].fields["n"] == "2999"
+
+
+def test_a_record_the_store_cannot_hold_fails_the_claim_before_it_is_made(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    try:
+        claimed = store.claim_once("jti:x", 60, audit={"action": "mint", "run_id": "\ud800"}).first
+    except StoreUnavailable:
+        claimed = False  # Redis cannot hold it: refused, and before the claim was written
+    retry = store.claim_once("jti:x", 60)
+    # Exactly one of the two attempts claimed the key: a failed one burns nothing.
+    assert [claimed, retry.first].count(True) == 1

@@ -14,6 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ class SigningKey:
     private_key: SigningPrivateKey
     public_jwk: dict[str, str]
 
-    @property
+    @cached_property
     def public_key(self) -> PublicKey:
+        # Derived once: introspection verifies with it on every call.
         return self.private_key.public_key()
 
 

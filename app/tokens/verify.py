@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InvalidPayload, InvalidToken
@@ -32,9 +34,26 @@ class UploadTokenVerifier:
     issuer: str
     audience: str
     prefix: str
+    # Tokens whose signature and claims verified, by digest: an index introspects one
+    # token once per uploaded file, and the signature check is most of an
+    # introspection's CPU. Only what cannot change is cached (the key ring is fixed
+    # for the verifier's life); expiry is checked again on every call, and revocation
+    # is not a verifier's concern (the revocation store is read every time).
+    verified: VerifiedTokens = field(default_factory=lambda: VerifiedTokens(4096))
 
     def verify(self, token: str, now: int) -> UploadTokenClaims:
         """The token's claims if trustpub minted it and it has not expired; else InvalidToken."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        known = self.verified.get(digest)
+        if known is not None:
+            if now >= known.expires_at:
+                raise InvalidToken("expired")
+            return known
+        claims = self._verify(token, now)
+        self.verified.add(digest, claims)
+        return claims
+
+    def _verify(self, token: str, now: int) -> UploadTokenClaims:
         if not token.startswith(self.prefix):
             raise InvalidToken("not an upload token")
         try:
@@ -54,6 +73,27 @@ class UploadTokenVerifier:
             raise InvalidToken("algorithm does not match the signing key")
         verify_signature(parsed, key.algorithm, key.public_key)
         return _check_claims(parsed.claims, self.issuer, self.audience, now)
+
+
+class VerifiedTokens:
+    """A bounded map of token digest -> verified claims; the oldest entry goes first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[bytes, UploadTokenClaims] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> UploadTokenClaims | None:
+        return self._entries.get(digest)
+
+    def add(self, digest: bytes, claims: UploadTokenClaims) -> None:
+        with self._lock:
+            while len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]
+            self._entries[digest] = claims
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _check_claims(

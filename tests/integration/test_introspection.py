@@ -205,3 +205,64 @@ def test_store_down_answers_503_never_active(
     assert response.get_json()["error"] == "temporarily_unavailable"
     assert "active" not in response.get_json()
     assert response.headers["Retry-After"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "active"),
+    [
+        ("application/x-www-form-urlencoded", "token={token}", 200, True),
+        (
+            "application/x-www-form-urlencoded",
+            "token_type_hint=access_token&token={token}",
+            200,
+            True,
+        ),
+        ("application/x-www-form-urlencoded; charset=utf-8", "token={token}", 200, True),
+        ("application/x-www-form-urlencoded", "token={token}&token=other", 200, True),
+        ("application/x-www-form-urlencoded", "token=other&token={token}", 200, False),
+        ("application/x-www-form-urlencoded", "token=%F0%9F%98%80", 200, False),
+        ("application/x-www-form-urlencoded", "tok=x", 400, None),
+        ("application/x-www-form-urlencoded", "&".join(["a=1"] * 40) + "&token={token}", 400, None),
+        (
+            "multipart/form-data; boundary=b",
+            '--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n{token}\r\n--b--\r\n',
+            200,
+            True,
+        ),
+        ("application/json", '{{"token": "{token}"}}', 400, None),
+    ],
+    ids=[
+        "form",
+        "with-type-hint",
+        "charset",
+        "first-of-two-wins",
+        "first-of-two-is-not-it",
+        "percent-encoded-junk",
+        "no-token",
+        "too-many-fields",
+        "multipart",
+        "json-is-not-a-form",
+    ],
+)
+def test_introspection_reads_the_token_from_the_form(
+    client: FlaskClient,
+    clients: Clients,
+    make_token: MakeToken,
+    content_type: str,
+    body: str,
+    status: int,
+    active: bool | None,
+) -> None:
+    token = minted_token(client, make_token)
+
+    response = client.post(
+        INTROSPECT_PATH,
+        data=body.format(token=token).encode(),
+        headers={**clients.basic("index"), "Content-Type": content_type},
+    )
+
+    assert response.status_code == status, response.get_data(as_text=True)
+    if active is None:
+        assert response.get_json()["error"] == "invalid_request"
+    else:
+        assert response.get_json()["active"] is active

@@ -1,0 +1,98 @@
+"""The upload-token verifier remembers tokens it verified, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import InvalidToken
+from app.tokens import verify as verify_module
+from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
+from app.tokens.mint import UploadTokenMinter
+from app.tokens.verify import UploadTokenVerifier, VerifiedTokens
+
+ISSUER, AUDIENCE, NOW = "urn:trustpub:t", "urn:trustpub:upload:t", 1_700_000_000
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyRing:
+    (tmp_path / "key.pem").write_bytes(generate_signing_key_pem())
+    return load_key_ring(tmp_path)
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = verify_module.verify_signature
+
+    def counting(*args: object) -> None:
+        calls.append(1)
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify_module, "verify_signature", counting)
+    return calls
+
+
+def mint(keys: KeyRing, ttl: int = 900) -> str:
+    minter = UploadTokenMinter(keys, ISSUER, AUDIENCE, ttl, "pypi-")
+    return minter.mint(frozenset({"demo"}), {"provider": "github"}, "epoch:1", NOW).token
+
+
+def verifier(keys: KeyRing, capacity: int = 4096) -> UploadTokenVerifier:
+    return UploadTokenVerifier(keys, ISSUER, AUDIENCE, "pypi-", VerifiedTokens(capacity))
+
+
+def test_a_verified_token_is_checked_once_then_remembered(
+    keys: KeyRing, signature_checks: list[int]
+) -> None:
+    token, check = mint(keys), verifier(keys)
+
+    first, second = check.verify(token, NOW), check.verify(token, NOW + 1)
+
+    assert first == second
+    assert first.projects == ("demo",)
+    assert len(signature_checks) == 1
+
+
+def test_a_remembered_token_still_expires(keys: KeyRing) -> None:
+    token, check = mint(keys, ttl=60), verifier(keys)
+    check.verify(token, NOW)
+
+    with pytest.raises(InvalidToken, match="expired"):
+        check.verify(token, NOW + 60)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda token: token[:-2] + ("AA" if not token.endswith("AA") else "BA"),
+        lambda token: token.removeprefix("pypi-"),
+        lambda token: token + ".x",
+    ],
+    ids=["signature", "prefix", "shape"],
+)
+def test_a_refused_token_is_never_remembered(
+    keys: KeyRing, signature_checks: list[int], tamper: object
+) -> None:
+    check = verifier(keys)
+    bad = tamper(mint(keys))  # type: ignore[operator]
+
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            check.verify(bad, NOW)
+    assert len(check.verified) == 0
+
+
+def test_the_memory_is_bounded_and_forgets_the_oldest_first(
+    keys: KeyRing, signature_checks: list[int]
+) -> None:
+    check = verifier(keys, capacity=3)
+    tokens = [mint(keys) for _ in range(4)]
+    for token in tokens:
+        check.verify(token, NOW)
+    assert len(check.verified) == 3
+
+    check.verify(tokens[3], NOW)  # newest: remembered
+    check.verify(tokens[0], NOW)  # oldest: forgotten, checked again
+    assert len(signature_checks) == 5

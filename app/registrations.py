@@ -54,7 +54,7 @@ from app.errors import (
 )
 from app.explain import public_source
 from app.publishers.model import Provider, ProviderClaims, Publisher, normalize_project_name
-from app.publishers.policy_files import policy_schema
+from app.publishers.policy_files import policy_schema, policy_schema_errors
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import RegistrationState, RegistrationStore, StoredRegistration
 
@@ -317,10 +317,7 @@ def parse_entry(
     trusted_issuers: Mapping[str, frozenset[str]],
 ) -> Publisher:
     """Exactly what a policy file's loader does with one `[[publisher]]` table."""
-    validator = Draft202012Validator(policy_schema())
-    errors = sorted(
-        validator.iter_errors({"publisher": [dict(entry)]}), key=lambda e: list(e.absolute_path)
-    )
+    errors = policy_schema_errors({"publisher": [dict(entry)]})
     if errors:
         raise InvalidRegistration(
             "invalid publisher: "

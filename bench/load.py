@@ -13,7 +13,8 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,48 @@ def _redis_stats(client: redis.Redis) -> tuple[dict[str, int], int]:
             if command not in {"info", "config|resetstat"}:
                 calls[command] = int(value["calls"])
     return calls, int(info["total_reads_processed"]) - 1
+
+
+def combine_rounds(name: str, rounds: list[PhaseResult]) -> PhaseResult:
+    """One result for several rounds of the same load: counts summed, rates and
+    per-request costs weighted by requests, latency percentiles averaged."""
+    requests = sum(r.requests for r in rounds)
+    seconds = sum(r.seconds for r in rounds)
+
+    def weighted(value: Callable[[PhaseResult], float]) -> float:
+        return sum(value(r) * r.requests for r in rounds) / max(1, requests)
+
+    def mean(value: Callable[[PhaseResult], float]) -> float:
+        return sum(value(r) for r in rounds) / len(rounds)
+
+    calls = {key for r in rounds for key in r.redis_calls_per_request}
+    return replace(
+        rounds[0],
+        name=name,
+        requests=requests,
+        seconds=seconds,
+        rps=requests / seconds,
+        p50_ms=mean(lambda r: r.p50_ms),
+        p90_ms=mean(lambda r: r.p90_ms),
+        p99_ms=mean(lambda r: r.p99_ms),
+        max_ms=max(r.max_ms for r in rounds),
+        mean_ms=weighted(lambda r: r.mean_ms),
+        errors={key: sum(r.errors[key] for r in rounds) for key in rounds[0].errors},
+        server_cpu_us_per_request=weighted(lambda r: r.server_cpu_us_per_request),
+        redis_cpu_us_per_request=weighted(lambda r: r.redis_cpu_us_per_request),
+        wrk_cpu_share=max(r.wrk_cpu_share for r in rounds),
+        other_cpu_share=max(r.other_cpu_share for r in rounds),
+        steal_share=max(r.steal_share for r in rounds),
+        # The least even round: an uneven one must show in the report.
+        connections_per_worker=max(
+            (r.connections_per_worker for r in rounds),
+            key=lambda split: max(split) - min(split) if split else 0,
+        ),
+        # As for one run: the attempts beyond the first are the restarts (of every round).
+        attempts=sum(r.attempts for r in rounds) - (len(rounds) - 1),
+        redis_round_trips_per_request=weighted(lambda r: r.redis_round_trips_per_request),
+        redis_calls_per_request={
+            key: weighted(lambda r, key=key: r.redis_calls_per_request.get(key, 0.0))
+            for key in calls
+        },
+    )

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -54,7 +55,7 @@ from app.tokens.revocation import token_scope  # noqa: E402
 
 from . import report  # noqa: E402
 from .floors import crypto_floor, redis_floor  # noqa: E402
-from .load import Load, PhaseResult, run_phase  # noqa: E402
+from .load import Load, PhaseResult, combine_rounds, run_phase  # noqa: E402
 from .procs import Service  # noqa: E402
 from .tokens import TokenFactory, cpu_count  # noqa: E402
 
@@ -68,13 +69,20 @@ EPOCH_KEY = "trustpub:epoch"
 UNREACHED_RATE_LIMIT = "1000000/second"
 # The publisher the tokens match is octo-org/demo's release.yml (support.claims); the
 # others are look-alikes in other repositories, so the lookup has a real index to search.
+# Databases of the large cases, beside the small service's 0.
+REVOKED_DB = 1
+REGISTERED_DB = 2
+
+# Rounds per side when a small and a large case are measured in alternation.
+PAIRED_ROUNDS = 2
+
 DEMO = {"repository": "octo-org/demo", "owner_id": "65", "repository_id": "74"}
 
 
 @dataclass(frozen=True)
 class Plan:
     duration: float = 8.0  # seconds of each measured load phase
-    warmup: float = 1.0  # seconds of unrecorded load before a phase on a fresh service
+    warmup: float = 2.0  # seconds of unrecorded load before a phase on a fresh service
     connections: int = 8  # wrk's fixed concurrency
     wrk_threads: int = 1
     workers: int = 2  # gunicorn, as `trustpub serve --workers`
@@ -169,12 +177,12 @@ class Bench:
         env["PYTHONPATH"] = str(ROOT)
         return env
 
-    def service_env(self, name: str, policies: Path) -> dict[str, str]:
+    def service_env(self, name: str, policies: Path, db: int = 0) -> dict[str, str]:
         return {
             **self.base_env(),
             "TRUSTPUB_AUDIENCE": AUDIENCE,
             "TRUSTPUB_SIGNING_KEYS": str(self.keys_dir),
-            "TRUSTPUB_REDIS_URL": self.redis_server.url,
+            "TRUSTPUB_REDIS_URL": self.redis_url(db),
             "TRUSTPUB_POLICIES_DIR": str(policies),
             "TRUSTPUB_GITHUB_ISSUERS": self.issuer.url,
             "TRUSTPUB_CLIENTS_FILE": str(self.clients_file),
@@ -245,13 +253,28 @@ class Bench:
 
     # -- services ------------------------------------------------------------------------
 
-    def start_trustpub(self, name: str, policies: Path) -> tuple[Service, str]:
+    def start_trustpub(self, name: str, policies: Path, db: int = 0) -> tuple[Service, str]:
         port = free_port()
         argv = [str(self.bin / "trustpub"), "serve", "--bind", f"127.0.0.1:{port}"]
         argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
         return self._service(
-            name, argv, self.service_env(name, policies)
+            name, argv, self.service_env(name, policies, db)
         ), f"http://127.0.0.1:{port}"
+
+    def redis_url(self, db: int) -> str:
+        return self.redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+
+    def store(self, db: int) -> redis.Redis:
+        """A client of database `db`, holding the same epoch as database 0.
+
+        Each large case has its own database, so the small service keeps running
+        beside it (registrations in its database would make it reload them) and the
+        two are measured in alternation; the shared epoch keeps upload tokens valid.
+        """
+        client = redis.Redis.from_url(self.redis_url(db))
+        self.stack.callback(client.close)
+        client.set(EPOCH_KEY, self.redis.get(EPOCH_KEY) or b"")
+        return client
 
     def start_floor(self) -> tuple[Service, str]:
         port = free_port()
@@ -298,6 +321,29 @@ class Bench:
         prefix = self.token_files(name, expected_rps, duration)
         load = self.load(url + MINT_PATH, "tokens", prefix, think_ms=think_ms, duration=duration)
         return _succeeded(run_phase(name, load, service, self.redis, self.redis_pid))
+
+    def paired(
+        self,
+        names: tuple[str, str],
+        measure: tuple[Callable[[str], PhaseResult], Callable[[str], PhaseResult]],
+    ) -> tuple[PhaseResult, PhaseResult]:
+        """The small and the large case, measured in alternation (A B B A ...).
+
+        Measured one after the other, the later phase ran on a warmer (or busier)
+        machine, which moved the comparison by 10-20 % either way between runs; in
+        alternation a drift hits both cases alike. Each side runs `PAIRED_ROUNDS`
+        rounds that together last one phase.
+        """
+        rounds: tuple[list[PhaseResult], list[PhaseResult]] = ([], [])
+        for index in range(PAIRED_ROUNDS):
+            order = (0, 1) if index % 2 == 0 else (1, 0)
+            for side in order:
+                rounds[side].append(measure[side](f"{names[side]} (round {index + 1})"))
+        return (combine_rounds(names[0], rounds[0]), combine_rounds(names[1], rounds[1]))
+
+    def paired_duration(self) -> float:
+        # At least a second: wrk's first 0.3 s go to checking the connections' spread.
+        return max(1.0, self.plan.duration / PAIRED_ROUNDS)
 
     def think_ms_for(self, probe: PhaseResult, target_rps: float) -> float:
         """Think time that makes `connections` closed-loop clients offer `target_rps`.
@@ -399,8 +445,19 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             lambda: requests.get(large_url + "/healthz", timeout=5).ok, 240
         )
         large.wait_for_workers(plan.workers)
-        phases["mint_many_publishers"] = bench.mint_phase(
-            "mint, many publishers", large, large_url, mint.rps, warmup=True
+        bench.mint_phase(
+            "mint, many publishers (warm-up)", large, large_url, mint.rps, duration=plan.warmup
+        )
+        phases["mint_few_publishers"], phases["mint_many_publishers"] = bench.paired(
+            ("mint, few publishers", "mint, many publishers"),
+            (
+                lambda name: bench.mint_phase(
+                    name, small, small_url, mint.rps, duration=bench.paired_duration()
+                ),
+                lambda name: bench.mint_phase(
+                    name, large, large_url, mint.rps, duration=bench.paired_duration()
+                ),
+            ),
         )
         large.stop()
 
@@ -452,17 +509,47 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         )
 
         _progress(f"filling {plan.large_revocations:,} revocation entries")
-        revocation_memory = fill_revocations(bench, plan.large_revocations)
-        _require_active(small_url, upload_token, bench.introspect_auth)
-        phases["introspect_many_revocations"] = _succeeded(
-            run_phase(
-                "introspect, many revocations",
-                introspect_load,
-                small,
-                bench.redis,
-                bench.redis_pid,
-            )
+        revoked_store = bench.store(REVOKED_DB)
+        revocation_memory = fill_revocations(
+            bench, revoked_store, REVOKED_DB, plan.large_revocations
         )
+        revoked, revoked_url = bench.start_trustpub(
+            "trustpub-revoked", bench.write_policies(plan.small_publishers, "revoked"), REVOKED_DB
+        )
+        revoked.wait_until(lambda: requests.get(revoked_url + "/healthz", timeout=5).ok, 60)
+        revoked.wait_for_workers(plan.workers)
+        _require_active(revoked_url, upload_token, bench.introspect_auth)
+        revoked_load = replace(introspect_load, url=revoked_url + INTROSPECT_PATH)
+        run_phase(
+            "introspect, many revocations (warm-up)",
+            replace(revoked_load, duration=plan.warmup),
+            revoked,
+        )
+        short = bench.paired_duration()
+        phases["introspect_no_revocations"], phases["introspect_many_revocations"] = bench.paired(
+            ("introspection, no revocations", "introspection, many revocations"),
+            (
+                lambda name: _succeeded(
+                    run_phase(
+                        name,
+                        replace(introspect_load, duration=short),
+                        small,
+                        bench.redis,
+                        bench.redis_pid,
+                    )
+                ),
+                lambda name: _succeeded(
+                    run_phase(
+                        name,
+                        replace(revoked_load, duration=short),
+                        revoked,
+                        bench.redis,
+                        bench.redis_pid,
+                    )
+                ),
+            ),
+        )
+        revoked.stop()
 
         # -- memory per record, measured on real keys -----------------------------------------
         results["memory"] = {
@@ -475,24 +562,39 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             **revocation_memory,
         }
         # -- 6. many registered publishers (Redis), policy files small ---------------------------
-        # Last, and with the small service stopped: a registration change makes every running
-        # service reload its snapshot of all registrations, which would burn CPU in
-        # whatever phase came next.
-        small.stop()
-        # The mint path reads publishers from each process's snapshot, never from Redis:
-        # with this many registrations its latency and round trips must not change.
+        # In their own database: the small service (database 0) keeps its snapshot and
+        # runs beside the registered one, in alternation. The mint path reads publishers
+        # from each process's snapshot, never from Redis: with this many registrations its
+        # latency and round trips must not change.
         _progress(f"mint with {plan.large_publishers:,} registered publishers")
-        fill_registrations(bench, plan.large_publishers)
+        fill_registrations(bench.store(REGISTERED_DB), plan.large_publishers, bench.issuer.url)
         registered, registered_url = bench.start_trustpub(
-            "trustpub-registered", bench.write_policies(plan.small_publishers, "registered")
+            "trustpub-registered",
+            bench.write_policies(plan.small_publishers, "registered"),
+            REGISTERED_DB,
         )
         registered.wait_until(lambda: requests.get(registered_url + "/healthz", timeout=5).ok, 240)
         registered.wait_for_workers(plan.workers)
-        phases["mint_many_registered"] = bench.mint_phase(
-            "mint, many registered publishers", registered, registered_url, mint.rps, warmup=True
+        bench.mint_phase(
+            "mint, many registered (warm-up)",
+            registered,
+            registered_url,
+            mint.rps,
+            duration=plan.warmup,
+        )
+        phases["mint_few_registered"], phases["mint_many_registered"] = bench.paired(
+            ("mint, few publishers", "mint, many registered publishers"),
+            (
+                lambda name: bench.mint_phase(
+                    name, small, small_url, mint.rps, duration=bench.paired_duration()
+                ),
+                lambda name: bench.mint_phase(
+                    name, registered, registered_url, mint.rps, duration=bench.paired_duration()
+                ),
+            ),
         )
         registered.stop()
-        clear_registrations(bench)
+        small.stop()
 
         results["phases"] = {key: phase.as_dict() for key, phase in phases.items()}
         results["scaling"] = {
@@ -511,18 +613,18 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
     return results
 
 
-def fill_registrations(bench: Bench, count: int) -> None:
+def fill_registrations(store: redis.Redis, count: int, issuer: str) -> None:
     """`count` registered look-alike publishers, written as the management API writes them."""
     from app.stores.base import StoredRegistration
 
-    pipe = bench.redis.pipeline(transaction=False)
+    pipe = store.pipeline(transaction=False)
     for index in range(count):
         registration = StoredRegistration(
             id=f"rp_bench{index:08d}",
             project=f"registered-{index}",
             entry={
                 "provider": "github",
-                "issuer": bench.issuer.url,
+                "issuer": issuer,
                 "repository": f"reg-{index}/repo-{index}",
                 "repository_owner_id": str(5_000_000 + index),
                 "workflow": "release.yml",
@@ -538,11 +640,6 @@ def fill_registrations(bench: Bench, count: int) -> None:
             pipe.execute()
     pipe.incr("trustpub:registrations:version")
     pipe.execute()
-
-
-def clear_registrations(bench: Bench) -> None:
-    bench.redis.delete("trustpub:registrations")
-    bench.redis.incr("trustpub:registrations:version")
 
 
 def _require_active(url: str, token: str, auth: tuple[str, str]) -> None:
@@ -564,7 +661,7 @@ def _mean_memory_usage(client: redis.Redis, pattern: str, sample: int = 200) -> 
     return sum(client.memory_usage(key, samples=0) or 0 for key in keys) / len(keys)
 
 
-def fill_revocations(bench: Bench, count: int) -> dict[str, float]:
+def fill_revocations(bench: Bench, store: redis.Redis, db: int, count: int) -> dict[str, float]:
     """`count` per-token revocation entries shaped as the service writes them.
 
     Written with `redis-cli --pipe` (the Redis protocol, pipelined): a million SETs in
@@ -584,8 +681,8 @@ def fill_revocations(bench: Bench, count: int) -> dict[str, float]:
                 out.write(b"".join(batch))
                 batch.clear()
         out.write(b"".join(batch))
-    before = int(bench.redis.info("memory")["used_memory"])
-    keys_before = int(bench.redis.dbsize())
+    before = int(store.info("memory")["used_memory"])
+    keys_before = int(store.dbsize())
     start = time.monotonic()
     with path.open("rb") as source:
         subprocess.run(  # noqa: S603
@@ -593,6 +690,8 @@ def fill_revocations(bench: Bench, count: int) -> dict[str, float]:
                 shutil.which("redis-cli") or "redis-cli",
                 "-p",
                 str(bench.redis_server.port),
+                "-n",
+                str(db),
                 "--pipe",
             ],
             stdin=source,
@@ -600,10 +699,10 @@ def fill_revocations(bench: Bench, count: int) -> dict[str, float]:
             capture_output=True,
         )
     seconds = time.monotonic() - start
-    added = int(bench.redis.dbsize()) - keys_before
+    added = int(store.dbsize()) - keys_before
     if added != count:
         raise RuntimeError(f"redis-cli --pipe added {added} of {count} revocation entries")
-    after = int(bench.redis.info("memory")["used_memory"])
+    after = int(store.info("memory")["used_memory"])
     path.unlink()
     return {
         "revocations_filled": count,

@@ -20,11 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PHASES = {
     "http_floor",
     "mint",
+    "mint_few_publishers",
     "mint_many_publishers",
+    "mint_few_registered",
     "mint_many_registered",
     "mint_half_peak",
     "http_floor_same_rate",
     "introspect",
+    "introspect_no_revocations",
     "introspect_many_revocations",
 }
 
@@ -62,3 +65,4 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
         "introspection req/s / HTTP floor req/s",
     }
     assert "| mint |" in result.stdout
+    assert "| scaling (small and large in alternation) |" in result.stdout

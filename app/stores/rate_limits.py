@@ -29,6 +29,9 @@ from app.stores.base import RateLimiter
 log = logging.getLogger(__name__)
 
 MEMORY_STORAGE = "memory://"
+SHARED_TIMEOUT_SECONDS = 1.0
+# After the shared store failed: how long to count in process before trying it again.
+SHARED_RETRY_SECONDS = 5.0
 
 
 def rate_limiter(storage_uri: str, limit: str, namespace: str) -> RateLimiter:
@@ -89,14 +92,30 @@ class MemoryRateLimiter:
 class SharedRateLimiter:
     """Counts in a `limits` storage (Redis) shared by every process and replica."""
 
-    def __init__(self, storage_uri: str, limit: str, namespace: str) -> None:
-        self._limiter = FixedWindowRateLimiter(storage_from_string(storage_uri))
+    def __init__(
+        self,
+        storage_uri: str,
+        limit: str,
+        namespace: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        storage = storage_from_string(
+            storage_uri,
+            # A store that stops answering must cost a request a second, not forever.
+            socket_timeout=SHARED_TIMEOUT_SECONDS,
+            socket_connect_timeout=SHARED_TIMEOUT_SECONDS,
+        )
+        self._limiter = FixedWindowRateLimiter(storage)
         self._limits = limits.parse_many(limit)
         self._namespace = namespace
-        self._fallback = MemoryRateLimiter(limit)
-        self._quiet_until = 0.0
+        self._clock = clock
+        self._fallback = MemoryRateLimiter(limit, clock)
+        self._shared_again_at = 0.0
 
     def hit(self, key: str) -> int | None:
+        now = self._clock()
+        if now < self._shared_again_at:
+            return self._fallback.hit(key)
         try:
             # One round trip per limit; a limit that refuses stops the count there.
             for limit in self._limits:
@@ -105,11 +124,13 @@ class SharedRateLimiter:
         except Exception:  # the storage's own errors (redis, network) vary by backend
             # An unreachable limit store must not stop publishing (the replay store,
             # which guards the security property, fails closed on its own), nor stop
-            # limiting: count in this process until it is back.
-            now = time.monotonic()
-            if now >= self._quiet_until:  # one line per 10 s, not one per request
-                self._quiet_until = now + 10
-                log.warning("rate limit storage unavailable; counting in this process")
+            # limiting: count in this process, and try the store again a little later
+            # rather than have every request wait for its timeout.
+            self._shared_again_at = now + SHARED_RETRY_SECONDS
+            log.warning(
+                "rate limit storage unavailable; counting in this process for %g s",
+                SHARED_RETRY_SECONDS,
+            )
             return self._fallback.hit(key)
         return None
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+from limits.strategies import FixedWindowRateLimiter
 from support.redis_server import RedisServer
 
-from app.stores.rate_limits import SharedRateLimiter, rate_limiter
+from app.stores.rate_limits import SHARED_RETRY_SECONDS, SharedRateLimiter, rate_limiter
 
 
 def test_two_limiters_on_one_redis_share_the_budget(redis_url: str) -> None:
@@ -29,21 +31,49 @@ def test_namespaces_keep_budgets_apart(redis_url: str) -> None:
     assert mint.hit("a") is not None
 
 
-def test_an_unreachable_store_falls_back_to_counting_in_process(
-    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_store_falls_back_to_counting_in_process_then_is_retried(
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = RedisServer(tmp_path_factory.mktemp("limits-redis"))
     server.start()
+    clock = Clock()
+    tries: list[str] = []
+    real_hit = FixedWindowRateLimiter.hit
+
+    def counting_hit(self: FixedWindowRateLimiter, *args: Any, **kwargs: Any) -> bool:
+        tries.append("shared")
+        return real_hit(self, *args, **kwargs)
+
+    monkeypatch.setattr(FixedWindowRateLimiter, "hit", counting_hit)
     try:
-        limiter = rate_limiter(server.url + "?socket_timeout=1", "2/minute", "trustpub/test")
+        limiter = SharedRateLimiter(server.url, "2/minute", "trustpub/test", clock)
         assert limiter.hit("client") is None
         server.kill()
         with caplog.at_level(logging.WARNING, logger="app.stores.rate_limits"):
             answers = [limiter.hit("client") for _ in range(3)]
+            shared_tries_while_down = len(tries)
+            clock.now += SHARED_RETRY_SECONDS
+            server.start()
+            after_retry = limiter.hit("client")
     finally:
         server.stop()
-    # Still limited (in this process, from zero), and said once, not per request.
+    # Still limited while the store was down (in this process, from zero) ...
     assert answers[:2] == [None, None]
     assert answers[2] is not None
+    # ... the store was tried once for the three, and said once, not per request ...
+    assert shared_tries_while_down == 2
     warnings = [r for r in caplog.records if "counting in this process" in r.getMessage()]
     assert len(warnings) == 1
+    # ... and used again once the retry delay had passed (a fresh server: a fresh count).
+    assert after_retry is None
+    assert len(tries) == 3

@@ -9,7 +9,8 @@ storage starts a timer thread on most hits to expire keys, which `make bench` me
 at a fifth of the mint's throughput. Here expired windows are swept inline, at most
 once per shortest window, so memory stays bounded by the keys seen in one window.
 Shared counting uses `limits`' storage for the URL (Redis, Sentinel), and falls back
-to in-process counting while that store is unreachable.
+to in-process counting while that store is unreachable, trying it again every few
+seconds.
 """
 
 from __future__ import annotations

@@ -341,6 +341,23 @@ class Bench:
                 rounds[side].append(measure[side](f"{names[side]} (round {index + 1})"))
         return (combine_rounds(names[0], rounds[0]), combine_rounds(names[1], rounds[1]))
 
+    def mint_pair(
+        self,
+        names: tuple[str, str],
+        small: tuple[Service, str],
+        large: tuple[Service, str],
+        expected_rps: float,
+    ) -> tuple[PhaseResult, PhaseResult]:
+        """Mint on the small and the large service in alternation, the large one warmed up."""
+        self.mint_phase(f"{names[1]} (warm-up)", *large, expected_rps, duration=self.plan.warmup)
+
+        def on(service: tuple[Service, str]) -> Callable[[str], PhaseResult]:
+            return lambda name: self.mint_phase(
+                name, *service, expected_rps, duration=self.paired_duration()
+            )
+
+        return self.paired(names, (on(small), on(large)))
+
     def paired_duration(self) -> float:
         # At least a second: wrk's first 0.3 s go to checking the connections' spread.
         return max(1.0, self.plan.duration / PAIRED_ROUNDS)
@@ -445,19 +462,11 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             lambda: requests.get(large_url + "/healthz", timeout=5).ok, 240
         )
         large.wait_for_workers(plan.workers)
-        bench.mint_phase(
-            "mint, many publishers (warm-up)", large, large_url, mint.rps, duration=plan.warmup
-        )
-        phases["mint_few_publishers"], phases["mint_many_publishers"] = bench.paired(
+        phases["mint_few_publishers"], phases["mint_many_publishers"] = bench.mint_pair(
             ("mint, few publishers", "mint, many publishers"),
-            (
-                lambda name: bench.mint_phase(
-                    name, small, small_url, mint.rps, duration=bench.paired_duration()
-                ),
-                lambda name: bench.mint_phase(
-                    name, large, large_url, mint.rps, duration=bench.paired_duration()
-                ),
-            ),
+            (small, small_url),
+            (large, large_url),
+            mint.rps,
         )
         large.stop()
 
@@ -575,23 +584,11 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         )
         registered.wait_until(lambda: requests.get(registered_url + "/healthz", timeout=5).ok, 240)
         registered.wait_for_workers(plan.workers)
-        bench.mint_phase(
-            "mint, many registered (warm-up)",
-            registered,
-            registered_url,
-            mint.rps,
-            duration=plan.warmup,
-        )
-        phases["mint_few_registered"], phases["mint_many_registered"] = bench.paired(
+        phases["mint_few_registered"], phases["mint_many_registered"] = bench.mint_pair(
             ("mint, few publishers", "mint, many registered publishers"),
-            (
-                lambda name: bench.mint_phase(
-                    name, small, small_url, mint.rps, duration=bench.paired_duration()
-                ),
-                lambda name: bench.mint_phase(
-                    name, registered, registered_url, mint.rps, duration=bench.paired_duration()
-                ),
-            ),
+            (small, small_url),
+            (registered, registered_url),
+            mint.rps,
         )
         registered.stop()
         small.stop()

@@ -1,4 +1,4 @@
-"""Redis-backed stores: one connection pool, one round trip per operation, fail closed.
+"""Redis-backed stores: a connection per thread, one round trip per operation, fail closed.
 
 Keys (all under the `trustpub:` prefix):
 | key               | value                       | TTL                                  |
@@ -37,16 +37,18 @@ from app.stores.base import (
     RevocationState,
     StoredRegistration,
 )
+from app.stores.redis_connections import Command, Script, ThreadConnections
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
-# timeouts and a single retry (for a connection the pool held that the server closed).
+# timeouts and a single retry (for a connection kept idle that the server closed).
 SOCKET_TIMEOUT_SECONDS = 1.0
 # How long a write may wait for its replicas before the request fails closed.
 REPLICA_WAIT_MS = 500
 
 # Get-or-create the epoch, then the replay claim: atomic and one round trip.
 # The new epoch's time is the server's, so every replica agrees on it.
-_CLAIM_SCRIPT = """
+_CLAIM = Script(
+    """
 -- Decoded first: a record the script cannot read fails before anything is written.
 local record = ARGV[4] and cjson.decode(ARGV[4])
 local epoch = redis.call('GET', KEYS[1])
@@ -63,8 +65,10 @@ if first and record then
 end
 return {epoch, first and 1 or 0}
 """
+)
 
-_EPOCH_SCRIPT = """
+_EPOCH = Script(
+    """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1] .. ':' .. redis.call('TIME')[1]
@@ -72,9 +76,11 @@ if not epoch then
 end
 return epoch
 """
+)
 
 # Keep the latest moment: a later, narrower revocation never shortens an earlier one.
-_REVOKE_SCRIPT = """
+_REVOKE = Script(
+    """
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local moment = tonumber(ARGV[1])
 if moment > current then
@@ -85,12 +91,14 @@ else
 end
 return 1
 """
+)
 
 # Registrations: every change is one script, so the hashes, the set of existing projects
 # and the version that pollers watch can never disagree.
 # KEYS: registrations, pending, unique, version, projects
 # ARGV: id, json, unique key, project, expires_at ('' = not pending), now
-_ADD_REGISTRATION_SCRIPT = """
+_ADD_REGISTRATION = Script(
+    """
 local holder = redis.call('HGET', KEYS[3], ARGV[3])
 if holder then
   local expires = redis.call('HGET', KEYS[2], holder)
@@ -114,9 +122,11 @@ end
 redis.call('INCR', KEYS[4])
 return false
 """
+)
 
 # KEYS: registrations, pending, unique, version; ARGV: id
-_REMOVE_REGISTRATION_SCRIPT = """
+_REMOVE_REGISTRATION = Script(
+    """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return false end
 local expires = redis.call('HGET', KEYS[2], ARGV[1])
@@ -127,9 +137,11 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('INCR', KEYS[4])
 return {value, expires or ''}
 """
+)
 
 # KEYS: registrations, pending, version, projects; ARGV: id, project, now
-_CONVERT_SCRIPT = """
+_CONVERT = Script(
+    """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'gone' end
 local expires = redis.call('HGET', KEYS[2], ARGV[1])
 if not expires then return 'normal' end
@@ -140,9 +152,11 @@ redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('INCR', KEYS[3])
 return 'converted'
 """
+)
 
 # KEYS: registrations, pending, unique, version; ARGV: now
-_PURGE_SCRIPT = """
+_PURGE = Script(
+    """
 local pending = redis.call('HGETALL', KEYS[2])
 local removed = 0
 for i = 1, #pending, 2 do
@@ -162,6 +176,16 @@ end
 if removed > 0 then redis.call('INCR', KEYS[4]) end
 return removed
 """
+)
+
+# KEYS: projects, version; ARGV: project
+_DECLARE_PROJECT = Script(
+    """
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+return added
+"""
+)
 
 # How many stream entries one read of the audit trail asks for at a time.
 _AUDIT_BATCH = 500
@@ -239,16 +263,20 @@ class RedisStore:
         ]
         self._projects_key = prefix + "projects"
         self._audit_key = prefix + "audit"
-        self._add_registration = client.register_script(_ADD_REGISTRATION_SCRIPT)
-        self._remove_registration = client.register_script(_REMOVE_REGISTRATION_SCRIPT)
-        self._convert = client.register_script(_CONVERT_SCRIPT)
-        self._purge = client.register_script(_PURGE_SCRIPT)
         self._prefix = prefix
-        self._min_replicas = min_replicas
         self._epoch_key = prefix + "epoch"
-        self._claim = client.register_script(_CLAIM_SCRIPT)
-        self._ensure_epoch = client.register_script(_EPOCH_SCRIPT)
-        self._revoke = client.register_script(_REVOKE_SCRIPT)
+        # The request path and every write go through a connection per thread: one
+        # round trip, the write's WAIT on the write's connection. Reads that are not on
+        # the request path (registrations, the audit trail, PING) use the pool.
+        self._connections = ThreadConnections(client.connection_pool)
+        self._replicated: tuple[Command, ...] = (
+            (("WAIT", min_replicas, REPLICA_WAIT_MS),) if min_replicas > 0 else ()
+        )
+        self._min_replicas = min_replicas
+
+    def close(self) -> None:
+        self._connections.close()
+        self._client.close()
 
     def claim_once(
         self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
@@ -256,18 +284,16 @@ class RedisStore:
         args: list[str | int] = [max(1, ttl_seconds), secrets.token_hex(8), self._audit_max_length]
         if audit:
             args.append(json.dumps([part for item in audit.items() for part in item]))
-        epoch, first = self._call(
-            self._claim, keys=[self._epoch_key, self._prefix + key, self._audit_key], args=args
+        epoch, first = self._write(
+            "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
-        self._wait_for_replicas()
         return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))
 
     def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
-        self._call(self._revoke, keys=[self._prefix + key], args=[moment, max(1, ttl_seconds)])
-        self._wait_for_replicas()
+        self._write("revoke", _REVOKE, [self._prefix + key], [moment, max(1, ttl_seconds)])
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
-        values = self._call(self._client.mget, [self._epoch_key, *(self._prefix + k for k in keys)])
+        values = self._execute("mget", ("MGET", self._epoch_key, *(self._prefix + k for k in keys)))
         epoch = Epoch.decode(values[0].decode()) if values[0] is not None else None
         return RevocationState(
             epoch=epoch,
@@ -275,16 +301,18 @@ class RedisStore:
         )
 
     def current_epoch(self) -> Epoch:
-        value = self._call(self._ensure_epoch, keys=[self._epoch_key], args=[secrets.token_hex(8)])
+        (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [secrets.token_hex(8)])
         return Epoch.decode(value.decode())
 
     def ping(self) -> None:
-        self._call(self._client.ping)
+        self._fail_closed("ping", self._client.ping)
 
     # -- registrations -----------------------------------------------------------------
 
     def registrations_version(self) -> int:
-        value = self._call(self._client.get, self._registrations_keys[3])
+        value = self._fail_closed(
+            "registrations_version", self._client.get, self._registrations_keys[3]
+        )
         return int(value) if value is not None else 0
 
     def load_registrations(self) -> RegistrationState:
@@ -296,7 +324,9 @@ class RedisStore:
         pipe.hgetall(registrations)
         pipe.hgetall(pending)
         pipe.smembers(self._projects_key)
-        version_value, entries, expiries, projects = self._call(pipe.execute)
+        version_value, entries, expiries, projects = self._fail_closed(
+            "load_registrations", pipe.execute
+        )
         expires = {key.decode(): int(value) for key, value in expiries.items()}
         return RegistrationState(
             version=int(version_value) if version_value is not None else 0,
@@ -309,10 +339,11 @@ class RedisStore:
 
     def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
         expires = "" if registration.expires_at is None else str(registration.expires_at)
-        result = self._call(
-            self._add_registration,
-            keys=[*self._registrations_keys, self._projects_key],
-            args=[
+        result = self._write(
+            "add_registration",
+            _ADD_REGISTRATION,
+            [*self._registrations_keys, self._projects_key],
+            [
                 registration.id,
                 registration.encode(),
                 registration.unique_key,
@@ -321,14 +352,12 @@ class RedisStore:
                 now,
             ],
         )
-        self._wait_for_replicas()
         return None if result is None else bytes(result).decode()
 
     def remove_registration(self, registration_id: str) -> StoredRegistration | None:
-        result = self._call(
-            self._remove_registration, keys=self._registrations_keys, args=[registration_id]
+        result = self._write(
+            "remove_registration", _REMOVE_REGISTRATION, self._registrations_keys, [registration_id]
         )
-        self._wait_for_replicas()
         if not result:
             return None
         value, expires = result
@@ -336,36 +365,33 @@ class RedisStore:
 
     def convert_pending(self, registration_id: str, project: str, now: int) -> str:
         registrations, pending, _, version = self._registrations_keys
-        result = self._call(
-            self._convert,
-            keys=[registrations, pending, version, self._projects_key],
-            args=[registration_id, project, now],
+        result = self._write(
+            "convert_pending",
+            _CONVERT,
+            [registrations, pending, version, self._projects_key],
+            [registration_id, project, now],
         )
-        self._wait_for_replicas()
         return bytes(result).decode()
 
     def declare_project(self, project: str) -> bool:
-        pipe = self._client.pipeline(transaction=True)
-        pipe.sadd(self._projects_key, project)
-        pipe.incr(self._registrations_keys[3])
-        added, _ = self._call(pipe.execute)
-        self._wait_for_replicas()
+        added = self._write(
+            "declare_project",
+            _DECLARE_PROJECT,
+            [self._projects_key, self._registrations_keys[3]],
+            [project],
+        )
         return bool(added)
 
     def purge_expired(self, now: int) -> int:
-        return int(self._call(self._purge, keys=self._registrations_keys, args=[now]))
+        (removed,) = self._run("purge_expired", _PURGE, self._registrations_keys, [now])
+        return int(removed)
 
     # -- audit trail -------------------------------------------------------------------
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
-        record_id = self._call(
-            self._client.xadd,
-            self._audit_key,
-            dict(fields),
-            maxlen=self._audit_max_length,
-            approximate=True,
-        )
-        return bytes(record_id).decode()
+        command: list[str | int] = ["XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length]
+        command += ["*", *(part for item in fields.items() for part in item)]
+        return bytes(self._execute("append_audit", command)).decode()
 
     def read_audit(
         self,
@@ -380,8 +406,13 @@ class RedisStore:
         upper = "+" if until_ms is None else f"{until_ms}-18446744073709551615"
         lower = "-" if since_ms is None else f"{since_ms}-0"
         while len(found) < limit:
-            batch = self._call(
-                self._client.xrevrange, self._audit_key, upper, lower, count=_AUDIT_BATCH
+            batch = self._fail_closed(
+                "read_audit",
+                self._client.xrevrange,
+                self._audit_key,
+                upper,
+                lower,
+                count=_AUDIT_BATCH,
             )
             for raw_id, raw_fields in batch:
                 record_id = raw_id.decode()
@@ -395,20 +426,36 @@ class RedisStore:
             upper = "(" + batch[-1][0].decode()
         return found
 
-    def _wait_for_replicas(self) -> None:
-        if self._min_replicas <= 0:
-            return
-        acknowledged = self._call(
-            self._client.execute_command, "WAIT", self._min_replicas, REPLICA_WAIT_MS
-        )
-        if int(acknowledged) < self._min_replicas:
+    def _write(
+        self, name: str, script: Script, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """The script's reply, acknowledged only once `min_replicas` replicas have it."""
+        reply, *acknowledged = self._run(name, script, keys, args, self._replicated)
+        if acknowledged and int(acknowledged[0]) < self._min_replicas:
             raise StoreUnavailable("the token store could not replicate the write; retry shortly")
+        return reply
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+    def _run(
+        self,
+        name: str,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        then: Sequence[Command] = (),
+    ) -> list[Any]:
+        replies: list[Any] = self._fail_closed(
+            name, self._connections.run, script, keys, args, then
+        )
+        return replies
+
+    def _execute(self, name: str, command: Command) -> Any:
+        return self._fail_closed(name, self._connections.call, command)
+
+    def _fail_closed(self, operation: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            return call(*args, **kw)
         except redis.RedisError as exc:
-            metrics().store_errors.labels(getattr(method, "__name__", "script")).inc()
+            metrics().store_errors.labels(operation).inc()
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc

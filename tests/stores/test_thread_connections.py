@@ -1,0 +1,151 @@
+"""The request path's connection per thread, against a real Redis: replies stay in step,
+scripts load themselves, dead connections are replaced, a write's WAIT shares its
+connection, and a forked child never talks on its parent's socket."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from support.redis_server import RedisServer
+
+from app.errors import StoreUnavailable
+from app.stores.redis import RedisStore, connect
+from app.stores.redis_connections import Script, ThreadConnections
+
+_ECHO = Script("return ARGV[1]")
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    client = connect(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def connections(client: redis.Redis) -> Iterator[ThreadConnections]:
+    connections = ThreadConnections(client.connection_pool)
+    yield connections
+    connections.close()
+
+
+def _client_id(connections: ThreadConnections) -> int:
+    return int(connections.call(("CLIENT", "ID")))
+
+
+def test_an_error_reply_takes_its_place_and_later_replies_stay_in_step(
+    connections: ThreadConnections, client: redis.Redis
+) -> None:
+    client.set("text", "not a number")
+
+    first, failed, last = connections.execute([("SET", "a", "1"), ("INCR", "text"), ("GET", "a")])
+
+    assert (first, last) == (b"OK", b"1")
+    assert isinstance(failed, redis.ResponseError)
+    assert connections.call(("GET", "text")) == b"not a number"  # the next caller's reply
+    with pytest.raises(redis.ResponseError):
+        connections.call(("INCR", "text"))
+
+
+def test_a_script_redis_lost_is_sent_whole_again(
+    connections: ThreadConnections, client: redis.Redis
+) -> None:
+    assert connections.run(_ECHO, [], ["one"]) == [b"one"]
+    client.script_flush()
+
+    assert connections.run(_ECHO, [], ["two"], then=[("PING",)]) == [b"two", b"PONG"]
+    assert client.script_exists(_ECHO.sha) == [True]
+
+
+def test_each_thread_keeps_its_own_connection(connections: ThreadConnections) -> None:
+    here = _client_id(connections)
+    ids: list[int] = []
+    worker = threading.Thread(target=lambda: ids.append(_client_id(connections)))
+    worker.start()
+    worker.join()
+
+    assert _client_id(connections) == here
+    assert len(ids) == 1
+    assert ids[0] != here
+
+
+def test_a_connection_the_server_dropped_is_replaced_without_failing_the_call(
+    connections: ThreadConnections, client: redis.Redis
+) -> None:
+    before = _client_id(connections)
+    client.client_kill_filter(_id=before)
+
+    after = _client_id(connections)
+
+    assert after != before
+
+
+def test_a_fresh_connection_that_fails_is_not_retried(
+    redis_server: RedisServer, connections: ThreadConnections
+) -> None:
+    redis_server.kill()
+
+    with pytest.raises(redis.ConnectionError):
+        connections.call(("PING",))
+
+
+def test_a_write_and_its_wait_go_out_together_on_one_connection(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    # No replica answers, so every WAIT fails its claim; MONITOR shows which connection
+    # sent each command, in the order Redis ran them.
+    store = RedisStore(connect(redis_url), min_replicas=1)
+    outcomes: list[BaseException | None] = []
+    monitor_client = redis_server.client()
+    try:
+        with monitor_client.monitor() as monitor:
+            claims = [
+                threading.Thread(target=_claim, args=(store, f"jti:{n}", outcomes))
+                for n in range(4)
+            ]
+            for claim in claims:
+                claim.start()
+            sequence: list[tuple[str, str]] = []
+            while sum(name == "WAIT" for _, name in sequence) < len(claims):
+                command = monitor.next_command()
+                sender = f"{command['client_address']}:{command['client_port']}"
+                sequence.append((sender, command["command"].split()[0]))
+            for claim in claims:
+                claim.join()
+    finally:
+        monitor_client.close()
+        store.close()
+
+    assert len(outcomes) == len(claims)
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+    last_by_sender: dict[str, str] = {}
+    for sender, name in sequence:
+        if name == "WAIT":
+            assert last_by_sender.get(sender) in {"EVALSHA", "EVAL"}, sequence
+        last_by_sender[sender] = name
+
+
+def _claim(store: RedisStore, key: str, outcomes: list[BaseException | None]) -> None:
+    try:
+        store.claim_once(key, 60)
+        outcomes.append(None)
+    except StoreUnavailable as unavailable:
+        outcomes.append(unavailable)
+
+
+def test_a_forked_child_opens_its_own_connection(connections: ThreadConnections) -> None:
+    parent = _client_id(connections)
+    context = multiprocessing.get_context("fork")
+    answer: multiprocessing.Queue[int] = context.Queue()
+    child = context.Process(target=lambda: answer.put(_client_id(connections)))
+    child.start()
+    child_id = answer.get(timeout=10)
+    child.join(timeout=10)
+
+    assert child.exitcode == 0
+    assert child_id != parent
+    assert _client_id(connections) == parent  # the parent's socket still answers it

@@ -162,12 +162,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in (oidc, oauth, revocations, meta, observe, projects):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(explain_api.blueprint)
-    install_request_hooks(app)  # first, so that rate-limited requests are measured too
     install_rate_limits(
         app,
         settings,
         lambda limit, name: rate_limiter(settings.rate_limit_storage, limit, "trustpub/" + name),
     )
+    install_request_hooks(app)  # after: a rate-limited request is measured by its endpoint
     register_error_handlers(app)
     return app
 

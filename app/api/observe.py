@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 
 from app.metrics import metrics, render_latest
 from app.observability import REQUEST_ID, request_id_from
 
 blueprint = Blueprint("observe", __name__)
+
+# Where a view leaves its endpoint's name for the latency histogram's label.
+_ENDPOINT_KEY = "trustpub.endpoint"
+
+StartResponse = Callable[..., Any]
 
 
 @blueprint.get("/metrics")
@@ -19,29 +27,54 @@ def exposition() -> Response:
 
 
 def install_request_hooks(app: Flask) -> None:
-    @app.before_request
-    def start() -> None:
-        g.started = time.perf_counter()
-        g.request_id_token = REQUEST_ID.set(request_id_from(request.headers.get("X-Request-ID")))
+    """Give every request an id (echoed in X-Request-ID, carried by its log lines and
+    audit records) and time it by endpoint, method and status.
 
-    @app.after_request
-    def finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = REQUEST_ID.get()
-        started = g.get("started")
-        if started is not None:
+    A WSGI middleware rather than Flask's before/after/teardown hooks: the three hooks
+    cost ~45 us of CPU per request, a fifth of an introspection. Installed after the
+    rate limits, so that the name is recorded before a limit can refuse the request.
+    """
+    for endpoint, view in list(app.view_functions.items()):
+        app.view_functions[endpoint] = _naming(endpoint, view)
+    app.wsgi_app = _ObservedRequests(app.wsgi_app)  # type: ignore[method-assign]
+
+
+def _naming(endpoint: str, view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def named_view(*args: Any, **kwargs: Any) -> Any:
+        request.environ[_ENDPOINT_KEY] = endpoint
+        return view(*args, **kwargs)
+
+    return named_view
+
+
+class _ObservedRequests:
+    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        token = REQUEST_ID.set(request_id)
+        status = "500"
+
+        def start_with_id(code: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            nonlocal status
+            status = code[:3]
+            headers.append(("X-Request-ID", request_id))
+            return start_response(code, headers, *exc_info)
+
+        try:
+            return self._app(environ, start_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+            method = environ.get("REQUEST_METHOD", "")
             metrics().request_seconds.labels(
                 # The endpoint name, never the raw path: unmatched paths share one label.
-                request.endpoint or "unmatched",
-                request.method if request.method in _METHODS else "other",
-                str(response.status_code),
+                environ.get(_ENDPOINT_KEY, "unmatched"),
+                method if method in _METHODS else "other",
+                status,
             ).observe(time.perf_counter() - started)
-        return response
-
-    @app.teardown_request
-    def reset(_: BaseException | None) -> None:
-        token = g.pop("request_id_token", None)
-        if token is not None:
-            REQUEST_ID.reset(token)
 
 
 _METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})

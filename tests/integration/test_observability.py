@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from app.observability import REQUEST_ID, JsonFormatter
 
-from .conftest import MakeToken
+from .conftest import MakeApp, MakeToken
 from .exchange_api import mint
 
 
@@ -55,6 +55,37 @@ def test_request_id_is_echoed_or_made(client: FlaskClient) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["X-Request-ID"])
     assert re.fullmatch(r"[0-9a-f]{32}", none.headers["X-Request-ID"])
     assert none.headers["X-Request-ID"] != hostile.headers["X-Request-ID"]
+
+
+def test_request_latency_is_labelled_by_endpoint_method_and_status(
+    make_app: MakeApp, make_token: MakeToken
+) -> None:
+    client = make_app(mint_rate_limit="1/minute").test_client()
+    cases = [
+        # (method, path, json body) -> (endpoint, method, status) labels
+        (("GET", "/healthz", None), ("meta.healthz", "GET", "200")),
+        (("GET", "/no/such/path/1234", None), ("unmatched", "GET", "404")),
+        (("PUT", "/healthz", None), ("unmatched", "PUT", "405")),
+        (
+            ("POST", "/_/oidc/mint-token", {"token": make_token()}),
+            ("oidc.mint_token", "POST", "200"),
+        ),
+        # Over the limit: refused before the view runs, and still named by its endpoint.
+        (
+            ("POST", "/_/oidc/mint-token", {"token": make_token()}),
+            ("oidc.mint_token", "POST", "429"),
+        ),
+    ]
+
+    for (method, path, body), (endpoint, method_label, status) in cases:
+        labels = {"endpoint": endpoint, "method": method_label, "status": status}
+        before = counter(client, "trustpub_request_duration_seconds_count", **labels)
+        response = client.open(path, method=method, json=body)
+
+        assert str(response.status_code) == status, response.get_data(as_text=True)
+        after = counter(client, "trustpub_request_duration_seconds_count", **labels)
+        assert after - before == 1.0, (method, path)
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
 
 
 def test_json_log_lines_carry_the_request_id() -> None:

@@ -13,15 +13,15 @@ from app.errors import InvalidRequest, Unauthenticated
 
 blueprint = Blueprint("oauth", __name__)
 
-INACTIVE = {"active": False}
+# RFC 7662: anything that is not an active token is exactly {"active": false}.
+INACTIVE = '{"active":false}'
 
 
 @blueprint.post("/oauth/introspect")
 def introspect() -> Response:
     require_client("introspect")
-    result = services().introspector.introspect(_form_token())
-    # RFC 7662: anything that is not an active token is exactly {"active": false}.
-    response = jsonify(result if result is not None else INACTIVE)
+    answer = services().introspector.introspect(_form_token()) or INACTIVE
+    response = Response(answer + "\n", mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
 

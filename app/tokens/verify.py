@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from app.errors import InvalidPayload, InvalidToken
@@ -26,6 +28,31 @@ class UploadTokenClaims:
     publisher: Mapping[str, str]
     epoch: str
     claims: Mapping[str, Any]
+
+    @cached_property
+    def introspection(self) -> str:
+        """RFC 7662's answer for this token while it is active, as JSON text.
+
+        Encoded once per verified token (the verifier keeps those it verified): an index
+        introspects a token once per uploaded file, and encoding this answer every time
+        cost a tenth of an introspection's CPU. Compact, keys sorted: what jsonify wrote.
+        """
+        claims = self.claims
+        document = {
+            "active": True,
+            "scope": "upload",
+            "token_type": "Bearer",
+            "iss": claims["iss"],
+            "sub": claims.get("sub"),
+            "aud": claims["aud"],
+            "iat": self.issued_at,
+            "nbf": claims["nbf"],
+            "exp": self.expires_at,
+            "jti": self.jti,
+            "projects": list(self.projects),
+            "publisher": dict(self.publisher),
+        }
+        return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass(frozen=True)

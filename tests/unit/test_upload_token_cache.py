@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,27 @@ def test_the_memory_is_bounded_and_forgets_the_oldest_first(
     check.verify(tokens[3], NOW)  # newest: remembered
     check.verify(tokens[0], NOW)  # oldest: forgotten, checked again
     assert len(signature_checks) == 5
+
+
+def test_the_introspection_answer_is_rfc_7662_and_encoded_once_per_token(keys: KeyRing) -> None:
+    token, check = mint(keys), verifier(keys)
+
+    first = check.verify(token, NOW).introspection
+    again = check.verify(token, NOW + 1).introspection
+
+    assert again is first  # the remembered token carries its encoded answer
+    assert json.loads(first) == {
+        "active": True,
+        "scope": "upload",
+        "token_type": "Bearer",
+        "iss": ISSUER,
+        "sub": "github:",
+        "aud": AUDIENCE,
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 900,
+        "jti": check.verify(token, NOW).jti,
+        "projects": ["demo"],
+        "publisher": {"provider": "github"},
+    }
+    assert first == json.dumps(json.loads(first), separators=(",", ":"), sort_keys=True)

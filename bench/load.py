@@ -81,6 +81,11 @@ class PhaseResult:
         return asdict(self)
 
 
+class TokensExhausted(RuntimeError):
+    """wrk reused a token: more were used than made (a faster run than expected, or
+    many restarts for an uneven spread, each of which skips the tokens it used)."""
+
+
 def run_phase(
     name: str,
     load: Load,
@@ -136,7 +141,7 @@ def run_phase(
     wrk_cpu = usage.ru_utime + usage.ru_stime
     calls, round_trips = _redis_stats(redis_client) if redis_client is not None else ({}, 0)
     if raw["exhausted"]:
-        raise RuntimeError(
+        raise TokensExhausted(
             f"phase {name}: wrk ran out of fresh tokens ({raw['exhausted']} requests reused "
             "one); the harness under-estimated the throughput"
         )

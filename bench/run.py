@@ -55,7 +55,7 @@ from app.tokens.revocation import token_scope  # noqa: E402
 
 from . import report  # noqa: E402
 from .floors import crypto_floor, redis_floor  # noqa: E402
-from .load import Load, PhaseResult, combine_rounds, run_phase  # noqa: E402
+from .load import Load, PhaseResult, TokensExhausted, combine_rounds, run_phase  # noqa: E402
 from .procs import Service  # noqa: E402
 from .tokens import TokenFactory, cpu_count  # noqa: E402
 
@@ -316,11 +316,24 @@ class Bench:
         if warmup:
             warm = self.token_files(f"{name}-warmup", expected_rps, self.plan.warmup)
             load = self.load(url + MINT_PATH, "tokens", warm, duration=self.plan.warmup)
-            run_phase(f"{name} (warm-up)", load, service)
+            with contextlib.suppress(TokensExhausted):  # a warm-up only has to warm
+                run_phase(f"{name} (warm-up)", load, service)
         duration = duration or self.plan.duration
-        prefix = self.token_files(name, expected_rps, duration)
-        load = self.load(url + MINT_PATH, "tokens", prefix, think_ms=think_ms, duration=duration)
-        return _succeeded(run_phase(name, load, service, self.redis, self.redis_pid))
+
+        def measure(rate: float) -> PhaseResult:
+            prefix = self.token_files(name, rate, duration)
+            load = self.load(
+                url + MINT_PATH, "tokens", prefix, think_ms=think_ms, duration=duration
+            )
+            return _succeeded(run_phase(name, load, service, self.redis, self.redis_pid))
+
+        try:
+            return measure(expected_rps)
+        except TokensExhausted:
+            # Faster than expected, or many restarts for an uneven spread: once more,
+            # with tokens for twice the rate.
+            _progress(f"{name}: the tokens ran out; again with twice as many")
+            return measure(2 * expected_rps)
 
     def paired(
         self,

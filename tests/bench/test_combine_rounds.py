@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-# `bench` names this test package here; the harness is loaded under another name.
-_ROOT = Path(__file__).resolve().parents[2] / "bench"
-_spec = importlib.util.spec_from_file_location(
-    "trustpub_bench", _ROOT / "__init__.py", submodule_search_locations=[str(_ROOT)]
-)
-assert _spec is not None
-assert _spec.loader is not None
-sys.modules["trustpub_bench"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sys.modules["trustpub_bench"])
-_load = importlib.import_module("trustpub_bench.load")
-PhaseResult, combine_rounds = _load.PhaseResult, _load.combine_rounds
+from .harness import load
+
+PhaseResult, combine_rounds = load.PhaseResult, load.combine_rounds
 
 
 def result(**changes: Any) -> Any:

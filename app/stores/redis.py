@@ -227,7 +227,14 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     password = unquote(parts.password) if parts.password else None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
-        sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_SECONDS},
+        # No retries per sentinel: master discovery already asks each sentinel in turn,
+        # and redis-py's default (10 retries with backoff, per sentinel) held a request
+        # for ~25 s when the sentinels refused connections.
+        sentinel_kwargs={
+            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+            "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+            "retry": Retry(NoBackoff(), 0),
+        },
         password=password,
         db=int(path[1]) if len(path) == 2 else 0,
         ssl=parts.scheme.startswith("rediss"),

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.ports import free_port
 from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
@@ -129,6 +130,24 @@ def test_redis_store_down_raises_store_unavailable(
     ):
         with pytest.raises(StoreUnavailable):
             operation()
+
+
+def test_a_store_behind_sentinels_that_refuse_fails_closed_at_once() -> None:
+    # Nothing listens on these ports. redis-py's default for a sentinel client retried
+    # each one 10 times with backoff: ~25 s before the 503, close to gunicorn's worker
+    # timeout. A fail-fast bound, not a performance measurement: 25 s before, ms after.
+    sentinels = ",".join(f"127.0.0.1:{free_port()}" for _ in range(3))
+    store = RedisStore(connect(f"redis+sentinel://{sentinels}/mymaster"))
+
+    for operation in (
+        store.ping,
+        lambda: store.claim_once("jti:a", 5),
+        lambda: store.revocation_state(["rev:a"]),
+    ):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            operation()
+        assert time.monotonic() - started < 5.0
 
 
 def test_redis_store_recovers_and_recreates_a_lost_epoch(

@@ -393,7 +393,12 @@ def _succeeded(result: PhaseResult) -> PhaseResult:
 
 
 def _progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    # The elapsed time shows where a run's minutes go (its budget is five).
+    elapsed = time.monotonic() - _STARTED
+    print(f"bench: [{elapsed:4.0f} s] {message}", file=sys.stderr, flush=True)
+
+
+_STARTED = time.monotonic()
 
 
 def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:

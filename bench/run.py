@@ -72,9 +72,16 @@ UNREACHED_RATE_LIMIT = "1000000/second"
 # Databases of the large cases, beside the small service's 0.
 REVOKED_DB = 1
 REGISTERED_DB = 2
+PUBLISHERS_DB = 3
 
 # Rounds per side when a small and a large case are measured in alternation.
 PAIRED_ROUNDS = 2
+# Tokens after a warm-up are made for this multiple of its rate (then the plan's margin):
+# the measured phase may run faster than its warm-up did.
+WARMED_RATE_ROOM = 1.5
+# The same for the rounds of a scaling pair, over the faster of the mint phase and the
+# large side's warm-up: restarts for an uneven spread use tokens too.
+PAIRED_RATE_ROOM = 1.25
 
 DEMO = {"repository": "octo-org/demo", "owner_id": "65", "repository_id": "74"}
 
@@ -311,34 +318,51 @@ class Bench:
         think_ms: float = 0.0,
         duration: float | None = None,
         warmup: bool = False,
+        tokens: Path | None = None,
     ) -> PhaseResult:
-        """A measured mint run (after a warm-up at peak if asked), each with fresh tokens."""
+        """A measured mint run (after a warm-up at peak if asked), each with fresh tokens
+        (`tokens`, when given, are fresh to this service but signed already).
+
+        After a warm-up, tokens are made for the rate it reached (with room to spare),
+        not `expected_rps`: an upper bound such as the HTTP floor's rate made 2.5x the
+        tokens a mint phase needs, and signing them took a tenth of the run.
+        """
         if warmup:
-            warm = self.token_files(f"{name}-warmup", expected_rps, self.plan.warmup)
-            load = self.load(url + MINT_PATH, "tokens", warm, duration=self.plan.warmup)
-            with contextlib.suppress(TokensExhausted):  # a warm-up only has to warm
-                run_phase(f"{name} (warm-up)", load, service)
+            warmed = self.warm_up(name, service, url, expected_rps)
+            if warmed is not None:
+                expected_rps = min(expected_rps, WARMED_RATE_ROOM * warmed.rps)
         duration = duration or self.plan.duration
 
-        def measure(rate: float) -> PhaseResult:
-            prefix = self.token_files(name, rate, duration)
+        def measure(prefix: Path) -> PhaseResult:
             load = self.load(
                 url + MINT_PATH, "tokens", prefix, think_ms=think_ms, duration=duration
             )
             return _succeeded(run_phase(name, load, service, self.redis, self.redis_pid))
 
         try:
-            return measure(expected_rps)
+            return measure(tokens or self.token_files(name, expected_rps, duration))
         except TokensExhausted:
             # Faster than expected, or many restarts for an uneven spread: once more,
             # with tokens for twice the rate.
             _progress(f"{name}: the tokens ran out; again with twice as many")
-            return measure(2 * expected_rps)
+            return measure(self.token_files(name, 2 * expected_rps, duration))
+
+    def warm_up(
+        self, name: str, service: Service, url: str, expected_rps: float
+    ) -> PhaseResult | None:
+        """Mint for the warm-up time; its result, or None when its tokens ran out (a warm-up
+        only has to warm: it is never measured again)."""
+        tokens = self.token_files(f"{name}-warmup", expected_rps, self.plan.warmup)
+        load = self.load(url + MINT_PATH, "tokens", tokens, duration=self.plan.warmup)
+        try:
+            return run_phase(f"{name} (warm-up)", load, service)
+        except TokensExhausted:
+            return None
 
     def paired(
         self,
         names: tuple[str, str],
-        measure: tuple[Callable[[str], PhaseResult], Callable[[str], PhaseResult]],
+        measure: tuple[Callable[[str, int], PhaseResult], Callable[[str, int], PhaseResult]],
     ) -> tuple[PhaseResult, PhaseResult]:
         """The small and the large case, measured in alternation (A B B A ...).
 
@@ -351,7 +375,7 @@ class Bench:
         for index in range(PAIRED_ROUNDS):
             order = (0, 1) if index % 2 == 0 else (1, 0)
             for side in order:
-                rounds[side].append(measure[side](f"{names[side]} (round {index + 1})"))
+                rounds[side].append(measure[side](f"{names[side]} (round {index + 1})", index))
         return (combine_rounds(names[0], rounds[0]), combine_rounds(names[1], rounds[1]))
 
     def mint_pair(
@@ -361,13 +385,27 @@ class Bench:
         large: tuple[Service, str],
         expected_rps: float,
     ) -> tuple[PhaseResult, PhaseResult]:
-        """Mint on the small and the large service in alternation, the large one warmed up."""
-        self.mint_phase(f"{names[1]} (warm-up)", *large, expected_rps, duration=self.plan.warmup)
+        """Mint on the small and the large service in alternation, the large one warmed up.
 
-        def on(service: tuple[Service, str]) -> Callable[[str], PhaseResult]:
-            return lambda name: self.mint_phase(
-                name, *service, expected_rps, duration=self.paired_duration()
-            )
+        The two services keep their replay records in different Redis databases, so both
+        sides of a round exchange the same tokens: half the signing (~1 ms per token).
+        """
+        warmed = self.warm_up(names[1], *large, expected_rps)
+        rate = max(expected_rps, warmed.rps if warmed else 0.0) * PAIRED_RATE_ROOM
+        duration = self.paired_duration()
+        shared: dict[int, Path] = {}
+
+        def on(service: tuple[Service, str]) -> Callable[[str, int], PhaseResult]:
+            def measure(name: str, round_index: int) -> PhaseResult:
+                if round_index not in shared:
+                    shared[round_index] = self.token_files(
+                        f"{names[1]} round {round_index + 1}", rate, duration
+                    )
+                return self.mint_phase(
+                    name, *service, rate, duration=duration, tokens=shared[round_index]
+                )
+
+            return measure
 
         return self.paired(names, (on(small), on(large)))
 
@@ -473,8 +511,9 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
 
         # -- 3. many publishers ----------------------------------------------------------------
         _progress(f"mint with {plan.large_publishers:,} publishers")
+        bench.store(PUBLISHERS_DB)  # its own replay records, database 0's epoch
         large, large_url = bench.start_trustpub(
-            "trustpub-large", bench.write_policies(plan.large_publishers)
+            "trustpub-large", bench.write_policies(plan.large_publishers), PUBLISHERS_DB
         )
         large_ready = large.wait_until(
             lambda: requests.get(large_url + "/healthz", timeout=5).ok, 240
@@ -556,7 +595,7 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         phases["introspect_no_revocations"], phases["introspect_many_revocations"] = bench.paired(
             ("introspection, no revocations", "introspection, many revocations"),
             (
-                lambda name: _succeeded(
+                lambda name, _: _succeeded(
                     run_phase(
                         name,
                         replace(introspect_load, duration=short),
@@ -565,7 +604,7 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
                         bench.redis_pid,
                     )
                 ),
-                lambda name: _succeeded(
+                lambda name, _: _succeeded(
                     run_phase(
                         name,
                         replace(revoked_load, duration=short),

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from support.redis_server import RedisServer
 
 _MARKER = "end-of-watched-action"
-# Registration pollers (daemon threads, once a second) read this counter whatever the
-# requests do; a watched action that happens to span a poll must not count it.
-_POLL = "GET trustpub:registrations:version"
+# Registration pollers (daemon threads of this test's app and of earlier tests' apps)
+# read the version counter, and reload the registrations when it moved, on their own
+# connections and whenever they like. A connection that touched a registrations key is
+# a poller's: requests never read publishers from Redis.
+_POLLER_KEYS = "trustpub:registrations"
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,18 @@ def commands_sent(redis_server: RedisServer, action: Callable[[], object]) -> li
                 seen.append(entry)
     finally:
         watcher.close()
-    marker_sender = (entry["client_address"], entry["client_port"])
+
+    def sender(entry: dict[str, str]) -> tuple[str, str]:
+        return (entry["client_address"], entry["client_port"])
+
+    excluded = {sender(entry)}  # the marker's connection
+    excluded |= {
+        sender(entry)
+        for entry in seen
+        if entry["client_type"] != "lua" and _POLLER_KEYS in entry["command"]
+    }
     return [
         Sent(entry["command"], entry["client_type"] == "lua")
         for entry in seen
-        if (entry["client_address"], entry["client_port"]) != marker_sender
-        and entry["command"] != _POLL
+        if sender(entry) not in excluded
     ]

@@ -211,6 +211,20 @@ def connect(url: str) -> redis.Redis:
     return client
 
 
+def sentinel_client_options() -> dict[str, Any]:
+    """Options of the clients that ask the sentinels for the master.
+
+    One attempt per sentinel: discovery already asks each sentinel in turn, and redis-py's
+    default (10 retries with backoff, per sentinel) held a request ~25 s when the
+    sentinels refused connections.
+    """
+    return {
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
 def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
@@ -227,14 +241,7 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     password = unquote(parts.password) if parts.password else None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
-        # No retries per sentinel: master discovery already asks each sentinel in turn,
-        # and redis-py's default (10 retries with backoff, per sentinel) held a request
-        # for ~25 s when the sentinels refused connections.
-        sentinel_kwargs={
-            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
-            "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
-            "retry": Retry(NoBackoff(), 0),
-        },
+        sentinel_kwargs=sentinel_client_options(),
         password=password,
         db=int(path[1]) if len(path) == 2 else 0,
         ssl=parts.scheme.startswith("rediss"),

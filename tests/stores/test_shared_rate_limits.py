@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
 from limits.strategies import FixedWindowRateLimiter
+from support.ports import free_port
 from support.redis_server import RedisServer
 
 from app.stores.rate_limits import SHARED_RETRY_SECONDS, SharedRateLimiter, rate_limiter
@@ -77,3 +79,23 @@ def test_an_unreachable_store_falls_back_to_counting_in_process_then_is_retried(
     # ... and used again once the retry delay had passed (a fresh server: a fresh count).
     assert after_retry is None
     assert len(tries) == 3
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["redis://127.0.0.1:{}", "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/mymaster"],
+    ids=["redis", "sentinel"],
+)
+def test_a_store_that_refuses_falls_back_at_once(uri: str) -> None:
+    # Nothing listens on these ports. A fail-fast bound, not a performance measurement:
+    # the sentinel clients' default retries held this hit 7 s, it now takes milliseconds.
+    limiter = SharedRateLimiter(
+        uri.format(free_port(), free_port()), "1/minute", "trustpub/test", Clock()
+    )
+
+    started = time.monotonic()
+    answers = [limiter.hit("client"), limiter.hit("client")]
+
+    assert time.monotonic() - started < 3.0
+    assert answers[0] is None
+    assert answers[1] is not None  # limited in this process meanwhile

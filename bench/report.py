@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 # The targets on the 2-core machine.
 MINT_THROUGHPUT_RATIO = 0.70
@@ -11,7 +11,7 @@ HALF_PEAK_P99_RATIO = 3.0
 CPU_OVER_CRYPTO_RATIO = 2.5
 FLAT_SCALING = 0.10
 # One round trip; requests still in flight when wrk stops are served but not counted,
-# and each new pooled connection says HELLO first, so a full run reads a little over 1.
+# and each new connection says HELLO first, so a full run reads a little over 1.
 ROUND_TRIPS = 1.05
 # More than this many cores busy with other work during a phase makes its numbers suspect.
 NOISY_NEIGHBOUR_CORES = 0.15
@@ -24,20 +24,37 @@ PHASE_ROWS = (
     ("HTTP floor offered that same rate", "http_floor_same_rate"),
 )
 
+
+class ScalingCase(NamedTuple):
+    label: str  # its row in the scaling table
+    small: str  # phase keys
+    large: str
+    kind: str  # "publishers" or "revocations": the counts come from results["scaling"]
+    target: str  # its line in the targets table
+
+
 # The scaling cases: small and large measured in alternation (bench.run.Bench.paired).
-SCALING_ROWS = (
-    (
+SCALING_CASES = (
+    ScalingCase(
         "mint: publishers in policy files",
         "mint_few_publishers",
         "mint_many_publishers",
         "publishers",
+        "mint p50, many vs few publishers",
     ),
-    ("mint: registered publishers", "mint_few_registered", "mint_many_registered", "publishers"),
-    (
+    ScalingCase(
+        "mint: registered publishers",
+        "mint_few_registered",
+        "mint_many_registered",
+        "publishers",
+        "mint p50, many registered vs few publishers",
+    ),
+    ScalingCase(
         "introspection: revocation entries",
         "introspect_no_revocations",
         "introspect_many_revocations",
         "revocations",
+        "introspection p50, many vs no revocations",
     ),
 )
 
@@ -69,33 +86,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<=",
             CPU_OVER_CRYPTO_RATIO,
         ),
-        _target(
-            "mint p50, many vs few publishers",
-            _change(
-                phases["mint_many_publishers"]["p50_ms"], phases["mint_few_publishers"]["p50_ms"]
-            ),
-            "<",
-            FLAT_SCALING,
-            "%",
-        ),
-        _target(
-            "mint p50, many registered vs few publishers",
-            _change(
-                phases["mint_many_registered"]["p50_ms"], phases["mint_few_registered"]["p50_ms"]
-            ),
-            "<",
-            FLAT_SCALING,
-            "%",
-        ),
-        _target(
-            "introspection p50, many vs no revocations",
-            _change(
-                phases["introspect_many_revocations"]["p50_ms"],
-                phases["introspect_no_revocations"]["p50_ms"],
-            ),
-            "<",
-            FLAT_SCALING,
-            "%",
+        *(
+            _target(
+                case.target,
+                _change(phases[case.large]["p50_ms"], phases[case.small]["p50_ms"]),
+                "<",
+                FLAT_SCALING,
+                "%",
+            )
+            for case in SCALING_CASES
         ),
         _target(
             "Redis round trips per mint",
@@ -182,10 +181,10 @@ def render(results: dict[str, Any]) -> str:
         "| CPU us/req |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, small_key, large_key, kind in SCALING_ROWS:
-        small, large = phases[small_key], phases[large_key]
+    for case in SCALING_CASES:
+        small, large = phases[case.small], phases[case.large]
         lines.append(
-            f"| {label} | {scaling[kind]['small']:,} | {names[kind]} | "
+            f"| {case.label} | {scaling[case.kind]['small']:,} | {names[case.kind]} | "
             f"{small['p50_ms']:.2f} -> {large['p50_ms']:.2f} | "
             f"{small['p99_ms']:.2f} -> {large['p99_ms']:.2f} | "
             f"{small['rps']:,.0f} -> {large['rps']:,.0f} | "

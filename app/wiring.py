@@ -14,7 +14,8 @@ from flask import Flask
 from app.api import explain as explain_api
 from app.api import meta, oauth, observe, oidc, projects, revocations
 from app.api.errors import register_error_handlers
-from app.api.limits import install_rate_limits
+from app.api.hot_paths import HotPaths
+from app.api.limits import install_rate_limits, trust_proxies
 from app.api.observe import install_request_hooks
 from app.api.services import EXTENSION_KEY, Services
 from app.audit import AuditTrail
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = Services(
+    services = Services(
         settings=settings,
         exchange=exchange,
         explainer=explainer,
@@ -159,14 +160,17 @@ def create_app(settings: Settings | None = None) -> Flask:
             clock=time.time,
         ),
     )
+    app.extensions[EXTENSION_KEY] = services
     for module in (oidc, oauth, revocations, meta, observe, projects):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(explain_api.blueprint)
-    install_rate_limits(
+    rate_checks = install_rate_limits(
         app,
         settings,
         lambda limit, name: rate_limiter(settings.rate_limit_storage, limit, "trustpub/" + name),
     )
+    app.wsgi_app = HotPaths(app.wsgi_app, services, rate_checks, MAX_REQUEST_BYTES)  # type: ignore[method-assign]
+    trust_proxies(app, settings)  # outside the hot paths: they limit by the client's address
     install_request_hooks(app)  # after: a rate-limited request is measured by its endpoint
     register_error_handlers(app)
     return app

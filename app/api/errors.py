@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from app.api.wire import JSON_TYPE, json_body
 from app.errors import PayloadTooLarge, TrustpubError
 
 log = logging.getLogger(__name__)
@@ -36,31 +37,60 @@ def render(
     retry_after: int | None = None,
     oauth_error: str = "invalid_request",
 ) -> Response:
-    body: dict[str, object]
-    if request.path.startswith(OAUTH_PREFIX):
+    body = error_body(request.path, code, description, status, oauth_error)
+    response = Response(body, status=status, mimetype=JSON_TYPE)
+    response.headers.extend(error_headers(status, retry_after))
+    return response
+
+
+def error_body(path: str, code: str, description: str, status: int, oauth_error: str) -> bytes:
+    document: dict[str, object]
+    if path.startswith(OAUTH_PREFIX):
         if status >= 500 and oauth_error == "invalid_request":
             oauth_error = "server_error"
-        body = {"error": oauth_error, "error_description": description}
-    elif request.path.startswith(OIDC_PREFIX):
-        body = {
+        document = {"error": oauth_error, "error_description": description}
+    elif path.startswith(OIDC_PREFIX):
+        document = {
             "message": "Token request failed",
             "errors": [{"code": code, "description": description}],
         }
     else:
-        body = {"error": {"code": code, "description": description}}
-    response = jsonify(body)
-    response.status_code = status
+        document = {"error": {"code": code, "description": description}}
+    return json_body(document)
+
+
+def error_headers(status: int, retry_after: int | None) -> list[tuple[str, str]]:
+    headers = [("Cache-Control", "no-store")]
     if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    response.headers["Cache-Control"] = "no-store"
+        headers.append(("Retry-After", str(retry_after)))
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="trustpub", Bearer realm="trustpub"'
-    return response
+        headers.append(("WWW-Authenticate", 'Basic realm="trustpub", Bearer realm="trustpub"'))
+    return headers
+
+
+def answer_error(path: str, error: TrustpubError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body for a `TrustpubError`, for answers built without Flask."""
+    _log_server_error(error)
+    body = error_body(path, error.code, error.description, error.status, error.oauth_error)
+    return error.status, error_headers(error.status, error.retry_after), body
+
+
+def answer_unexpected(method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Call from an `except` block: logs the traceback, answers the generic 500."""
+    log.exception("unhandled error on %s %s", method, path)
+    return 500, error_headers(500, None), error_body(path, *_INTERNAL, 500, "invalid_request")
+
+
+_INTERNAL = ("internal-error", "internal error; it has been logged")
+
+
+def _log_server_error(error: TrustpubError) -> None:
+    if error.status >= 500:
+        log.warning("%s: %s", error.code, error.description, exc_info=error.__cause__)
 
 
 def _render_trustpub_error(error: TrustpubError) -> Response:
-    if error.status >= 500:
-        log.warning("%s: %s", error.code, error.description, exc_info=error.__cause__)
+    _log_server_error(error)
     return render(error.code, error.description, error.status, error.retry_after, error.oauth_error)
 
 
@@ -83,4 +113,4 @@ def _render_http_exception(error: HTTPException) -> Response:
 
 def _render_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return render("internal-error", "internal error; it has been logged", 500)
+    return render(*_INTERNAL, 500)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, request
@@ -21,13 +21,27 @@ from app.stores.base import RateLimiter
 
 # (limit, namespace) -> a limiter: the composition root decides where counters live.
 LimiterFactory = Callable[[str, str], RateLimiter]
-KeyFunction = Callable[[], str]
+# A budget's key for a request, from its WSGI environ (the one thing Flask views and the
+# hot paths both have).
+KeyFunction = Callable[[Mapping[str, Any]], str]
+# Charges a request to its endpoint's budgets; raises RateLimited when one is spent.
+RateCheck = Callable[[Mapping[str, Any]], None]
 
 
-def install_rate_limits(app: Flask, settings: Settings, make_limiter: LimiterFactory) -> None:
+def trust_proxies(app: Flask, settings: Settings) -> None:
+    """Take the client's address from X-Forwarded-For when a trusted proxy set it.
+
+    Install it outside every middleware that reads the address (the hot paths).
+    """
     if settings.trusted_proxies:
         # Without this every client would share the proxy's address (and one limit).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+
+
+def install_rate_limits(
+    app: Flask, settings: Settings, make_limiter: LimiterFactory
+) -> dict[str, RateCheck]:
+    """Wrap the limited views in their checks; returns the checks by endpoint."""
 
     def own_budget(limit: str, endpoint: str, key: KeyFunction) -> tuple[RateLimiter, KeyFunction]:
         return make_limiter(limit, endpoint), key
@@ -55,31 +69,40 @@ def install_rate_limits(app: Flask, settings: Settings, make_limiter: LimiterFac
         "projects.declare_project",
     ):
         limited[endpoint] = registration
-    for endpoint, checks in limited.items():
-        app.view_functions[endpoint] = _limited(app.view_functions[endpoint], checks)
+    checks = {endpoint: _rate_check(budgets) for endpoint, budgets in limited.items()}
+    for endpoint, check in checks.items():
+        app.view_functions[endpoint] = _limited(app.view_functions[endpoint], check)
+    return checks
 
 
-def _limited(view: Callable[..., Any], checks: list[tuple[RateLimiter, KeyFunction]]) -> Any:
-    @functools.wraps(view)
-    def limited_view(*args: Any, **kwargs: Any) -> Any:
-        for limiter, key in checks:
-            retry_after = limiter.hit(key())
+def _rate_check(budgets: list[tuple[RateLimiter, KeyFunction]]) -> RateCheck:
+    def check(environ: Mapping[str, Any]) -> None:
+        for limiter, key in budgets:
+            retry_after = limiter.hit(key(environ))
             if retry_after is not None:
                 raise RateLimited(
                     "too many requests; retry after the time in Retry-After", retry_after
                 )
+
+    return check
+
+
+def _limited(view: Callable[..., Any], check: RateCheck) -> Any:
+    @functools.wraps(view)
+    def limited_view(*args: Any, **kwargs: Any) -> Any:
+        check(request.environ)
         return view(*args, **kwargs)
 
     return limited_view
 
 
-def _client_address() -> str:
-    return request.remote_addr or "unknown"
+def _client_address(environ: Mapping[str, Any]) -> str:
+    return str(environ.get("REMOTE_ADDR") or "unknown")
 
 
-def _api_client() -> str:
+def _api_client(environ: Mapping[str, Any]) -> str:
     """One bucket per credential (hashed: no secret in the limit store), else per address."""
-    authorization = request.headers.get("Authorization")
+    authorization = environ.get("HTTP_AUTHORIZATION")
     if not authorization:
-        return "addr:" + _client_address()
+        return "addr:" + _client_address(environ)
     return "client:" + hashlib.sha256(authorization.encode("utf-8", "replace")).hexdigest()[:32]

@@ -39,10 +39,15 @@ def install_request_hooks(app: Flask) -> None:
     app.wsgi_app = _ObservedRequests(app.wsgi_app)  # type: ignore[method-assign]
 
 
+def name_request(environ: dict[str, Any], endpoint: str) -> None:
+    """Label the request's latency with `endpoint` (for answers built without Flask)."""
+    environ[_ENDPOINT_KEY] = endpoint
+
+
 def _naming(endpoint: str, view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def named_view(*args: Any, **kwargs: Any) -> Any:
-        request.environ[_ENDPOINT_KEY] = endpoint
+        name_request(request.environ, endpoint)
         return view(*args, **kwargs)
 
     return named_view

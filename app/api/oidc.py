@@ -8,7 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from app.api.services import services
+from app.api.wire import JSON_TYPE, json_body
 from app.errors import InvalidPayload, PayloadTooLarge
+from app.exchange import TokenExchange
 from app.oidc.jws import MAX_TOKEN_BYTES
 
 blueprint = Blueprint("oidc", __name__, url_prefix="/_/oidc")
@@ -31,18 +33,27 @@ def audience() -> Response | tuple[Response, int]:
 @blueprint.post("/github/mint-token")
 @blueprint.post("/mint-token")
 def mint_token() -> Response:
-    minted = services().exchange.exchange(token_from_body())
-    response = jsonify({"success": True, "token": minted.token, "expires": minted.expires_at})
+    answer = mint_answer(services().exchange, token_from_body())
+    response = Response(answer, mimetype=JSON_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+def mint_answer(exchange: TokenExchange, token: str) -> bytes:
+    """The body of a successful mint (the hot path answers with it too)."""
+    minted = exchange.exchange(token)
+    return json_body({"success": True, "token": minted.token, "expires": minted.expires_at})
+
+
 def token_from_body() -> str:
-    # The body is JSON whatever the Content-Type: GitLab's documented recipe posts it
-    # with curl -d, which labels it form-encoded.
     if (request.content_length or 0) > MAX_MINT_BODY_BYTES:
         raise PayloadTooLarge("request body is too large")
-    raw = request.get_data(cache=False)
+    return token_from_json(request.get_data(cache=False))
+
+
+def token_from_json(raw: bytes) -> str:
+    # The body is JSON whatever the Content-Type: GitLab's documented recipe posts it
+    # with curl -d, which labels it form-encoded.
     if len(raw) > MAX_MINT_BODY_BYTES:
         raise PayloadTooLarge("request body is too large")
     try:

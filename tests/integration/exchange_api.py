@@ -7,6 +7,7 @@ contract envelope, the upload token, and the records in Redis.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+from werkzeug.test import Client, TestResponse
 
 AUDIENCE = "trustpub-test.example"
 MINT_PATH = "/_/oidc/mint-token"
@@ -32,6 +33,22 @@ T = TypeVar("T")
 
 def mint(client: FlaskClient, token: str, path: str = MINT_PATH) -> TestResponse:
     return client.post(path, json={"token": token})
+
+
+def post_chunked(app: Flask, path: str, body: bytes) -> TestResponse:
+    """POST `body` as gunicorn hands over a chunked request: no Content-Length (werkzeug's
+    test client always adds one), a terminated stream."""
+
+    def without_length(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop("CONTENT_LENGTH", None)
+        return app(environ, start_response)
+
+    return Client(without_length).post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
 
 def assert_failure(response: TestResponse, status: int, code: str | frozenset[str]) -> str:

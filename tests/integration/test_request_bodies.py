@@ -5,7 +5,6 @@ Every answer on /_/oidc/ is the contract envelope, JSON, including 404, 405 and 
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -13,7 +12,14 @@ import redis
 from flask.testing import FlaskClient
 
 from .conftest import MakeClaims, MakeToken, SignRaw
-from .exchange_api import LEGACY_MINT_PATH, MINT_PATH, assert_failure, assert_minted, mint
+from .exchange_api import (
+    LEGACY_MINT_PATH,
+    MINT_PATH,
+    assert_failure,
+    assert_minted,
+    mint,
+    post_chunked,
+)
 from .handmade import b64url
 
 
@@ -139,13 +145,7 @@ def test_oversized_body_is_413_in_the_envelope(
 ) -> None:
     body = b'{"token": "' + b"A" * size + b'"}'
     if chunked:
-        # As gunicorn hands over a chunked request: no Content-Length, a terminated stream.
-        response = client.post(
-            MINT_PATH,
-            input_stream=io.BytesIO(body),
-            headers={"Transfer-Encoding": "chunked"},
-            environ_overrides={"wsgi.input_terminated": True},
-        )
+        response = post_chunked(client.application, MINT_PATH, body)
     else:
         response = client.post(MINT_PATH, data=body, content_type="application/json")
     assert_failure(response, 413, "payload-too-large")
@@ -153,13 +153,7 @@ def test_oversized_body_is_413_in_the_envelope(
 
 def test_chunked_body_of_normal_size_is_read(client: FlaskClient, make_token: MakeToken) -> None:
     body = json.dumps({"token": make_token()}).encode()
-    response = client.post(
-        MINT_PATH,
-        input_stream=io.BytesIO(body),
-        headers={"Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input_terminated": True},
-    )
-    assert_minted(response)
+    assert_minted(post_chunked(client.application, MINT_PATH, body))
 
 
 @pytest.mark.parametrize(

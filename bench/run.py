@@ -410,7 +410,7 @@ class Bench:
         return self.paired(names, (on(small), on(large)))
 
     def paired_duration(self) -> float:
-        # At least a second: wrk's first moments go to checking the connections' spread.
+        # At least a second: wrk's first 0.3 s go to checking the connections' spread.
         return max(1.0, self.plan.duration / PAIRED_ROUNDS)
 
     def think_ms_for(self, probe: PhaseResult, target_rps: float) -> float:

@@ -24,8 +24,10 @@ from .procs import Service, cpu_seconds, established_connections, machine_cpu
 
 WRK_DIR = Path(__file__).parent / "wrk"
 RESULT_MARK = "BENCH_RESULT "
-# When, after wrk starts, to look how its connections landed; how often to try again.
-BALANCE_PROBE_SECONDS = 0.3
+# When, after wrk starts, to look how its connections landed (then every 50 ms until
+# all are accepted); how often to try again. A restart costs about this probe, wrk's
+# exit and the pause for the workers to close its connections.
+BALANCE_PROBE_SECONDS = 0.05
 BALANCE_ATTEMPTS = 10
 
 

@@ -21,13 +21,12 @@ from app.api.auth import client_with_scope
 from app.api.errors import answer_error, answer_unexpected
 from app.api.limits import RateCheck
 from app.api.oauth import URLENCODED, introspection_answer, token_from_urlencoded
-from app.api.observe import StartResponse, name_request
+from app.api.observe import StartResponse, WSGIApp, name_request
 from app.api.oidc import MAX_MINT_BODY_BYTES, mint_answer, token_from_json
 from app.api.services import Services
 from app.api.wire import JSON_TYPE, status_line
 from app.errors import TrustpubError
 
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 # environ, body -> the 200 answer's body, or a TrustpubError.
 Answer = Callable[[Mapping[str, Any], bytes], bytes]
 

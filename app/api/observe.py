@@ -18,6 +18,7 @@ blueprint = Blueprint("observe", __name__)
 _ENDPOINT_KEY = "trustpub.endpoint"
 
 StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 @blueprint.get("/metrics")
@@ -54,7 +55,7 @@ def _naming(endpoint: str, view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _ObservedRequests:
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+    def __init__(self, app: WSGIApp) -> None:
         self._app = app
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

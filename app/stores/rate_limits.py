@@ -25,16 +25,13 @@ from typing import Any
 import limits
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from app.stores.base import RateLimiter
-from app.stores.redis import sentinel_client_options
+from app.stores.redis import fail_fast_options
 
 log = logging.getLogger(__name__)
 
 MEMORY_STORAGE = "memory://"
-SHARED_TIMEOUT_SECONDS = 1.0
 # After the shared store failed: how long to count in process before trying it again.
 SHARED_RETRY_SECONDS = 5.0
 
@@ -107,13 +104,9 @@ class SharedRateLimiter:
         # A store that stops answering must cost a request a second, not forever: one
         # attempt (the in-process fallback takes over), short timeouts, and the same
         # for the sentinels of a redis+sentinel:// URL (they held a hit 7 s otherwise).
-        options: dict[str, Any] = {
-            "socket_timeout": SHARED_TIMEOUT_SECONDS,
-            "socket_connect_timeout": SHARED_TIMEOUT_SECONDS,
-            "retry": Retry(NoBackoff(), 0),
-        }
+        options: dict[str, Any] = fail_fast_options()
         if "+sentinel://" in storage_uri:
-            options["sentinel_kwargs"] = sentinel_client_options()
+            options["sentinel_kwargs"] = fail_fast_options()
         storage = storage_from_string(storage_uri, **options)
         self._limiter = FixedWindowRateLimiter(storage)
         self._limits = limits.parse_many(limit)

@@ -211,12 +211,12 @@ def connect(url: str) -> redis.Redis:
     return client
 
 
-def sentinel_client_options() -> dict[str, Any]:
-    """Options of the clients that ask the sentinels for the master.
+def fail_fast_options() -> dict[str, Any]:
+    """Options of a Redis client that must fail a request fast: short timeouts, one attempt.
 
-    One attempt per sentinel: discovery already asks each sentinel in turn, and redis-py's
-    default (10 retries with backoff, per sentinel) held a request ~25 s when the
-    sentinels refused connections.
+    For the sentinels that discovery asks in turn (redis-py's default, 10 retries with
+    backoff per sentinel, held a request ~25 s when they refused connections) and for the
+    shared rate-limit store, whose failures the in-process counters take over.
     """
     return {
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
@@ -241,7 +241,7 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     password = unquote(parts.password) if parts.password else None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
-        sentinel_kwargs=sentinel_client_options(),
+        sentinel_kwargs=fail_fast_options(),
         password=password,
         db=int(path[1]) if len(path) == 2 else 0,
         ssl=parts.scheme.startswith("rediss"),

@@ -14,6 +14,8 @@ import redis
 from flask import Flask
 from support.oidc_issuer import OIDCIssuer
 
+from app.observability import JsonFormatter
+
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_minted, mint
 from .registrations_api import AUDIT_PATH, ManagementClients, add, api_error, registration, remove
@@ -31,12 +33,15 @@ def app(make_app: MakeApp, clients: ManagementClients) -> Flask:
 
 
 class _Lines(logging.Handler):
+    """The audit logger's lines, exactly as `trustpub serve` writes them (JSON)."""
+
     def __init__(self) -> None:
         super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self.lines.append(self.format(record))
 
 
 def _capture_audit_log() -> list[str]:
@@ -96,7 +101,17 @@ def test_every_action_is_recorded_newest_first_without_tokens_or_secrets(
     stream = repr(store.xrange("trustpub:audit"))
     logged = "\n".join(lines)
     assert len(lines) == 4
-    assert json.loads(lines[0].removeprefix("audit "))["action"] == "mint"
+    logged_records = [json.loads(line) for line in lines]
+    # Each line carries its record as one object, the same record the stream holds.
+    assert [entry["message"] for entry in logged_records] == [
+        "audit mint",
+        "audit publisher-add",
+        "audit publisher-remove",
+        "audit project-declare",
+    ]
+    assert [entry["fields"] for entry in logged_records] == [
+        {key: value for key, value in record.items() if key != "id"} for record in reversed(records)
+    ]
     for secret in [oidc_token, minted["token"], *clients.secrets.values()]:
         assert secret not in stream
         assert secret not in logged

@@ -6,9 +6,10 @@ import json
 import logging
 import re
 
+import pytest
 from flask.testing import FlaskClient
 
-from app.observability import REQUEST_ID, JsonFormatter
+from app.observability import FIELDS_KEY, REQUEST_ID, JsonFormatter, TextFormatter
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import mint
@@ -104,3 +105,28 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert entry["request_id"] == "req-0123456789"
     assert entry["level"] == "info"
     assert entry["logger"] == "app.exchange"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [None, {"action": "mint", "jti": "abc", "repository": "octo-org/démo"}],
+    ids=["plain", "with-fields"],
+)
+def test_structured_fields_are_encoded_once_in_either_format(
+    fields: dict[str, str] | None,
+) -> None:
+    extra = {} if fields is None else {FIELDS_KEY: fields}
+    record = logging.getLogger("app.audit").makeRecord(
+        "app.audit", logging.INFO, __file__, 1, "audit %s", ("mint",), None, extra=extra
+    )
+    record.request_id = "req-0123456789"
+
+    entry = json.loads(JsonFormatter().format(record))
+    text = TextFormatter().format(record)
+
+    assert entry["message"] == "audit mint"
+    # An object, not JSON text inside the message: a log pipeline can index its keys.
+    assert entry.get(FIELDS_KEY) == fields
+    head, _, tail = text.partition("[req-0123456789]: audit mint")
+    assert head.endswith(" INFO app.audit ")
+    assert json.loads(tail or "null") == fields

@@ -18,6 +18,7 @@ NOISY_NEIGHBOUR_CORES = 0.15
 
 PHASE_ROWS = (
     ("HTTP floor: bare Flask, same gunicorn", "http_floor"),
+    ("least mint: bare WSGI, verify, one Redis trip, sign", "least_mint"),
     ("mint", "mint"),
     ("introspection", "introspect"),
     ("mint at half its peak rate", "mint_half_peak"),
@@ -230,6 +231,15 @@ def render(results: dict[str, Any]) -> str:
         calls = phases[key]["redis_calls_per_request"]
         listed = ", ".join(f"{name} {count:.2f}" for name, count in calls.items() if count > 0.05)
         lines.append(f"Redis commands per {label}, those its Lua scripts run included: {listed}.")
+    least, mint = phases["least_mint"], phases["mint"]
+    least_cpu = least["server_cpu_us_per_request"]
+    lines.append(
+        f"mint vs the least mint: {mint['rps'] / least['rps']:.2f}x its req/s and "
+        f"{mint['server_cpu_us_per_request'] - least_cpu:,.0f} us more CPU per request "
+        "(trustpub's own logic). The least mint's CPU above the HTTP floor's: "
+        f"{(least_cpu - floor['server_cpu_us_per_request']) / crypto['mint_us']:.1f}x the "
+        "crypto floor."
+    )
     same_rate = phases["http_floor_same_rate"]
     wrk_share = max(phase["wrk_cpu_share"] for phase in phases.values())
     other = max(phase["other_cpu_share"] for phase in phases.values())

@@ -39,6 +39,7 @@ from typing import Any
 
 import redis
 import requests
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test suite's real servers (redis-server, an HTTPS OIDC issuer) are the bench's too.
@@ -290,6 +291,19 @@ class Bench:
         argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
         return self._service("floor", argv, self.base_env()), f"http://127.0.0.1:{port}"
 
+    def start_least_mint(self) -> tuple[Service, str]:
+        public_key = self.work / "ci-issuer-public-key.pem"
+        public_key.write_bytes(
+            self.issuer.private_key(self.issuer.current_kid)
+            .public_key()
+            .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.least_mint", "--bind", f"127.0.0.1:{port}"]
+        argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
+        argv += ["--public-key", str(public_key), "--redis-url", self.redis_url(0)]
+        return self._service("least-mint", argv, self.base_env()), f"http://127.0.0.1:{port}"
+
     def _service(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
         service = Service(name, argv, env, self.work / f"{name}.log", ROOT)
         self.services.append(service)
@@ -465,10 +479,20 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         results["redis_floor"] = redis_floor(bench.redis_server.url, plan.redis_iterations)
 
         floor, floor_url = bench.start_floor()
+        least, least_url = bench.start_least_mint()
+        # The least mint answers any number of times for one token (it claims but never
+        # refuses), so it needs no fresh tokens.
+        least_body = work / "least-mint-body.json"
+        least_body.write_text(json.dumps({"token": ci_token}))
         floor.wait_until(
             lambda: requests.post(floor_url + FLOOR_PATH, json={"token": "x"}, timeout=5).ok, 60
         )
+        least.wait_until(
+            lambda: requests.post(least_url + MINT_PATH, data=least_body.read_text(), timeout=5).ok,
+            60,
+        )
         floor.wait_for_workers(plan.workers)
+        least.wait_for_workers(plan.workers)
         floor_body = work / "floor-body.json"
         floor_body.write_text('{"token": "x"}')
         floor_load = bench.load(
@@ -479,6 +503,15 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         )
         run_phase("HTTP floor (warm-up)", replace(floor_load, duration=plan.warmup), floor)
         phases["http_floor"] = _succeeded(run_phase("HTTP floor", floor_load, floor))
+
+        least_load = bench.load(
+            least_url + MINT_PATH, "static", least_body, headers=("Content-Type: application/json",)
+        )
+        run_phase("least mint (warm-up)", replace(least_load, duration=plan.warmup), least)
+        phases["least_mint"] = _succeeded(
+            run_phase("least mint", least_load, least, bench.redis, bench.redis_pid)
+        )
+        least.stop()
 
         # -- 2. the first mint of a fresh service, then mint at peak ---------------------------
         _progress("mint: cold key cache, then peak")

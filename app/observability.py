@@ -8,8 +8,8 @@ import contextvars
 import json
 import logging
 import re
+import secrets
 import sys
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,8 @@ def request_id_from(header: str | None) -> str:
     """A proxy's X-Request-ID when it looks like one; a fresh id otherwise."""
     if header and _CLIENT_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    # 128 random bits, as a UUID4's hex would hold, without building a UUID (~2.5 us).
+    return secrets.token_hex(16)
 
 
 class _RequestIdFilter(logging.Filter):

@@ -52,7 +52,7 @@ from support.tls import TestCA  # noqa: E402
 
 from app.tokens.keys import load_key_ring  # noqa: E402
 from app.tokens.mint import UploadTokenMinter  # noqa: E402
-from app.tokens.revocation import token_scope  # noqa: E402
+from app.tokens.scopes import token_scope  # noqa: E402
 
 from . import report  # noqa: E402
 from .floors import crypto_floor, redis_floor  # noqa: E402

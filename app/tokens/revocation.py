@@ -9,45 +9,15 @@ revocations exist. Entries expire once every token they cover has expired.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import metrics
-from app.publishers.model import normalize_project_name
 from app.stores.base import RevocationStore
-from app.tokens.verify import UploadTokenClaims, UploadTokenVerifier
-
-
-def _digest(*parts: str) -> str:
-    material = "\x00".join(parts).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(material, digest_size=16).hexdigest()
-
-
-def token_scope(jti: str) -> str:
-    return "rev:jti:" + _digest(jti)
-
-
-def project_scope(project: str) -> str:
-    return "rev:project:" + _digest(normalize_project_name(project))
-
-
-def publisher_scope(issuer: str, repository: str, workflow: str | None = None) -> str:
-    """A repository (all workflows) when `workflow` is None, else one workflow of it."""
-    return "rev:publisher:" + _digest(issuer, repository.lower(), workflow or "*")
-
-
-def scopes_of(token: UploadTokenClaims) -> list[str]:
-    issuer = token.publisher.get("issuer", "")
-    repository = token.publisher.get("repository", "")
-    return [
-        token_scope(token.jti),
-        *(project_scope(project) for project in token.projects),
-        publisher_scope(issuer, repository),
-        publisher_scope(issuer, repository, token.publisher.get("workflow", "")),
-    ]
+from app.tokens.scopes import project_scope, publisher_scope, token_scope
+from app.tokens.verify import UploadTokenVerifier
 
 
 @dataclass(frozen=True)
@@ -125,7 +95,7 @@ class TokenIntrospector:
             metrics().introspections.labels("inactive").inc()
             return None
         try:
-            state = self.store.revocation_state(scopes_of(token))
+            state = self.store.revocation_state(token.revocation_scopes)
         except StoreUnavailable:
             metrics().introspections.labels("store-unavailable").inc()
             raise

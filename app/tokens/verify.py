@@ -14,6 +14,7 @@ from app.errors import InvalidPayload, InvalidToken
 from app.oidc.jws import parse_compact_jws, reject_forbidden_headers, verify_signature
 from app.tokens.keys import KeyRing
 from app.tokens.mint import UPLOAD_TOKEN_TYPE
+from app.tokens.scopes import scopes_of
 
 # Replicas' clocks differ a little: a token minted by one must be usable at another at once.
 CLOCK_SKEW_SECONDS = 30
@@ -28,6 +29,12 @@ class UploadTokenClaims:
     publisher: Mapping[str, str]
     epoch: str
     claims: Mapping[str, Any]
+
+    @cached_property
+    def revocation_scopes(self) -> tuple[str, ...]:
+        """The scopes whose revocation covers this token, computed once per verified
+        token (the verifier keeps those it verified; the digests are fixed by the claims)."""
+        return scopes_of(self.jti, self.projects, self.publisher)
 
     @cached_property
     def introspection(self) -> str:

@@ -11,6 +11,7 @@ from app.errors import InvalidToken
 from app.tokens import verify as verify_module
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
+from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import UploadTokenVerifier, VerifiedTokens
 
 ISSUER, AUDIENCE, NOW = "urn:trustpub:t", "urn:trustpub:upload:t", 1_700_000_000
@@ -121,3 +122,25 @@ def test_the_introspection_answer_is_rfc_7662_and_encoded_once_per_token(keys: K
         "publisher": {"provider": "github"},
     }
     assert first == json.dumps(json.loads(first), separators=(",", ":"), sort_keys=True)
+
+
+def test_a_remembered_token_keeps_its_revocation_scopes(keys: KeyRing) -> None:
+    minter = UploadTokenMinter(keys, ISSUER, AUDIENCE, 900, "pypi-")
+    publisher = {"provider": "github", "issuer": "https://iss", "repository": "Octo/Demo"}
+    token = minter.mint(
+        frozenset({"b-pkg", "A_Pkg"}), {**publisher, "workflow": "r.yml"}, "e:1", NOW
+    )
+    check = verifier(keys)
+
+    first, again = check.verify(token.token, NOW), check.verify(token.token, NOW + 1)
+
+    # Exactly the scopes a revocation of this token, its projects, its repository or
+    # its workflow is recorded under; computed once, then read from the remembered token.
+    assert first.revocation_scopes == (
+        token_scope(token.jti),
+        project_scope("a-pkg"),
+        project_scope("B_PKG"),
+        publisher_scope("https://iss", "octo/demo"),
+        publisher_scope("https://iss", "octo/demo", "r.yml"),
+    )
+    assert again.revocation_scopes is first.revocation_scopes

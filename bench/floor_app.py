@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
@@ -27,15 +28,23 @@ def create_floor_app() -> Flask:
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def runner_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options a floor is started with: those `trustpub serve` passes to gunicorn."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bind", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
-    args = parser.parse_args()
-    # The same options `trustpub serve` passes, on top of the same DEFAULTS.
+    return parser
+
+
+def serve_like_trustpub(app: Any, args: argparse.Namespace) -> None:
+    """Run `app` under trustpub's own gunicorn runner: the same options on the same DEFAULTS."""
     options = {"bind": args.bind, "workers": args.workers, "threads": args.threads}
-    GunicornApplication(create_floor_app(), {**options, "accesslog": None}).run()
+    GunicornApplication(app, {**options, "accesslog": None}).run()
+
+
+def main() -> None:
+    serve_like_trustpub(create_floor_app(), runner_arguments(__doc__).parse_args())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ logic (docs/performance.md).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 from collections.abc import Iterable
@@ -25,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.api.observe import StartResponse, WSGIApp
-from app.serving import GunicornApplication
 from app.stores.redis_connections import ThreadConnections
+
+from .floor_app import runner_arguments, serve_like_trustpub
 
 _HEADER = base64.urlsafe_b64encode(b'{"alg":"EdDSA","kid":"least","typ":"least+jwt"}').rstrip(b"=")
 _PKCS1, _SHA256 = padding.PKCS1v15(), hashes.SHA256()
@@ -83,20 +83,14 @@ def create_least_mint_app(public_key: rsa.RSAPublicKey, redis_url: str) -> WSGIA
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bind", required=True)
-    parser.add_argument("--workers", type=int, required=True)
-    parser.add_argument("--threads", type=int, required=True)
+    parser = runner_arguments(__doc__)
     parser.add_argument("--public-key", type=Path, required=True, help="the CI issuer's, PEM")
     parser.add_argument("--redis-url", required=True)
     args = parser.parse_args()
     public_key = serialization.load_pem_public_key(args.public_key.read_bytes())
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise SystemExit("--public-key must be an RSA public key")
-    app = create_least_mint_app(public_key, args.redis_url)
-    # The same options `trustpub serve` passes, on top of the same DEFAULTS.
-    options = {"bind": args.bind, "workers": args.workers, "threads": args.threads}
-    GunicornApplication(app, {**options, "accesslog": None}).run()
+    serve_like_trustpub(create_least_mint_app(public_key, args.redis_url), args)
 
 
 if __name__ == "__main__":

@@ -287,8 +287,7 @@ class Bench:
 
     def start_floor(self) -> tuple[Service, str]:
         port = free_port()
-        argv = [sys.executable, "-m", "bench.floor_app", "--bind", f"127.0.0.1:{port}"]
-        argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
+        argv = self._floor_argv("bench.floor_app", port)
         return self._service("floor", argv, self.base_env()), f"http://127.0.0.1:{port}"
 
     def start_least_mint(self) -> tuple[Service, str]:
@@ -299,10 +298,25 @@ class Bench:
             .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         )
         port = free_port()
-        argv = [sys.executable, "-m", "bench.least_mint", "--bind", f"127.0.0.1:{port}"]
-        argv += ["--workers", str(self.plan.workers), "--threads", str(self.plan.threads)]
+        argv = self._floor_argv("bench.least_mint", port)
         argv += ["--public-key", str(public_key), "--redis-url", self.redis_url(0)]
         return self._service("least-mint", argv, self.base_env()), f"http://127.0.0.1:{port}"
+
+    def _floor_argv(self, module: str, port: int) -> list[str]:
+        """A floor's command: its module, with the options `trustpub serve` would get."""
+        workers, threads = str(self.plan.workers), str(self.plan.threads)
+        bind = f"127.0.0.1:{port}"
+        return [
+            sys.executable,
+            "-m",
+            module,
+            "--bind",
+            bind,
+            "--workers",
+            workers,
+            "--threads",
+            threads,
+        ]
 
     def _service(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
         service = Service(name, argv, env, self.work / f"{name}.log", ROOT)
@@ -482,13 +496,14 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         least, least_url = bench.start_least_mint()
         # The least mint answers any number of times for one token (it claims but never
         # refuses), so it needs no fresh tokens.
+        least_request = json.dumps({"token": ci_token})
         least_body = work / "least-mint-body.json"
-        least_body.write_text(json.dumps({"token": ci_token}))
+        least_body.write_text(least_request)
         floor.wait_until(
             lambda: requests.post(floor_url + FLOOR_PATH, json={"token": "x"}, timeout=5).ok, 60
         )
         least.wait_until(
-            lambda: requests.post(least_url + MINT_PATH, data=least_body.read_text(), timeout=5).ok,
+            lambda: requests.post(least_url + MINT_PATH, data=least_request, timeout=5).ok,
             60,
         )
         floor.wait_for_workers(plan.workers)

@@ -30,19 +30,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _render_unexpected)
 
 
-def render(
-    code: str,
-    description: str,
-    status: int,
-    retry_after: int | None = None,
-    oauth_error: str = "invalid_request",
-) -> Response:
-    body = error_body(request.path, code, description, status, oauth_error)
-    response = Response(body, status=status, mimetype=JSON_TYPE)
-    response.headers.extend(error_headers(status, retry_after))
-    return response
-
-
 def error_body(path: str, code: str, description: str, status: int, oauth_error: str) -> bytes:
     document: dict[str, object]
     if path.startswith(OAUTH_PREFIX):
@@ -68,14 +55,19 @@ def error_headers(status: int, retry_after: int | None) -> list[tuple[str, str]]
     return headers
 
 
-def answer_error(path: str, error: TrustpubError) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body for a `TrustpubError`, for answers built without Flask."""
-    _log_server_error(error)
+# Status, headers and body: what the hot paths send as they are, and Flask as a Response.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def answer_error(path: str, error: TrustpubError) -> Answer:
+    """The answer to a `TrustpubError` (a 5xx is logged with its cause)."""
+    if error.status >= 500:
+        log.warning("%s: %s", error.code, error.description, exc_info=error.__cause__)
     body = error_body(path, error.code, error.description, error.status, error.oauth_error)
     return error.status, error_headers(error.status, error.retry_after), body
 
 
-def answer_unexpected(method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+def answer_unexpected(method: str, path: str) -> Answer:
     """Call from an `except` block: logs the traceback, answers the generic 500."""
     log.exception("unhandled error on %s %s", method, path)
     return 500, error_headers(500, None), error_body(path, *_INTERNAL, 500, "invalid_request")
@@ -84,14 +76,15 @@ def answer_unexpected(method: str, path: str) -> tuple[int, list[tuple[str, str]
 _INTERNAL = ("internal-error", "internal error; it has been logged")
 
 
-def _log_server_error(error: TrustpubError) -> None:
-    if error.status >= 500:
-        log.warning("%s: %s", error.code, error.description, exc_info=error.__cause__)
+def _response(answer: Answer) -> Response:
+    status, headers, body = answer
+    response = Response(body, status=status, mimetype=JSON_TYPE)
+    response.headers.extend(headers)
+    return response
 
 
 def _render_trustpub_error(error: TrustpubError) -> Response:
-    _log_server_error(error)
-    return render(error.code, error.description, error.status, error.retry_after, error.oauth_error)
+    return _response(answer_error(request.path, error))
 
 
 def _render_http_exception(error: HTTPException) -> Response:
@@ -103,7 +96,8 @@ def _render_http_exception(error: HTTPException) -> Response:
     if status == 413:
         return _render_trustpub_error(PayloadTooLarge("request body is too large"))
     code = (error.name or "error").lower().replace(" ", "-")
-    response = render(code, error.description or code, status)
+    body = error_body(request.path, code, error.description or code, status, "invalid_request")
+    response = _response((status, error_headers(status, None), body))
     # Keep what the HTTP error says beyond its body, such as `Allow` on a 405.
     for name, value in error.get_headers():
         if name.lower() not in ("content-type", "content-length"):
@@ -112,5 +106,4 @@ def _render_http_exception(error: HTTPException) -> Response:
 
 
 def _render_unexpected(error: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return render(*_INTERNAL, 500)
+    return _response(answer_unexpected(request.method, request.path))

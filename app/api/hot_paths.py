@@ -63,10 +63,11 @@ class HotPaths:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         route = self._routes.get(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        if route is None:
+            return self._app(environ, start_response)
         length = _content_length(environ)
         if (
-            route is None
-            or length is None
+            length is None
             or length > route.max_body_bytes
             or (route.content_type is not None and _mimetype(environ) != route.content_type)
         ):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from app.api.services import services
 from app.api.wire import JSON_TYPE, json_body
 from app.errors import InvalidPayload, PayloadTooLarge
 from app.exchange import TokenExchange
-from app.oidc.jws import MAX_TOKEN_BYTES
+from app.oidc.jws import MAX_TOKEN_BYTES, STRICT_JSON
 
 blueprint = Blueprint("oidc", __name__, url_prefix="/_/oidc")
 
@@ -57,18 +54,11 @@ def token_from_json(raw: bytes) -> str:
     if len(raw) > MAX_MINT_BODY_BYTES:
         raise PayloadTooLarge("request body is too large")
     try:
-        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        # {"token": A, "token": B}: a proxy or logger may read A where we read B. Refused.
+        body = STRICT_JSON.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidPayload("request body is not JSON with unique keys") from None
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise InvalidPayload('request body has no string "token"')
     return token
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # {"token": A, "token": B}: a proxy or logger may read A where we read B. Refuse.
-    body = dict(pairs)
-    if len(body) != len(pairs):
-        raise ValueError("duplicate key")
-    return body

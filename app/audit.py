@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.observability import FIELDS_KEY, REQUEST_ID
+from app.observability import REQUEST_ID, log_fields
 from app.stores.base import AuditLog, AuditRecord
 
 log = logging.getLogger("app.audit")
@@ -91,7 +91,7 @@ class AuditTrail:
 
     def log(self, entry: Mapping[str, str]) -> None:
         # One line, the record as a structured field: the log keeps what the stream trims.
-        log.info("audit %s", entry["action"], extra={FIELDS_KEY: entry})
+        log_fields(log, "audit " + entry["action"], entry)
 
     def read(self, query: AuditQuery) -> list[dict[str, Any]]:
         records = self.store.read_audit(

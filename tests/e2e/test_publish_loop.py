@@ -7,6 +7,8 @@ never an "already exists" answer.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 
@@ -68,6 +70,21 @@ def test_github_actions_publish_lands_the_built_bytes_on_the_index(
     routes = {(entry.method, entry.path, entry.upstream) for entry in stack.front.forwarded()}
     assert ("POST", "/_/oidc/mint-token", stack.trustpub.url) in routes
     assert ("POST", "/", stack.index.url) in routes
+
+    # The served process wrote the mint's audit line, JSON with the record as its fields.
+    payload = upload_token.removeprefix("pypi-").split(".")[1]
+    jti = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    audited = [
+        entry["fields"]
+        for entry in map(json.loads, _json_lines(stack.trustpub.log_path))
+        if entry.get("logger") == "app.audit" and entry["fields"].get("jti") == jti
+    ]
+    assert [(fields["action"], fields["projects"]) for fields in audited] == [("mint", PROJECT)]
+
+
+def _json_lines(log: Path) -> list[str]:
+    # The log interleaves gunicorn's own text lines with trustpub's JSON ones.
+    return [line for line in log.read_text().splitlines() if line.startswith("{")]
 
 
 def test_an_upload_outside_the_tokens_projects_is_refused(

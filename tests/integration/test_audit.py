@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,17 @@ class _Lines(logging.Handler):
         self.lines.append(self.format(record))
 
 
-def _capture_audit_log() -> list[str]:
+@pytest.fixture
+def audit_log_lines() -> Iterator[list[str]]:
     handler = _Lines()
     logger = logging.getLogger("app.audit")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    return handler.lines
+    yield handler.lines
+    # Left behind, the handler would change how the audit logger writes in later tests.
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def audit(client: Any, headers: dict[str, str], query: str = "") -> list[dict[str, str]]:
@@ -65,10 +71,11 @@ def test_every_action_is_recorded_newest_first_without_tokens_or_secrets(
     oidc_issuer: OIDCIssuer,
     make_token: MakeToken,
     store: redis.Redis,
+    audit_log_lines: list[str],
 ) -> None:
     client = app.test_client()
     admin = clients.bearer("admin")
-    lines = _capture_audit_log()
+    lines = audit_log_lines
     oidc_token = make_token()
     minted = assert_minted(mint(client, oidc_token))  # the default file publisher
     pending = registration(oidc_issuer.url, repository="octo-org/new", pending=True)

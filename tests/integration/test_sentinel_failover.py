@@ -55,6 +55,7 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     upload_tokens = [assert_minted(mint(client, token))["token"] for token in exchanged]
     assert client.post(REVOKE_PATH, data={"token": upload_tokens[0]}).status_code == 200
 
+    # (when the request was sent, what it was, its status, its detail)
     outcomes: list[tuple[float, str, int, str]] = []
     minted_by_token: Counter[str] = Counter()
     stop = threading.Event()
@@ -63,18 +64,20 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
         worker = app.test_client()
         while not stop.is_set():
             token = make_token()
+            sent_at = time.monotonic()
             response = mint(worker, token)
             if response.status_code == 200:
                 minted_by_token[token] += 1
-            outcomes.append((time.monotonic(), "mint", response.status_code, token))
+            outcomes.append((sent_at, "mint", response.status_code, token))
             time.sleep(0.01)
 
     def introspect_loop() -> None:
         worker = app.test_client()
         while not stop.is_set():
+            sent_at = time.monotonic()
             response = introspect(worker, upload_tokens[1], index)
             active = response.status_code == 200 and response.get_json()["active"] is True
-            outcomes.append((time.monotonic(), "introspect", response.status_code, str(active)))
+            outcomes.append((sent_at, "introspect", response.status_code, str(active)))
             time.sleep(0.01)
 
     threads = [threading.Thread(target=mint_loop), threading.Thread(target=introspect_loop)]
@@ -84,15 +87,13 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     killed_at = time.monotonic()
     topology.master.kill()
     promotion_seconds = topology.wait_for_promotion()
-    # Keep the stream going until it has run 2 s without a 503 (at most 12 s): after the
-    # promotion, a write that must reach a replica (WAIT) can still fail closed for a
-    # moment while the other replica settles on the new master (seen 1.7-2.3 s later).
-    quiet_until = time.monotonic() + 12.0
-    while time.monotonic() < quiet_until:
-        last_failure = max((at for at, _, status, _ in outcomes if status == 503), default=0.0)
-        if time.monotonic() - last_failure >= 2.0:
-            break
-        time.sleep(0.1)
+    # Writes must reach a replica (WAIT), so they fail closed until the other replica
+    # follows the new master: seen 0.01-2.3 s after the promotion.
+    follow_seconds = topology.wait_for_an_online_replica()
+    # Every request sent from then on succeeds (with a moment for the other sentinels to
+    # agree with the one asked); those already waiting may still fail.
+    settled_at = time.monotonic() + 0.5
+    time.sleep(0.5 + 2.0)
     stop.set()
     for thread in threads:
         thread.join(timeout=10)
@@ -107,13 +108,13 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
         if kind == "introspect" and status == 200
     )
     failures = [at for at, _, status, _ in outcomes if status == 503]
+    assert all(at < settled_at for at in failures)
+    after_settling = Counter(kind for at, kind, _, _ in outcomes if at > settled_at)
+    assert set(after_settling) == {"mint", "introspect"}
     window = (max(failures) - killed_at) if failures else 0.0
-    assert window < promotion_seconds + 5.0  # room for a loaded 2-core machine
-    after_window = [status for at, _, status, _ in outcomes if at > killed_at + window]
-    assert after_window
-    assert set(after_window) == {200}
     print(
-        f"\nfailover: promotion {promotion_seconds:.2f}s, failing window {window:.2f}s, "
+        f"\nfailover: promotion {promotion_seconds:.2f}s, a replica following "
+        f"{follow_seconds:.2f}s later, failing window {window:.2f}s, "
         f"{len(failures)} of {len(outcomes)} requests answered 503, none 500"
     )
 

@@ -67,6 +67,24 @@ class SentinelTopology:
         self._wait(lambda: self.master_port() in ports, "promotion", timeout)
         return time.monotonic() - started
 
+    def wait_for_an_online_replica(self, timeout: float = 30.0) -> float:
+        """Seconds until the master the sentinels name has a replica in sync: from then on
+        a write that must reach one replica (WAIT 1) can be acknowledged."""
+        started = time.monotonic()
+        servers = {server.port: server for server in (self.master, *self.replicas)}
+
+        def online() -> bool:
+            with servers[self.master_port()].client() as client:
+                replication = client.info("replication")
+            return any(
+                isinstance(value, dict) and value.get("state") == "online"
+                for key, value in replication.items()
+                if key.startswith("slave")
+            )
+
+        self._wait(online, "a replica of the new master", timeout)
+        return time.monotonic() - started
+
     def stop(self) -> None:
         for server in (*self.sentinels, *self.replicas, self.master):
             server.kill()

@@ -7,12 +7,12 @@ never an "already exists" answer.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
 
 import pytest
+from support.claims import unverified_claims
 
 from app.integrations import IntrospectionClient
 from app.tokens.keys import load_key_ring
@@ -72,8 +72,7 @@ def test_github_actions_publish_lands_the_built_bytes_on_the_index(
     assert ("POST", "/", stack.index.url) in routes
 
     # The served process wrote the mint's audit line, JSON with the record as its fields.
-    payload = upload_token.removeprefix("pypi-").split(".")[1]
-    jti = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    jti = unverified_claims(upload_token)["jti"]
     audited = [
         entry["fields"]
         for entry in map(json.loads, _json_lines(stack.trustpub.log_path))

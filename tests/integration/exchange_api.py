@@ -6,9 +6,7 @@ contract envelope, the upload token, and the records in Redis.
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +15,7 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from support.claims import unverified_claims
 from werkzeug.test import Client, TestResponse
 
 AUDIENCE = "trustpub-test.example"
@@ -89,18 +88,8 @@ def assert_minted(response: TestResponse) -> dict[str, Any]:
 
 def upload_token_projects(minted: dict[str, Any]) -> list[str]:
     """The `projects` of a minted upload token (signature checked in test_happy_path)."""
-    payload = minted["token"].removeprefix("pypi-").split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    projects: list[str] = claims["projects"]
+    projects: list[str] = unverified_claims(minted["token"])["projects"]
     return projects
-
-
-def unverified_claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
 
 
 def replay_keys(store: redis.Redis) -> list[bytes]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
-from support.claims import gitlab_claims, google_claims
+from support.claims import gitlab_claims, google_claims, unverified_claims
 from support.oidc_issuer import OIDCIssuer
 
 from .conftest import MakeApp, MakeClaims
@@ -31,7 +31,6 @@ from .exchange_api import (
     assert_minted,
     mint,
     replay_keys,
-    unverified_claims,
     upload_token_projects,
 )
 from .policies import github_publisher, gitlab_publisher, google_publisher, policy_toml

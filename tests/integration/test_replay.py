@@ -9,6 +9,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from support.claims import unverified_claims
 from support.oidc_issuer import OIDCIssuer
 from support.redis_server import RedisServer
 
@@ -19,7 +20,6 @@ from .exchange_api import (
     mint,
     replay_keys,
     run_concurrently,
-    unverified_claims,
 )
 from .policies import github_publisher
 from .redis_watch import commands_sent

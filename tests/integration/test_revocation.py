@@ -10,11 +10,12 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from support.claims import unverified_claims
 
 from app.settings import MAX_TOKEN_TTL
 
 from .conftest import MakeApp, MakeToken
-from .exchange_api import assert_failure, assert_minted, mint, unverified_claims
+from .exchange_api import assert_failure, assert_minted, mint
 from .oauth_api import REVOCATIONS_PATH, REVOKE_PATH, Clients, is_active
 from .policies import github_publisher
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from typing import Any, Final
@@ -158,4 +160,14 @@ def _apply(claims: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             claims.pop(name, None)
         else:
             claims[name] = value
+    return claims
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a compact JWS, signature unchecked (an upload token's `pypi-` prefix
+    sits on its first segment, so it needs no stripping)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return claims

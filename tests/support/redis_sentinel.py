@@ -68,21 +68,16 @@ class SentinelTopology:
         return time.monotonic() - started
 
     def wait_for_an_online_replica(self, timeout: float = 30.0) -> float:
-        """Seconds until the master the sentinels name has a replica in sync: from then on
-        a write that must reach one replica (WAIT 1) can be acknowledged."""
+        """Seconds until the master the sentinels name has a replica acknowledging writes:
+        from then on a write that must reach one replica (WAIT 1) can succeed."""
         started = time.monotonic()
         servers = {server.port: server for server in (self.master, *self.replicas)}
 
-        def online() -> bool:
+        def acknowledged() -> bool:
             with servers[self.master_port()].client() as client:
-                replication = client.info("replication")
-            return any(
-                isinstance(value, dict) and value.get("state") == "online"
-                for key, value in replication.items()
-                if key.startswith("slave")
-            )
+                return int(client.execute_command("WAIT", 1, 100)) >= 1
 
-        self._wait(online, "a replica of the new master", timeout)
+        self._wait(acknowledged, "a replica of the new master", timeout)
         return time.monotonic() - started
 
     def stop(self) -> None:

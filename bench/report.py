@@ -176,6 +176,8 @@ def render(results: dict[str, Any]) -> str:
         f"| one Redis round trip: PING through redis-py | {redis_floor['ping_us']:.1f} us |",
     ]
 
+    lines += ["", *_instruction_lines(results["instructions"])]
+
     lines += [
         "",
         "| scaling (small and large in alternation) | small | large | p50 ms | p99 ms | req/s "
@@ -267,3 +269,30 @@ def render(results: dict[str, Any]) -> str:
             "(column 'other CPU'): those numbers are disturbed; run again on a quiet machine."
         )
     return "\n".join(lines)
+
+
+INSTRUCTION_ROWS = (
+    ("HTTP floor app", "http_floor"),
+    ("least mint", "least_mint"),
+    ("mint", "mint"),
+    ("introspection", "introspect"),
+)
+MODULES_LISTED = 12
+
+
+def _instruction_lines(counted: dict[str, Any]) -> list[str]:
+    least = counted["least_mint"]["instructions"]
+    lines = [
+        "| interpreter work per request, in-process (gunicorn's own left out) "
+        "| bytecode instructions | vs least mint |",
+        "|---|---:|---:|",
+    ]
+    for label, key in INSTRUCTION_ROWS:
+        count = counted[key]["instructions"]
+        lines.append(f"| {label} | {count:,.0f} | {count / least:.2f}x |")
+    modules = counted["mint"]["by_module"]
+    listed = ", ".join(
+        f"{name} {count:,}" for name, count in list(modules.items())[:MODULES_LISTED]
+    )
+    lines += ["", f"The mint's instructions by module: {listed}."]
+    return lines

@@ -56,6 +56,7 @@ from app.tokens.scopes import token_scope  # noqa: E402
 
 from . import report  # noqa: E402
 from .floors import crypto_floor, redis_floor  # noqa: E402
+from .instructions import tokens_needed  # noqa: E402
 from .load import Load, PhaseResult, TokensExhausted, combine_rounds, run_phase  # noqa: E402
 from .procs import Service  # noqa: E402
 from .tokens import TokenFactory, cpu_count  # noqa: E402
@@ -104,6 +105,8 @@ class Plan:
     # the tokens each restart for an uneven spread skips, ~0.1 s of traffic). A phase
     # that runs out is measured again with twice as many, never on replays.
     token_margin: float = 1.4
+    # Requests whose bytecode instructions are counted, per app (the median is reported).
+    instruction_requests: int = 21
 
 
 SMOKE = Plan(
@@ -116,6 +119,7 @@ SMOKE = Plan(
     crypto_iterations=20,
     redis_iterations=20,
     token_margin=3.0,
+    instruction_requests=3,
 )
 
 
@@ -290,17 +294,63 @@ class Bench:
         argv = self._floor_argv("bench.floor_app", port)
         return self._service("floor", argv, self.base_env()), f"http://127.0.0.1:{port}"
 
-    def start_least_mint(self) -> tuple[Service, str]:
+    def issuer_public_key_file(self) -> Path:
+        """The CI issuer's current public key, PEM: what the least mint verifies with."""
         public_key = self.work / "ci-issuer-public-key.pem"
         public_key.write_bytes(
             self.issuer.private_key(self.issuer.current_kid)
             .public_key()
             .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         )
+        return public_key
+
+    def start_least_mint(self) -> tuple[Service, str]:
         port = free_port()
         argv = self._floor_argv("bench.least_mint", port)
-        argv += ["--public-key", str(public_key), "--redis-url", self.redis_url(0)]
+        argv += [
+            "--public-key",
+            str(self.issuer_public_key_file()),
+            "--redis-url",
+            self.redis_url(0),
+        ]
         return self._service("least-mint", argv, self.base_env()), f"http://127.0.0.1:{port}"
+
+    def count_instructions(self, policies: Path, upload_token: str) -> dict[str, Any]:
+        """Bytecode instructions per request (bench/instructions.py), in a process of its
+        own built like the small service: same environment, policies and database."""
+        spec = self.work / "instructions.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "requests": self.plan.instruction_requests,
+                    "mint_tokens": self.tokens.many(
+                        tokens_needed(self.plan.instruction_requests), int(time.time())
+                    ),
+                    "upload_token": upload_token,
+                    "authorization": self.introspect_auth[1],
+                    "public_key": str(self.issuer_public_key_file()),
+                    "redis_url": self.redis_url(0),
+                    "metrics_dir": str(self.work / "metrics-instructions"),
+                    "mint_path": MINT_PATH,
+                    "introspect_path": INTROSPECT_PATH,
+                }
+            )
+        )
+        log = self.work / "instructions.log"
+        with log.open("wb") as stderr:
+            done = subprocess.run(  # noqa: S603 (the bench's own module)
+                [sys.executable, "-m", "bench.instructions", str(spec)],
+                env=self.service_env("instructions", policies),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"counting instructions failed:\n{log.read_text()[-3000:]}")
+        counted: dict[str, Any] = json.loads(done.stdout)
+        return counted
 
     def _floor_argv(self, module: str, port: int) -> list[str]:
         """A floor's command: its module, with the options `trustpub serve` would get."""
@@ -530,9 +580,8 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
 
         # -- 2. the first mint of a fresh service, then mint at peak ---------------------------
         _progress("mint: cold key cache, then peak")
-        small, small_url = bench.start_trustpub(
-            "trustpub-small", bench.write_policies(plan.small_publishers)
-        )
+        small_policies = bench.write_policies(plan.small_publishers)
+        small, small_url = bench.start_trustpub("trustpub-small", small_policies)
         cold_token = bench.tokens.one(int(time.time()))
         small_ready = small.wait_until(
             lambda: requests.get(small_url + "/healthz", timeout=5).ok, 60
@@ -623,6 +672,9 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         phases["introspect"] = _succeeded(
             run_phase("introspect", introspect_load, small, bench.redis, bench.redis_pid)
         )
+        # Deterministic, so it needs no quiet machine: counted while nothing is measured.
+        _progress("bytecode instructions per request")
+        results["instructions"] = bench.count_instructions(small_policies, upload_token)
 
         _progress(f"filling {plan.large_revocations:,} revocation entries")
         revoked_store = bench.store(REVOKED_DB)

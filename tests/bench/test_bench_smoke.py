@@ -71,6 +71,17 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
         "mint req/s / HTTP floor req/s",
         "introspection req/s / HTTP floor req/s",
     }
+    counted = results["instructions"]
+    assert set(counted) == {"http_floor", "least_mint", "mint", "introspect"}
+    for name, count in counted.items():
+        assert count["min"] <= count["instructions"] <= count["max"], name
+        assert sum(count["by_module"].values()) > 0, name
+    # trustpub's own logic runs inside the mint: it cannot take fewer instructions than
+    # the least mint, and the app's own modules must show in its breakdown.
+    assert counted["mint"]["instructions"] > counted["least_mint"]["instructions"]
+    assert "app.exchange" in counted["mint"]["by_module"]
+    assert "bench.instructions" not in counted["mint"]["by_module"]
     assert "| mint |" in result.stdout
+    assert "The mint's instructions by module:" in result.stdout
     assert "mint vs the least mint:" in result.stdout
     assert "| scaling (small and large in alternation) |" in result.stdout

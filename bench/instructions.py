@@ -1,0 +1,175 @@
+"""Interpreter work per request: the bytecode instructions one request executes, counted.
+
+Time on the 2-core machine moves by up to 25 % between runs of the same code, so a part
+of a mint worth less than ~100 us of CPU cannot be weighed in req/s. The number of
+bytecode instructions a request executes does not move between runs: a change that
+removes 500 of them shows as 500 fewer, every time, on any machine. It counts the
+interpreter's work only; what C code does inside one instruction (a signature, json's
+C scanner, a system call) is invisible here, so the CPU columns of the phases stay the
+judge of speed, and this table says where the interpreter's share goes.
+
+Each app is called as gunicorn calls it (a WSGI call, in-process: gunicorn's own work
+is the same for all of them and left out), warmed up first; the count is the median
+over several requests, by module (the dataclass `__init__`s a module defines count as
+that module's). Run by `bench.run` in a process of its own, with the service's
+environment, as `python -m bench.instructions SPEC_JSON`; it prints JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+WARM_UP_REQUESTS = 5
+
+WSGICall = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def count_instructions(call: Callable[[], object]) -> Counter[str]:
+    """The bytecode instructions `call()` executes in this thread, by module."""
+    counts: Counter[str] = Counter()
+
+    def trace(frame: FrameType, event: str, _arg: object) -> Any:
+        if event == "call":
+            frame.f_trace_lines = False
+            frame.f_trace_opcodes = True
+        elif event == "opcode":
+            counts[frame.f_globals.get("__name__") or "?"] += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    counts.pop(__name__, None)  # the harness's own lines around the call
+    return counts
+
+
+def per_request(app: WSGICall, environs: Iterator[dict[str, Any]], requests: int) -> dict[str, Any]:
+    """Median instructions per request over `requests` calls after a warm-up, and the
+    modules of the median request."""
+    for _ in range(WARM_UP_REQUESTS):
+        _call(app, next(environs))
+    counted = sorted(
+        (count_instructions(lambda: _call(app, next(environs))) for _ in range(requests)),
+        key=lambda counts: counts.total(),
+    )
+    median = counted[len(counted) // 2]
+    return {
+        "instructions": statistics.median(counts.total() for counts in counted),
+        "min": counted[0].total(),
+        "max": counted[-1].total(),
+        "by_module": dict(median.most_common()),
+    }
+
+
+def _call(app: WSGICall, environ: dict[str, Any]) -> None:
+    statuses: list[str] = []
+    body = b"".join(app(environ, lambda status, _headers, *_: statuses.append(status)))
+    if not statuses or not statuses[0].startswith("200"):
+        # A refused request runs other code: counting it would measure the wrong thing.
+        raise RuntimeError(f"{environ['PATH_INFO']}: {statuses} {body[:300]!r}")
+
+
+def wsgi_environ(
+    path: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Count the floor app, the least mint, trustpub's mint and its introspection."""
+    # As `trustpub serve` builds the app: JSON log lines, metrics in multiprocess files.
+    from app.metrics import enable_multiprocess
+    from app.observability import configure_logging
+    from app.wiring import create_app
+
+    from .floor_app import create_floor_app
+    from .least_mint import create_least_mint_app
+
+    configure_logging(json_lines=True)
+    enable_multiprocess(Path(spec["metrics_dir"]))
+    trustpub = create_app()
+    public_key = serialization.load_pem_public_key(Path(spec["public_key"]).read_bytes())
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    least = create_least_mint_app(public_key, spec["redis_url"])
+    requests = int(spec["requests"])
+    json_type = "application/json"
+
+    def repeat(make: Callable[[], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        while True:
+            yield make()
+
+    mint_bodies = iter(json.dumps({"token": token}).encode() for token in spec["mint_tokens"])
+    least_body = json.dumps({"token": spec["mint_tokens"][0]}).encode()
+    introspect_body = ("token=" + spec["upload_token"]).encode()
+    form = "application/x-www-form-urlencoded"
+    auth = {"Authorization": spec["authorization"]}
+    results = {
+        "http_floor": per_request(
+            create_floor_app(),
+            repeat(lambda: wsgi_environ("/floor", b'{"token": "x"}', json_type)),
+            requests,
+        ),
+        "least_mint": per_request(
+            least, repeat(lambda: wsgi_environ(spec["mint_path"], least_body, json_type)), requests
+        ),
+        "mint": per_request(
+            trustpub,
+            (wsgi_environ(spec["mint_path"], body, json_type) for body in mint_bodies),
+            requests,
+        ),
+        "introspect": per_request(
+            trustpub,
+            repeat(lambda: wsgi_environ(spec["introspect_path"], introspect_body, form, auth)),
+            requests,
+        ),
+    }
+    logging.shutdown()
+    return results
+
+
+def tokens_needed(requests: int) -> int:
+    return WARM_UP_REQUESTS + requests
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    print(json.dumps(measure(spec)))
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from app.publishers.model import (
     ProviderClaims,
     failed,
     normalize_project_name,
-    string_claim,
+    string_claims,
 )
 from app.settings import PUBLIC_GITHUB_ISSUER
 
@@ -249,8 +249,7 @@ class GitHubProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitHubClaims:
-        values = {name: string_claim(claims, name, required=True) or "" for name in REQUIRED_CLAIMS}
-        optional = {name: string_claim(claims, name, required=False) for name in OPTIONAL_CLAIMS}
+        values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         repository = values["repository"]
         _require(_REPOSITORY.fullmatch(repository), "repository", "owner/name", repository)
         if values["event_name"] == "pull_request_target":

@@ -33,7 +33,7 @@ from app.publishers.model import (
     ProviderClaims,
     failed,
     normalize_project_name,
-    string_claim,
+    string_claims,
 )
 from app.settings import PUBLIC_GITLAB_ISSUER
 
@@ -208,8 +208,7 @@ class GitLabProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitLabClaims:
-        values = {name: string_claim(claims, name, required=True) or "" for name in REQUIRED_CLAIMS}
-        optional = {name: string_claim(claims, name, required=False) for name in OPTIONAL_CLAIMS}
+        values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         project_path = values["project_path"]
         _require(
             PROJECT_PATH.fullmatch(project_path), "project_path", "group/project", project_path

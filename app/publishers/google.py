@@ -25,7 +25,7 @@ from app.publishers.model import (
     ProviderClaims,
     failed,
     normalize_project_name,
-    string_claim,
+    string_claims,
 )
 from app.settings import GOOGLE_ISSUER
 
@@ -113,8 +113,7 @@ class GoogleProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GoogleClaims:
-        values = {name: string_claim(claims, name, required=True) or "" for name in REQUIRED_CLAIMS}
-        optional = {name: string_claim(claims, name, required=False) for name in OPTIONAL_CLAIMS}
+        values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         email = values["email"]
         if not EMAIL.fullmatch(email):
             raise InvalidPublisher(

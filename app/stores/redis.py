@@ -50,17 +50,21 @@ REPLICA_WAIT_MS = 500
 _CLAIM = Script(
     """
 -- Decoded first: a record the script cannot read fails before anything is written.
-local record = ARGV[4] and cjson.decode(ARGV[4])
+local fields = ARGV[4] and cjson.decode(ARGV[4])
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[2] .. ':' .. redis.call('TIME')[1]
   redis.call('SET', KEYS[1], epoch)
 end
 local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
-if first and record then
+if first and fields then
   -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
-  -- bound, ARGV[4] a JSON array of field, value, field, value, ... (one argument
-  -- rather than thirty: packing each argument is what costs in the client).
+  -- bound, ARGV[4] a JSON array of [field, value] pairs, in the record's order (one
+  -- argument rather than thirty, and json encodes the pairs without a Python loop).
+  local record = {}
+  for i, pair in ipairs(fields) do
+    record[2 * i - 1], record[2 * i] = pair[1], pair[2]
+  end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(record))
 end
 return {epoch, first and 1 or 0}
@@ -297,7 +301,7 @@ class RedisStore:
     ) -> ClaimResult:
         args: list[str | int] = [max(1, ttl_seconds), secrets.token_hex(8), self._audit_max_length]
         if audit:
-            args.append(json.dumps([part for item in audit.items() for part in item]))
+            args.append(json.dumps(list(audit.items())))
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )

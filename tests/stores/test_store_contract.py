@@ -291,3 +291,26 @@ def test_a_record_the_store_cannot_hold_fails_the_claim_before_it_is_made(
     retry = store.claim_once("jti:x", 60)
     # Exactly one of the two attempts claimed the key: a failed one burns nothing.
     assert [claimed, retry.first].count(True) == 1
+
+
+def test_a_claim_stores_its_audit_record_once_fields_in_order(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    record = {
+        "action": "mint",
+        "actor": "github",
+        "at": "1700000000",
+        "projects": "demo-pkg,other",
+        "jti": "a" * 32,
+        "repository": "octo-org/démo",  # not ASCII: JSON escapes it, Redis keeps UTF-8
+        "environment": "",
+        "workflow": 'rel"ease.yml',
+    }
+
+    first = store.claim_once("jti:audited", 60, audit=record)
+    replay = store.claim_once("jti:audited", 60, audit={**record, "jti": "b" * 32})
+
+    (stored,) = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert (first.first, replay.first) == (True, False)
+    assert list(stored.fields.items()) == list(record.items())

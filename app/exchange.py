@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from app.errors import InvalidReuseToken, NotEnabled, RateLimited, TrustpubError
 from app.explain import public_source
-from app.metrics import metrics
+from app.metrics import labelled, metrics
 from app.oidc.verify import (
     TrustedIssuers,
     VerifiedIdentity,
@@ -56,13 +56,13 @@ class TokenExchange:
         try:
             identity = verify_identity_token(raw_token, self.issuers, self.audience, now)
         except TrustpubError as exc:
-            metrics().mints.labels("unknown", exc.code).inc()
+            labelled(metrics().mints, "unknown", exc.code).inc()
             raise
         provider = identity.issuer.provider
         try:
             minted = self._mint_for(identity, now)
         except TrustpubError as exc:
-            metrics().mints.labels(provider, exc.code).inc()
+            labelled(metrics().mints, provider, exc.code).inc()
             # The token verified, so its claims are the issuer's word: worth a log line
             # for whoever debugs a failing publish. repr() keeps a hostile value on one line.
             log.info(
@@ -74,7 +74,7 @@ class TokenExchange:
                 exc.description,
             )
             raise
-        metrics().mints.labels(provider, "success").inc()
+        labelled(metrics().mints, provider, "success").inc()
         return minted
 
     def _mint_for(self, identity: VerifiedIdentity, now: int) -> MintedToken:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 
-from app.metrics import metrics, render_latest
+from app.metrics import labelled, metrics, render_latest
 from app.observability import REQUEST_ID, request_id_from
 
 blueprint = Blueprint("observe", __name__)
@@ -75,7 +75,8 @@ class _ObservedRequests:
         finally:
             REQUEST_ID.reset(token)
             method = environ.get("REQUEST_METHOD", "")
-            metrics().request_seconds.labels(
+            labelled(
+                metrics().request_seconds,
                 # The endpoint name, never the raw path: unmatched paths share one label.
                 environ.get(_ENDPOINT_KEY, "unmatched"),
                 method if method in _METHODS else "other",

@@ -28,7 +28,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from app.errors import ConfigurationError, StoreUnavailable
-from app.metrics import metrics
+from app.metrics import labelled, metrics
 from app.stores.base import (
     AuditRecord,
     ClaimResult,
@@ -473,7 +473,7 @@ class RedisStore:
         try:
             return call(*args, **kw)
         except redis.RedisError as exc:
-            metrics().store_errors.labels(operation).inc()
+            labelled(metrics().store_errors, operation).inc()
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc

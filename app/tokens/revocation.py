@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
-from app.metrics import metrics
+from app.metrics import labelled, metrics
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import UploadTokenVerifier
@@ -76,7 +76,7 @@ class TokenRevoker:
         if expires_at >= now:
             # +1: an entry must outlive the last second in which a covered token is valid.
             self.store.revoke_before(scope, moment, expires_at - now + 1)
-            metrics().revocations.labels(scope.split(":")[1]).inc()
+            labelled(metrics().revocations, scope.split(":")[1]).inc()
         return Revocation(scope=scope, before=moment, expires_at=expires_at)
 
 
@@ -92,20 +92,20 @@ class TokenIntrospector:
         try:
             token = self.verifier.verify(raw_token, now)
         except InvalidToken:
-            metrics().introspections.labels("inactive").inc()
+            labelled(metrics().introspections, "inactive").inc()
             return None
         try:
             state = self.store.revocation_state(token.revocation_scopes)
         except StoreUnavailable:
-            metrics().introspections.labels("store-unavailable").inc()
+            labelled(metrics().introspections, "store-unavailable").inc()
             raise
         if state.epoch is None or state.epoch.id != token.epoch:
             # The store lost its data since this token was minted: its revocations may
             # be lost too, so it is no longer vouched for.
-            metrics().introspections.labels("inactive").inc()
+            labelled(metrics().introspections, "inactive").inc()
             return None
         if any(moment is not None and token.issued_at <= moment for moment in state.revoked_before):
-            metrics().introspections.labels("inactive").inc()
+            labelled(metrics().introspections, "inactive").inc()
             return None
-        metrics().introspections.labels("active").inc()
+        labelled(metrics().introspections, "active").inc()
         return token.introspection

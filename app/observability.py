@@ -21,6 +21,8 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 # by the formatter, rather than as JSON text inside the JSON line's message.
 FIELDS_KEY = "fields"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Made once: json.dumps with any option builds a new encoder on every call.
+_LINE_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def request_id_from(header: str | None) -> str:
@@ -76,7 +78,7 @@ def json_line(
         entry[FIELDS_KEY] = fields
     if exception is not None:
         entry["exception"] = exception
-    return json.dumps(entry, ensure_ascii=False)
+    return _LINE_JSON.encode(entry)
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"

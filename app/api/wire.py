@@ -7,11 +7,13 @@ import json
 from werkzeug.http import HTTP_STATUS_CODES
 
 JSON_TYPE = "application/json"
+# Made once: json.dumps with any option builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def json_body(document: object) -> bytes:
     """Byte for byte what Flask's `jsonify` writes (compact, key order kept, newline)."""
-    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
+    return (_COMPACT_JSON.encode(document) + "\n").encode()
 
 
 def status_line(status: int) -> str:

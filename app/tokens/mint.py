@@ -91,7 +91,7 @@ def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> 
     minting needs none of it: the header is fixed per key and computed once, the claims
     are plain JSON. tests/unit/test_mint_encoding.py holds it to PyJWT's output.
     """
-    payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+    payload = _COMPACT_JSON.encode(claims).encode("utf-8")
     signing_input = _protected_header(key.algorithm, key.kid, typ) + b"." + _b64url(payload)
     signature = _sign(key, signing_input)
     return (signing_input + b"." + _b64url(signature)).decode("ascii")
@@ -108,6 +108,8 @@ def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+# Made once: json.dumps with any option builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
 _ECDSA_SHA256 = ec.ECDSA(_SHA256)

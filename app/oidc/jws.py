@@ -7,10 +7,8 @@ unverified token before its signature is checked: the issuer and key id
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +26,11 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
 # Real CI tokens are 1-3 KiB; anything far larger is an attack on the parser.
 MAX_TOKEN_BYTES = 16 * 1024
 
-_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # By segment length mod 4: the bits of the last character that carry no data.
 _UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+# What base64.urlsafe_b64decode does, without its four Python-level calls per segment.
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 # Headers that ask the verifier to fetch keys from the token, to honour extensions it
 # cannot know, or to treat the payload as another token: all rejected (RFC 8725 §3.1-3.11).
@@ -141,9 +140,10 @@ def _decode_json_object(segment: bytes, what: str) -> dict[str, Any]:
 
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:
-    # One strict pass: the alphabet check rejects padding, whitespace and the standard
-    # alphabet, which base64's decoder would otherwise accept silently.
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    # The alphabet check (what is left after deleting the url-safe alphabet) rejects
+    # padding, whitespace and the standard alphabet, which base64's decoder would
+    # otherwise accept silently. A regular expression took 5x as long on a 1.7 KB token.
+    if segment.translate(None, _B64URL_ALPHABET) or len(segment) % 4 == 1:
         raise InvalidPayload(f"token {what} is not base64url")
     # Canonical only (RFC 4648 §3.5): the bits of the last character that encode no
     # data must be zero, or several strings would decode to one token (malleability).
@@ -151,7 +151,8 @@ def _b64url_decode(segment: bytes, what: str) -> bytes:
     if unused_bits and _B64URL_ALPHABET.index(segment[-1]) & unused_bits:
         raise InvalidPayload(f"token {what} is not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+        padded = segment.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(segment) % 4)
+        return binascii.a2b_base64(padded)
     except (binascii.Error, ValueError):
         raise InvalidPayload(f"token {what} is not base64url") from None
 

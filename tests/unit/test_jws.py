@@ -499,3 +499,32 @@ def test_rsa_key_below_2048_bits_never_verifies() -> None:
 
     with pytest.raises(InvalidToken, match="did not verify"):
         verify_signature(token, "RS256", weak.public_key())
+
+
+def test_signature_segment_decodes_as_base64_does_for_every_length_and_last_character() -> None:
+    # The decoder translates the alphabet itself rather than calling base64: for every
+    # segment length mod 4 and every possible last character, it must give exactly what
+    # base64.urlsafe_b64decode gives, or refuse where the canonical spelling rule does.
+    header, claims = segment({"alg": "RS256"}), segment({"iss": ISSUER})
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    decoded = refused = 0
+    for stem in ("", "Q", "QU", "QUJ", "QUJD", "-_-_", "_-_-z"):
+        for last in alphabet:
+            signature = stem + last
+            padded = signature + "=" * (-len(signature) % 4)
+            try:
+                expected = base64.urlsafe_b64decode(padded)
+                canonical = b64url(expected) == signature
+            except ValueError:
+                expected, canonical = None, False
+            token = f"{header}.{claims}.{signature}"
+            if canonical:
+                assert parse_compact_jws(token).signature == expected, signature
+                decoded += 1
+            else:
+                with pytest.raises(InvalidPayload, match="signature is not base64url"):
+                    parse_compact_jws(token)
+                refused += 1
+    # Both sides of the rule were reached.
+    assert decoded > 50
+    assert refused > 50

@@ -50,10 +50,19 @@ class VerifiedIdentity:
     expires_at: int
     issued_at: int
     jti: str | None
-    # Hash of the bytes the issuer signed (header.payload): unique per token, unlike
-    # the signature's text (base64url has spare bits, ECDSA signatures are malleable).
-    # Identifies a token that carries no jti, for the replay check.
-    signed_digest: str
+    # The bytes the issuer signed (header.payload).
+    signed: bytes
+
+    @property
+    def signed_digest(self) -> str:
+        """Hash of the bytes the issuer signed: unique per token, unlike the signature's
+        text (base64url has spare bits, ECDSA signatures are malleable). It identifies a
+        token that carries no jti for the replay check, so it is computed for those only.
+
+        Replay keys are derived from it: changing it would let a token exchanged just
+        before an upgrade be exchanged again after it.
+        """
+        return hashlib.blake2b(self.signed, digest_size=16).hexdigest()
 
 
 @dataclass
@@ -93,8 +102,7 @@ def verify_identity_token(
     if routing.kid is None:
         raise InvalidToken("token header has no 'kid'")
     verify_signature(parsed, routing.alg, keys.key_for(routing.kid))
-    digest = hashlib.blake2b(parsed.signing_input, digest_size=16).hexdigest()
-    return _check_registered_claims(parsed.claims, config, audience, now, digest)
+    return _check_registered_claims(parsed.claims, config, audience, now, parsed.signing_input)
 
 
 def replay_record_ttl(identity: VerifiedIdentity, now: int) -> int:
@@ -103,7 +111,7 @@ def replay_record_ttl(identity: VerifiedIdentity, now: int) -> int:
 
 
 def _check_registered_claims(
-    claims: Mapping[str, Any], config: IssuerConfig, audience: str, now: int, signed_digest: str
+    claims: Mapping[str, Any], config: IssuerConfig, audience: str, now: int, signed: bytes
 ) -> VerifiedIdentity:
     audience_claim = claims.get("aud")
     if isinstance(audience_claim, list):
@@ -137,7 +145,7 @@ def _check_registered_claims(
         expires_at=expires_at,
         issued_at=issued_at,
         jti=jti,
-        signed_digest=signed_digest,
+        signed=signed,
     )
 
 

@@ -466,10 +466,21 @@ def test_replay_record_ttl_is_positive_for_any_identity() -> None:
         expires_at=NOW,
         issued_at=NOW - 300,
         jti="x",
-        signed_digest="00" * 16,
+        signed=b"header.payload",
     )
 
     assert replay_record_ttl(identity, NOW + 10_000) >= 1
+
+
+def test_the_signed_digest_keeps_its_derivation() -> None:
+    # Replay keys of tokens without a jti are made from it: a new derivation would let a
+    # token exchanged before an upgrade be exchanged again after it.
+    token = make_token()
+    identity = verify_identity_token(token, trusted(), AUDIENCE, NOW)
+    fixed = replace(identity, signed=b"header.payload")
+
+    assert identity.signed == token.rsplit(".", 1)[0].encode("ascii")
+    assert fixed.signed_digest == "a2ac19676f081b1e5770abbe8d9d90c0"  # BLAKE2b, 16 bytes
 
 
 # -- provider kill switch ------------------------------------------------------------

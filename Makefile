@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # apt needs root; use sudo only when we are not root already.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench docs redis-server wrk clean
+.PHONY: run test lint bench profile docs redis-server wrk valgrind clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,17 +29,28 @@ wrk:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 
+# The instruction counter of `make profile` (and of its smoke run in the tests).
+valgrind:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "installing valgrind with apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
-test: $(BIN)/.installed redis-server wrk lint
+test: $(BIN)/.installed redis-server wrk valgrind lint
 	$(BIN)/pytest
 
 # Throughput and latency against the floors, on this machine (docs/performance.md).
 bench: $(BIN)/.installed redis-server wrk
 	$(BIN)/python -m bench.run
+
+# Where a request's CPU goes, in machine instructions counted by valgrind (docs/performance.md).
+profile: $(BIN)/.installed redis-server valgrind
+	$(BIN)/python -m bench.profile
 
 # The docs that are checked: the OpenAPI description against the routes (and schemathesis),
 # and every policy and CI snippet in docs/providers/.

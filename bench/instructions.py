@@ -61,9 +61,9 @@ def per_request(app: WSGICall, environs: Iterator[dict[str, Any]], requests: int
     """Median instructions per request over `requests` calls after a warm-up, and the
     modules of the median request."""
     for _ in range(WARM_UP_REQUESTS):
-        _call(app, next(environs))
+        call(app, next(environs))
     counted = sorted(
-        (count_instructions(lambda: _call(app, next(environs))) for _ in range(requests)),
+        (count_instructions(lambda: call(app, next(environs))) for _ in range(requests)),
         key=lambda counts: counts.total(),
     )
     median = counted[len(counted) // 2]
@@ -75,7 +75,8 @@ def per_request(app: WSGICall, environs: Iterator[dict[str, Any]], requests: int
     }
 
 
-def _call(app: WSGICall, environ: dict[str, Any]) -> None:
+def call(app: WSGICall, environ: dict[str, Any]) -> None:
+    """One request, as gunicorn makes it; anything but a 200 stops the count."""
     statuses: list[str] = []
     body = b"".join(app(environ, lambda status, _headers, *_: statuses.append(status)))
     if not statuses or not statuses[0].startswith("200"):
@@ -110,9 +111,14 @@ def wsgi_environ(
     return environ
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Count the floor app, the least mint, trustpub's mint and its introspection."""
-    # As `trustpub serve` builds the app: JSON log lines, metrics in multiprocess files.
+Workload = tuple[WSGICall, Iterator[dict[str, Any]]]
+
+
+def workloads(spec: dict[str, Any]) -> dict[str, Workload]:
+    """The apps to count, built as `trustpub serve` builds the service (JSON log lines,
+    metrics in multiprocess files), each with the requests to send it: the HTTP floor
+    app, the least mint (one token, which it never refuses), trustpub's mint (a fresh
+    token each time) and its introspection of one upload token."""
     from app.metrics import enable_multiprocess
     from app.observability import configure_logging
     from app.wiring import create_app
@@ -126,37 +132,42 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     public_key = serialization.load_pem_public_key(Path(spec["public_key"]).read_bytes())
     assert isinstance(public_key, rsa.RSAPublicKey)
     least = create_least_mint_app(public_key, spec["redis_url"])
-    requests = int(spec["requests"])
-    json_type = "application/json"
+    json_type, form = "application/json", "application/x-www-form-urlencoded"
 
     def repeat(make: Callable[[], dict[str, Any]]) -> Iterator[dict[str, Any]]:
         while True:
             yield make()
 
-    mint_bodies = iter(json.dumps({"token": token}).encode() for token in spec["mint_tokens"])
+    mint_bodies = (json.dumps({"token": token}).encode() for token in spec["mint_tokens"])
     least_body = json.dumps({"token": spec["mint_tokens"][0]}).encode()
     introspect_body = ("token=" + spec["upload_token"]).encode()
-    form = "application/x-www-form-urlencoded"
     auth = {"Authorization": spec["authorization"]}
-    results = {
-        "http_floor": per_request(
+    return {
+        "http_floor": (
             create_floor_app(),
             repeat(lambda: wsgi_environ("/floor", b'{"token": "x"}', json_type)),
-            requests,
         ),
-        "least_mint": per_request(
-            least, repeat(lambda: wsgi_environ(spec["mint_path"], least_body, json_type)), requests
+        "least_mint": (
+            least,
+            repeat(lambda: wsgi_environ(spec["mint_path"], least_body, json_type)),
         ),
-        "mint": per_request(
+        "mint": (
             trustpub,
             (wsgi_environ(spec["mint_path"], body, json_type) for body in mint_bodies),
-            requests,
         ),
-        "introspect": per_request(
+        "introspect": (
             trustpub,
             repeat(lambda: wsgi_environ(spec["introspect_path"], introspect_body, form, auth)),
-            requests,
         ),
+    }
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Count the floor app, the least mint, trustpub's mint and its introspection."""
+    requests = int(spec["requests"])
+    results = {
+        name: per_request(app, environs, requests)
+        for name, (app, environs) in workloads(spec).items()
     }
     logging.shutdown()
     return results

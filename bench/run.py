@@ -315,41 +315,47 @@ class Bench:
         ]
         return self._service("least-mint", argv, self.base_env()), f"http://127.0.0.1:{port}"
 
-    def count_instructions(self, policies: Path, upload_token: str) -> dict[str, Any]:
-        """Bytecode instructions per request (bench/instructions.py), in a process of its
-        own built like the small service: same environment, policies and database."""
-        spec = self.work / "instructions.json"
-        spec.write_text(
-            json.dumps(
-                {
-                    "requests": self.plan.instruction_requests,
-                    "mint_tokens": self.tokens.many(
-                        tokens_needed(self.plan.instruction_requests), int(time.time())
-                    ),
-                    "upload_token": upload_token,
-                    "authorization": self.introspect_auth[1],
-                    "public_key": str(self.issuer_public_key_file()),
-                    "redis_url": self.redis_url(0),
-                    "metrics_dir": str(self.work / "metrics-instructions"),
-                    "mint_path": MINT_PATH,
-                    "introspect_path": INTROSPECT_PATH,
-                }
-            )
-        )
-        log = self.work / "instructions.log"
+    def workload_spec(self, requests: int, upload_token: str) -> dict[str, Any]:
+        """What bench/instructions.py needs to build its apps and their requests."""
+        return {
+            "requests": requests,
+            "mint_tokens": self.tokens.many(tokens_needed(requests), int(time.time())),
+            "upload_token": upload_token,
+            "authorization": self.introspect_auth[1],
+            "public_key": str(self.issuer_public_key_file()),
+            "redis_url": self.redis_url(0),
+            "metrics_dir": str(self.work / "metrics-counted"),
+            "mint_path": MINT_PATH,
+            "introspect_path": INTROSPECT_PATH,
+        }
+
+    def run_counter(self, argv: list[str], spec: dict[str, Any], policies: Path) -> str:
+        """Run a counting process (`argv` + the spec's path) with the small service's
+        environment and policies; its standard output."""
+        spec_path = self.work / "workload.json"
+        spec_path.write_text(json.dumps(spec))
+        log = self.work / "counter.log"
         with log.open("wb") as stderr:
-            done = subprocess.run(  # noqa: S603 (the bench's own module)
-                [sys.executable, "-m", "bench.instructions", str(spec)],
-                env=self.service_env("instructions", policies),
+            done = subprocess.run(  # noqa: S603 (the bench's own modules)
+                [*argv, str(spec_path)],
+                env=self.service_env("counted", policies),
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                timeout=300,
+                text=True,
+                timeout=600,
                 check=False,
             )
         if done.returncode != 0:
-            raise RuntimeError(f"counting instructions failed:\n{log.read_text()[-3000:]}")
-        counted: dict[str, Any] = json.loads(done.stdout)
+            raise RuntimeError(f"{argv[-1]} failed:\n{log.read_text()[-3000:]}")
+        return done.stdout
+
+    def count_instructions(self, policies: Path, upload_token: str) -> dict[str, Any]:
+        """Bytecode instructions per request (bench/instructions.py), in a process of its
+        own built like the small service: same environment, policies and database."""
+        spec = self.workload_spec(self.plan.instruction_requests, upload_token)
+        output = self.run_counter([sys.executable, "-m", "bench.instructions"], spec, policies)
+        counted: dict[str, Any] = json.loads(output)
         return counted
 
     def _floor_argv(self, module: str, port: int) -> list[str]:

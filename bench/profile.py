@@ -1,0 +1,235 @@
+"""Where a request's CPU goes, counted: `make profile`.
+
+The bench's req/s and CPU columns move by up to 25 % between runs on the 2-core machine,
+and its bytecode table sees only the interpreter. This counts every user-space machine
+instruction a request executes (valgrind's callgrind): the interpreter, the C code of
+json, base64 and hashing, memory allocation, and the signatures in OpenSSL. The same
+code and inputs give the same count whatever else the machine is doing, so a change
+worth 1 % of a mint shows as 1 %. It leaves out the kernel (system calls, the loopback
+network to Redis) and says nothing about cache misses, locks or waits: under gunicorn
+those cost as much again, which is why the bench stays the judge of speed.
+
+The apps are those of the bytecode table (bench/instructions.py): the HTTP floor app,
+the least mint, trustpub's mint and its introspection, built as `trustpub serve` builds
+the service and called as gunicorn calls them. Each one is warmed up, then its requests
+run inside `sys.call_tracing`, the one call callgrind is told to collect (and to dump a
+profile after), so start-up and warm-up are not counted.
+
+    python -m bench.profile [--requests N] [--output profile.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .instructions import WARM_UP_REQUESTS, WSGICall, call, workloads
+
+PROFILED = ("http_floor", "least_mint", "mint", "introspect")
+LABELS = {
+    "http_floor": "HTTP floor app",
+    "least_mint": "least mint",
+    "mint": "mint",
+    "introspect": "introspection",
+}
+# Shared objects whose instructions are shown as their own column; the rest is "other".
+OBJECTS = {
+    "libpython3": "Python runtime",
+    "_rust.abi3.so": "cryptography",
+    "_json.": "json",
+    "libc.so": "libc",
+}
+FUNCTIONS_LISTED = 15
+
+
+def worker(spec_path: str) -> None:
+    """Inside valgrind: each app warmed up, then its requests inside sys.call_tracing."""
+    spec = json.loads(Path(spec_path).read_text())
+    requests = int(spec["requests"])
+    loads = workloads(spec)
+    for name in PROFILED:
+        app, environs = loads[name]
+        for _ in range(WARM_UP_REQUESTS):
+            call(app, next(environs))
+        prepared = [next(environs) for _ in range(requests)]
+        sys.call_tracing(_serve, (app, prepared))
+
+
+def _serve(app: WSGICall, environs: list[dict[str, Any]]) -> None:
+    for environ in environs:
+        call(app, environ)
+
+
+def self_costs(lines: Iterable[str]) -> Counter[tuple[str, str]]:
+    """Instructions each (object, function) executed itself, from a callgrind profile.
+
+    The format names an object, file or function once, as `(id) name`, and by `(id)`
+    after; the cost line after a `calls=` line is that call's inclusive cost, which
+    belongs to the callee, not to the function making the call.
+    """
+    names: dict[tuple[str, str], str] = {}
+    costs: Counter[tuple[str, str]] = Counter()
+    current_object = function = function_object = ""
+    after_call = False
+
+    def name(space: str, value: str) -> str:
+        ref, _, text = value.partition(" ")
+        if not ref.startswith("("):
+            return value
+        if text:
+            names[(space, ref)] = text
+        return names.get((space, ref), ref)
+
+    for line in lines:
+        key, equals, value = line.rstrip("\n").partition("=")
+        if equals and key in _NAMING:
+            if key == "ob":
+                current_object = name("ob", value)
+            elif key == "fn":
+                function, function_object = name("fn", value), current_object
+            elif key == "calls":
+                after_call = True
+            else:  # cob, cfn, ...: an id defined here may be referred to later
+                name(_NAMING[key], value)
+            continue
+        if line[:1] not in _POSITION_START:
+            continue
+        if after_call:
+            after_call = False
+            continue
+        fields = line.split()
+        if len(fields) >= 2:
+            costs[(function_object, function)] += int(fields[1])
+    return costs
+
+
+# Each naming key of the format and the namespace its ids live in.
+_NAMING = {
+    "ob": "ob",
+    "cob": "ob",
+    "fn": "fn",
+    "cfn": "fn",
+    "cfi": "fl",
+    "cfl": "fl",
+    "fl": "fl",
+    "fi": "fl",
+    "fe": "fl",
+    "calls": "",
+}
+# A cost line starts with its position: a number, or relative (+n, -n) or the same (*).
+_POSITION_START = frozenset("0123456789+-*")
+
+
+def _read(path: Path, requests: int) -> dict[str, Any]:
+    with path.open() as profile:
+        costs = self_costs(profile)
+    by_object: Counter[str] = Counter()
+    by_function: Counter[str] = Counter()
+    for (obj, function), cost in costs.items():
+        label = next((label for part, label in OBJECTS.items() if part in obj), "other")
+        by_object[label] += cost
+        # callgrind names deeper recursion levels `f'2`, `f'3`: one function to a reader.
+        by_function[f"{function.split(chr(39))[0]} ({Path(obj).name})"] += cost
+    return {
+        "instructions": costs.total() / requests,
+        "by_object": {label: cost / requests for label, cost in by_object.most_common()},
+        "by_function": {key: cost / requests for key, cost in by_function.most_common(300)},
+    }
+
+
+def profile(requests: int, work: Path) -> dict[str, Any]:
+    from .run import SMOKE, Bench
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("valgrind is not installed: `make profile` installs it with apt")
+    bench = Bench(SMOKE, work)
+    try:
+        bench.start()
+        spec = bench.workload_spec(requests, bench.upload_token(int(time.time())))
+        out = work / "callgrind.out"
+        argv = [
+            valgrind,
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            "--collect-atstart=no",
+            "--toggle-collect=sys_call_tracing",
+            "--dump-after=sys_call_tracing",
+            sys.executable,
+            "-m",
+            "bench.profile",
+            "--worker",
+        ]
+        bench.run_counter(argv, spec, bench.write_policies(10))
+    finally:
+        bench.close()
+    # One dump per sys.call_tracing, in the order the worker ran the apps.
+    return {
+        "requests": requests,
+        "apps": {
+            name: _read(Path(f"{out}.{index}"), requests)
+            for index, name in enumerate(PROFILED, start=1)
+        },
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    apps = results["apps"]
+    least = apps["least_mint"]["instructions"]
+    columns = [*OBJECTS.values(), "other"]
+    lines = [
+        f"User-space instructions per request (callgrind, {results['requests']} requests "
+        "each after a warm-up; the kernel is not counted)",
+        "",
+        "| app | instructions | vs least mint | " + " | ".join(columns) + " |",
+        "|---|---:|---:|" + "---:|" * len(columns),
+    ]
+    for name in PROFILED:
+        app = apps[name]
+        shares = " | ".join(f"{app['by_object'].get(column, 0):,.0f}" for column in columns)
+        lines.append(
+            f"| {LABELS[name]} | {app['instructions']:,.0f} | "
+            f"{app['instructions'] / least:.2f}x | {shares} |"
+        )
+    lines += [
+        "",
+        "Where the mint's instructions exceed the least mint's (per request):",
+        "",
+        "| function (object) | mint | least mint | more |",
+        "|---|---:|---:|---:|",
+    ]
+    mint, least_functions = apps["mint"]["by_function"], apps["least_mint"]["by_function"]
+    excess = sorted(mint, key=lambda key: least_functions.get(key, 0) - mint[key])
+    for key in excess[:FUNCTIONS_LISTED]:
+        other = least_functions.get(key, 0)
+        lines.append(f"| {key} | {mint[key]:,.0f} | {other:,.0f} | {mint[key] - other:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="per app, after a warm-up")
+    parser.add_argument("--output", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="trustpub-profile-") as work:
+        results = profile(args.requests, Path(work))
+    print(render(results), flush=True)
+    if args.output is not None:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

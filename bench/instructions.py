@@ -2,11 +2,12 @@
 
 Time on the 2-core machine moves by up to 25 % between runs of the same code, so a part
 of a mint worth less than ~100 us of CPU cannot be weighed in req/s. The number of
-bytecode instructions a request executes does not move between runs: a change that
-removes 500 of them shows as 500 fewer, every time, on any machine. It counts the
-interpreter's work only; what C code does inside one instruction (a signature, json's
-C scanner, a system call) is invisible here, so the CPU columns of the phases stay the
-judge of speed, and this table says where the interpreter's share goes.
+bytecode instructions a request executes moves by a few at most (random ids): a change
+that removes 500 of them shows as 500 fewer, on any machine. It counts the interpreter's
+work only; what C code does inside one instruction (a signature, json's C scanner, a
+dict lookup) is invisible here, so it says where the Python work goes, by module;
+`make profile` (bench/profile.py) counts the machine instructions, and the CPU columns
+of the phases stay the judge of speed.
 
 Each app is called as gunicorn calls it (a WSGI call, in-process: gunicorn's own work
 is the same for all of them and left out), warmed up first; the count is the median

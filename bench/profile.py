@@ -3,11 +3,11 @@
 The bench's req/s and CPU columns move by up to 25 % between runs on the 2-core machine,
 and its bytecode table sees only the interpreter. This counts every user-space machine
 instruction a request executes (valgrind's callgrind): the interpreter, the C code of
-json, base64 and hashing, memory allocation, and the signatures in OpenSSL. The same
-code and inputs give the same count whatever else the machine is doing, so a change
-worth 1 % of a mint shows as 1 %. It leaves out the kernel (system calls, the loopback
-network to Redis) and says nothing about cache misses, locks or waits: under gunicorn
-those cost as much again, which is why the bench stays the judge of speed.
+json, base64 and hashing, memory allocation, and the signatures in OpenSSL. The count
+barely moves between runs whatever else the machine is doing (random ids and hash seeds
+vary it by less than 0.1 %), so a change worth 1 % of a mint shows as 1 %. It leaves out
+the kernel (system calls, the loopback network to Redis) and says nothing about how fast
+each instruction runs (cache misses, locks, waits): the bench stays the judge of speed.
 
 The apps are those of the bytecode table (bench/instructions.py): the HTTP floor app,
 the least mint, trustpub's mint and its introspection, built as `trustpub serve` builds
@@ -137,7 +137,8 @@ def _read(path: Path, requests: int) -> dict[str, Any]:
         label = next((label for part, label in OBJECTS.items() if part in obj), "other")
         by_object[label] += cost
         # callgrind names deeper recursion levels `f'2`, `f'3`: one function to a reader.
-        by_function[f"{function.split(chr(39))[0]} ({Path(obj).name})"] += cost
+        library = Path(obj).name.split(".", 1)[0]  # libpython3, _json, _rust, libc, ...
+        by_function[f"{function.split(chr(39))[0]} ({library})"] += cost
     return {
         "instructions": costs.total() / requests,
         "by_object": {label: cost / requests for label, cost in by_object.most_common()},

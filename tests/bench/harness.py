@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,3 +19,18 @@ _spec.loader.exec_module(sys.modules["trustpub_bench"])
 load = importlib.import_module("trustpub_bench.load")
 run = importlib.import_module("trustpub_bench.run")
 profile = importlib.import_module("trustpub_bench.profile")
+
+
+def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.<module> ARGS` from the repository's root, as `make` runs it; a
+    non-zero exit fails the test with everything the run printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=_ROOT.parent,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

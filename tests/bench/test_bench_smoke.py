@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .harness import run_bench_module
+
 PHASES = {
     "http_floor",
     "least_mint",
@@ -39,16 +38,8 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert shutil.which("wrk"), "wrk is not installed: run `make wrk` (make test does)"
     output = tmp_path / "results.json"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    result = run_bench_module("run", "--smoke", "--output", str(output))
 
-    assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(output.read_text())
     assert set(results["phases"]) == PHASES
     for name, phase in results["phases"].items():

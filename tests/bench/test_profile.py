@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .harness import profile
+from .harness import profile, run_bench_module
 
 self_costs = profile.self_costs
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # A profile as callgrind writes it: names given once as "(id) name", referred to by id
 # after; the cost line after calls= is the callee's inclusive cost.
@@ -67,16 +63,8 @@ def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
     assert shutil.which("valgrind"), "valgrind is not installed: run `make valgrind`"
     output = tmp_path / "profile.json"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.profile", "--requests", "3", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    result = run_bench_module("profile", "--requests", "3", "--output", str(output))
 
-    assert result.returncode == 0, result.stdout + result.stderr
     apps = json.loads(output.read_text())["apps"]
     assert set(apps) == {"http_floor", "least_mint", "mint", "introspect"}
     # The requests were counted, and only they: a mint verifies an RS256 signature and

@@ -347,7 +347,8 @@ class Bench:
                 check=False,
             )
         if done.returncode != 0:
-            raise RuntimeError(f"{argv[-1]} failed:\n{log.read_text()[-3000:]}")
+            module = argv[argv.index("-m") + 1]
+            raise RuntimeError(f"{module} failed:\n{log.read_text()[-3000:]}")
         return done.stdout
 
     def count_instructions(self, policies: Path, upload_token: str) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         line = super().formatMessage(record)
         fields = _fields(record)
-        return line if fields is None else f"{line} {json.dumps(fields, ensure_ascii=False)}"
+        return line if fields is None else f"{line} {_LINE_JSON.encode(fields)}"
 
 
 class JsonLinesHandler(logging.StreamHandler[TextIO]):

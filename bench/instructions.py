@@ -33,6 +33,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 WARM_UP_REQUESTS = 5
+# The apps counted (keys of `workloads`, in the order tables list them) and their labels.
+APPS = {
+    "http_floor": "HTTP floor app",
+    "least_mint": "least mint",
+    "mint": "mint",
+    "introspect": "introspection",
+}
 
 WSGICall = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

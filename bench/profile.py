@@ -31,15 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .instructions import WARM_UP_REQUESTS, WSGICall, call, workloads
+from .instructions import APPS, WARM_UP_REQUESTS, WSGICall, call, workloads
 
-PROFILED = ("http_floor", "least_mint", "mint", "introspect")
-LABELS = {
-    "http_floor": "HTTP floor app",
-    "least_mint": "least mint",
-    "mint": "mint",
-    "introspect": "introspection",
-}
 # Shared objects whose instructions are shown as their own column; the rest is "other".
 OBJECTS = {
     "libpython3": "Python runtime",
@@ -55,7 +48,7 @@ def worker(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     requests = int(spec["requests"])
     loads = workloads(spec)
-    for name in PROFILED:
+    for name in APPS:
         app, environs = loads[name]
         for _ in range(WARM_UP_REQUESTS):
             call(app, next(environs))
@@ -138,7 +131,8 @@ def _read(path: Path, requests: int) -> dict[str, Any]:
         by_object[label] += cost
         # callgrind names deeper recursion levels `f'2`, `f'3`: one function to a reader.
         library = Path(obj).name.split(".", 1)[0]  # libpython3, _json, _rust, libc, ...
-        by_function[f"{function.split(chr(39))[0]} ({library})"] += cost
+        base_name = function.split("'")[0]
+        by_function[f"{base_name} ({library})"] += cost
     return {
         "instructions": costs.total() / requests,
         "by_object": {label: cost / requests for label, cost in by_object.most_common()},
@@ -177,7 +171,7 @@ def profile(requests: int, work: Path) -> dict[str, Any]:
         "requests": requests,
         "apps": {
             name: _read(Path(f"{out}.{index}"), requests)
-            for index, name in enumerate(PROFILED, start=1)
+            for index, name in enumerate(APPS, start=1)
         },
     }
 
@@ -193,11 +187,11 @@ def render(results: dict[str, Any]) -> str:
         "| app | instructions | vs least mint | " + " | ".join(columns) + " |",
         "|---|---:|---:|" + "---:|" * len(columns),
     ]
-    for name in PROFILED:
+    for name, label in APPS.items():
         app = apps[name]
         shares = " | ".join(f"{app['by_object'].get(column, 0):,.0f}" for column in columns)
         lines.append(
-            f"| {LABELS[name]} | {app['instructions']:,.0f} | "
+            f"| {label} | {app['instructions']:,.0f} | "
             f"{app['instructions'] / least:.2f}x | {shares} |"
         )
     lines += [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .instructions import APPS
+
 # The targets on the 2-core machine.
 MINT_THROUGHPUT_RATIO = 0.70
 INTROSPECT_THROUGHPUT_RATIO = 0.85
@@ -271,12 +273,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-INSTRUCTION_ROWS = (
-    ("HTTP floor app", "http_floor"),
-    ("least mint", "least_mint"),
-    ("mint", "mint"),
-    ("introspection", "introspect"),
-)
 MODULES_LISTED = 12
 
 
@@ -287,7 +283,7 @@ def _instruction_lines(counted: dict[str, Any]) -> list[str]:
         "| bytecode instructions | vs least mint |",
         "|---|---:|---:|",
     ]
-    for label, key in INSTRUCTION_ROWS:
+    for key, label in APPS.items():
         count = counted[key]["instructions"]
         lines.append(f"| {label} | {count:,.0f} | {count / least:.2f}x |")
     modules = counted["mint"]["by_module"]

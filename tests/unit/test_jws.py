@@ -528,3 +528,25 @@ def test_signature_segment_decodes_as_base64_does_for_every_length_and_last_char
     # Both sides of the rule were reached.
     assert decoded > 50
     assert refused > 50
+
+
+def test_segments_accept_exactly_the_url_safe_alphabet() -> None:
+    # Every ASCII character (tokens are ASCII-checked first; "." splits segments) in
+    # the middle of a segment whose length needs no padding: decoded as base64 decodes
+    # it if it belongs to base64url, refused otherwise, whatever base64 would skip or read.
+    header, claims = segment({"alg": "RS256"}), segment({"iss": ISSUER})
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    refused = 0
+    for character in map(chr, range(128)):
+        if character == ".":
+            continue
+        signature = f"QUJD{character}QUJ"
+        token = f"{header}.{claims}.{signature}"
+        if character in alphabet:
+            expected = base64.urlsafe_b64decode(signature)
+            assert parse_compact_jws(token).signature == expected, repr(character)
+        else:
+            with pytest.raises(InvalidPayload, match="signature is not base64url"):
+                parse_compact_jws(token)
+            refused += 1
+    assert refused == 128 - 1 - len(alphabet)

@@ -13,9 +13,10 @@ The apps are those of the bytecode table (bench/instructions.py): the HTTP floor
 the least mint, trustpub's mint and its introspection, built as `trustpub serve` builds
 the service and called as gunicorn calls them. Each one is warmed up, then its requests
 run inside `sys.call_tracing`, the one call callgrind is told to collect (and to dump a
-profile after), so start-up and warm-up are not counted.
+profile after), so start-up and warm-up are not counted. The mint is then counted again
+with parts of it switched off (bench/parts.py): what each part costs.
 
-    python -m bench.profile [--requests N] [--output profile.json]
+    python -m bench.profile [--requests N] [--part-requests N] [--output profile.json]
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .instructions import APPS, WARM_UP_REQUESTS, WSGICall, call, workloads
+from .instructions import APPS, WARM_UP_REQUESTS, WSGICall, call, tokens_needed, workloads
+from .parts import VARIANTS, switched_off, variant_label
 
 # Shared objects whose instructions are shown as their own column; the rest is "other".
 OBJECTS = {
@@ -44,16 +46,23 @@ FUNCTIONS_LISTED = 15
 
 
 def worker(spec_path: str) -> None:
-    """Inside valgrind: each app warmed up, then its requests inside sys.call_tracing."""
+    """Inside valgrind: each app warmed up, then its requests inside sys.call_tracing;
+    then the mint again, once per variant with some of its parts switched off."""
     spec = json.loads(Path(spec_path).read_text())
-    requests = int(spec["requests"])
     loads = workloads(spec)
     for name in APPS:
-        app, environs = loads[name]
-        for _ in range(WARM_UP_REQUESTS):
-            call(app, next(environs))
-        prepared = [next(environs) for _ in range(requests)]
-        sys.call_tracing(_serve, (app, prepared))
+        _count(*loads[name], int(spec["requests"]))
+    mint, environs = loads["mint"]
+    for variant in VARIANTS:
+        with switched_off(mint, variant):
+            _count(mint, environs, int(spec["part_requests"]))
+
+
+def _count(app: WSGICall, environs: Iterator[dict[str, Any]], requests: int) -> None:
+    for _ in range(WARM_UP_REQUESTS):
+        call(app, next(environs))
+    prepared = [next(environs) for _ in range(requests)]
+    sys.call_tracing(_serve, (app, prepared))
 
 
 def _serve(app: WSGICall, environs: list[dict[str, Any]]) -> None:
@@ -140,7 +149,7 @@ def _read(path: Path, requests: int) -> dict[str, Any]:
     }
 
 
-def profile(requests: int, work: Path) -> dict[str, Any]:
+def profile(requests: int, part_requests: int, work: Path) -> dict[str, Any]:
     from .run import SMOKE, Bench
 
     valgrind = shutil.which("valgrind")
@@ -149,7 +158,9 @@ def profile(requests: int, work: Path) -> dict[str, Any]:
     bench = Bench(SMOKE, work)
     try:
         bench.start()
-        spec = bench.workload_spec(requests, bench.upload_token(int(time.time())))
+        extra_mints = len(VARIANTS) * tokens_needed(part_requests)
+        spec = bench.workload_spec(requests, bench.upload_token(int(time.time())), extra_mints)
+        spec["part_requests"] = part_requests
         out = work / "callgrind.out"
         argv = [
             valgrind,
@@ -166,12 +177,17 @@ def profile(requests: int, work: Path) -> dict[str, Any]:
         bench.run_counter(argv, spec, bench.write_policies(10))
     finally:
         bench.close()
-    # One dump per sys.call_tracing, in the order the worker ran the apps.
+    # One dump per sys.call_tracing, in the order the worker ran the apps, then variants.
     return {
         "requests": requests,
         "apps": {
             name: _read(Path(f"{out}.{index}"), requests)
             for index, name in enumerate(APPS, start=1)
+        },
+        "part_requests": part_requests,
+        "mint_without": {
+            variant: _read(Path(f"{out}.{index}"), part_requests)
+            for index, variant in enumerate(VARIANTS, start=len(APPS) + 1)
         },
     }
 
@@ -206,12 +222,33 @@ def render(results: dict[str, Any]) -> str:
     for key in excess[:FUNCTIONS_LISTED]:
         other = least_functions.get(key, 0)
         lines.append(f"| {key} | {mint[key]:,.0f} | {other:,.0f} | {mint[key] - other:,.0f} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_render_parts(results)])
+
+
+def _render_parts(results: dict[str, Any]) -> list[str]:
+    variants = results["mint_without"]
+    whole = variants["nothing"]["instructions"]
+    least = results["apps"]["least_mint"]["instructions"]
+    lines = [
+        f"The mint with parts switched off ({results['part_requests']} requests each; "
+        "bench/parts.py):",
+        "",
+        "| mint without | instructions | saved | above the least mint |",
+        "|---|---:|---:|---:|",
+    ]
+    for variant, counted in variants.items():
+        count = counted["instructions"]
+        saved, above = whole - count, count - least
+        lines.append(f"| {variant_label(variant)} | {count:,.0f} | {saved:,.0f} | {above:,.0f} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="per app, after a warm-up")
+    parser.add_argument(
+        "--part-requests", type=int, default=50, help="per mint variant (parts switched off)"
+    )
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker)
         return 0
     with tempfile.TemporaryDirectory(prefix="trustpub-profile-") as work:
-        results = profile(args.requests, Path(work))
+        results = profile(args.requests, args.part_requests, Path(work))
     print(render(results), flush=True)
     if args.output is not None:
         args.output.write_text(json.dumps(results, indent=2) + "\n")

@@ -315,11 +315,15 @@ class Bench:
         ]
         return self._service("least-mint", argv, self.base_env()), f"http://127.0.0.1:{port}"
 
-    def workload_spec(self, requests: int, upload_token: str) -> dict[str, Any]:
-        """What bench/instructions.py needs to build its apps and their requests."""
+    def workload_spec(
+        self, requests: int, upload_token: str, extra_mints: int = 0
+    ) -> dict[str, Any]:
+        """What bench/instructions.py needs to build its apps and their requests
+        (`extra_mints`: tokens for that many more mints, after the counted ones)."""
+        mints = tokens_needed(requests) + extra_mints
         return {
             "requests": requests,
-            "mint_tokens": self.tokens.many(tokens_needed(requests), int(time.time())),
+            "mint_tokens": self.tokens.many(mints, int(time.time())),
             "upload_token": upload_token,
             "authorization": self.introspect_auth[1],
             "public_key": str(self.issuer_public_key_file()),

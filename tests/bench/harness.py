@@ -19,6 +19,7 @@ _spec.loader.exec_module(sys.modules["trustpub_bench"])
 load = importlib.import_module("trustpub_bench.load")
 run = importlib.import_module("trustpub_bench.run")
 profile = importlib.import_module("trustpub_bench.profile")
+parts = importlib.import_module("trustpub_bench.parts")
 
 
 def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:

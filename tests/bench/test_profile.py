@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import profile, run_bench_module
+from .harness import parts, profile, run_bench_module
 
 self_costs = profile.self_costs
 
@@ -63,9 +63,12 @@ def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
     assert shutil.which("valgrind"), "valgrind is not installed: run `make valgrind`"
     output = tmp_path / "profile.json"
 
-    result = run_bench_module("profile", "--requests", "3", "--output", str(output))
+    result = run_bench_module(
+        "profile", "--requests", "3", "--part-requests", "3", "--output", str(output)
+    )
 
-    apps = json.loads(output.read_text())["apps"]
+    results = json.loads(output.read_text())
+    apps = results["apps"]
     assert set(apps) == {"http_floor", "least_mint", "mint", "introspect"}
     # The requests were counted, and only they: a mint verifies an RS256 signature and
     # signs with Ed25519 (~800,000 instructions in OpenSSL), the floor app signs nothing.
@@ -77,3 +80,11 @@ def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
         assert sum(app["by_object"].values()) == pytest.approx(app["instructions"])
     assert "| mint |" in result.stdout
     assert "Where the mint's instructions exceed the least mint's" in result.stdout
+    # Every variant was counted, and each part switched off saves instructions (the
+    # smallest, the rate limits, ~19,000 of ~1,950,000).
+    counted = {name: variant["instructions"] for name, variant in results["mint_without"].items()}
+    assert list(counted) == list(parts.VARIANTS)
+    for part in parts.PARTS:
+        assert counted[part] < counted["nothing"] - 5_000, part
+    assert counted["core"] < counted["optional"] < counted["nothing"]
+    assert "| nothing (the whole mint) |" in result.stdout

@@ -90,8 +90,9 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     # Writes must reach a replica (WAIT), so they fail closed until the other replica
     # follows the new master: seen 0.01-2.3 s after the promotion.
     follow_seconds = topology.wait_for_an_online_replica()
-    # Every request sent from then on succeeds (with a moment for the other sentinels to
-    # agree with the one asked); those already waiting may still fail.
+    # Every request sent from then on succeeds (with a moment for requests on their way:
+    # every sentinel names the new master, which replicates writes); those already
+    # waiting may still fail.
     settled_at = time.monotonic() + 0.5
     time.sleep(0.5 + 2.0)
     stop.set()

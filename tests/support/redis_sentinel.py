@@ -61,10 +61,22 @@ class SentinelTopology:
             self._wait(lambda: client.execute_command("WAIT", count, 100) >= count, "replication")
 
     def wait_for_promotion(self, timeout: float = 20.0) -> float:
-        """Seconds until the sentinels name one of the replicas as master."""
+        """Seconds until every sentinel names the same one of the replicas as master: a
+        client asks whichever sentinel answers first."""
         started = time.monotonic()
         ports = {replica.port for replica in self.replicas}
-        self._wait(lambda: self.master_port() in ports, "promotion", timeout)
+
+        def promoted() -> bool:
+            named = set()
+            for sentinel in self.sentinels:
+                with sentinel.client() as client:
+                    reply = client.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
+                    )
+                named.add(int(reply[1]))
+            return len(named) == 1 and named <= ports
+
+        self._wait(promoted, "promotion", timeout)
         return time.monotonic() - started
 
     def wait_for_an_online_replica(self, timeout: float = 30.0) -> float:
@@ -74,7 +86,10 @@ class SentinelTopology:
         servers = {server.port: server for server in (self.master, *self.replicas)}
 
         def acknowledged() -> bool:
+            # A write of this connection's own: WAIT after none counts a replica that is
+            # connected but still loading a full copy, which acknowledges nothing new yet.
             with servers[self.master_port()].client() as client:
+                client.set("trustpub-test:replication-probe", "1")
                 return int(client.execute_command("WAIT", 1, 100)) >= 1
 
         self._wait(acknowledged, "a replica of the new master", timeout)

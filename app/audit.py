@@ -78,15 +78,18 @@ class AuditTrail:
     def prepare(self, action: str, actor: str, **fields: str | None) -> dict[str, str]:
         """The record, not yet stored: for a store that appends it itself (the mint's
         record goes into the replay claim, in the same round trip)."""
-        unknown = set(fields) - FIELDS
-        if unknown:
-            raise ValueError(f"audit fields {sorted(unknown)} are not allowed")
+        if not FIELDS.issuperset(fields):
+            raise ValueError(f"audit fields {sorted(set(fields) - FIELDS)} are not allowed")
         entry = {"action": action, "actor": actor, "at": str(int(self.clock()))}
         # The request that caused it: joins the record to log lines and to the
         # X-Request-ID the caller (CI job, index, maintainer) saw.
         if (request_id := REQUEST_ID.get()) != "-":
             entry["request_id"] = request_id
-        entry.update({key: _storable(value) for key, value in fields.items() if value is not None})
+        present = {key: value for key, value in fields.items() if value is not None}
+        # Nearly always ASCII: checked in one pass before any value is rewritten.
+        if not all(map(str.isascii, present.values())):
+            present = {key: _storable(value) for key, value in present.items()}
+        entry.update(present)
         return entry
 
     def log(self, entry: Mapping[str, str]) -> None:

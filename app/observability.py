@@ -5,7 +5,6 @@ logged it, so a log line, an audit record and a client's error report can be joi
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
 import secrets
@@ -15,14 +14,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from app.json_text import compact
+
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # A log record's structured fields (`log.info("audit", extra={FIELDS_KEY: {...}})`): a JSON
 # line carries them as one object, a text line as JSON after the message. Encoded once,
 # by the formatter, rather than as JSON text inside the JSON line's message.
 FIELDS_KEY = "fields"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-# Made once: json.dumps with any option builds a new encoder on every call.
-_LINE_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def request_id_from(header: str | None) -> str:
@@ -78,7 +77,7 @@ def json_line(
         entry[FIELDS_KEY] = fields
     if exception is not None:
         entry["exception"] = exception
-    return _LINE_JSON.encode(entry)
+    return compact(entry).decode()
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
@@ -91,7 +90,7 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         line = super().formatMessage(record)
         fields = _fields(record)
-        return line if fields is None else f"{line} {_LINE_JSON.encode(fields)}"
+        return line if fields is None else f"{line} {compact(fields).decode()}"
 
 
 class JsonLinesHandler(logging.StreamHandler[TextIO]):

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 from werkzeug.http import HTTP_STATUS_CODES
 
+from app.json_text import compact_ascii
+
 JSON_TYPE = "application/json"
-# Made once: json.dumps with any option builds a new encoder on every call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def json_body(document: object) -> bytes:
-    """Byte for byte what Flask's `jsonify` writes (compact, key order kept, newline)."""
-    return (_COMPACT_JSON.encode(document) + "\n").encode()
+    """Byte for byte what Flask's `jsonify` writes (compact, key order kept, non-ASCII
+    escaped, newline) for documents without floats; no answer has one."""
+    return compact_ascii(document) + b"\n"
 
 
 def status_line(status: int) -> str:

@@ -16,7 +16,6 @@ Keys (all under the `trustpub:` prefix):
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from app.errors import ConfigurationError, StoreUnavailable
+from app.json_text import compact
 from app.metrics import labelled, metrics
 from app.stores.base import (
     AuditRecord,
@@ -37,7 +37,7 @@ from app.stores.base import (
     RevocationState,
     StoredRegistration,
 )
-from app.stores.redis_connections import Command, Script, ThreadConnections
+from app.stores.redis_connections import Argument, Command, Script, ThreadConnections
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
 # timeouts and a single retry (for a connection kept idle that the server closed).
@@ -299,9 +299,9 @@ class RedisStore:
     def claim_once(
         self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
     ) -> ClaimResult:
-        args: list[str | int] = [max(1, ttl_seconds), secrets.token_hex(8), self._audit_max_length]
+        args: list[Argument] = [max(1, ttl_seconds), secrets.token_hex(8), self._audit_max_length]
         if audit:
-            args.append(json.dumps(list(audit.items())))
+            args.append(compact(list(audit.items())))
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
@@ -445,7 +445,7 @@ class RedisStore:
         return found
 
     def _write(
-        self, name: str, script: Script, keys: Sequence[str], args: Sequence[str | int]
+        self, name: str, script: Script, keys: Sequence[str], args: Sequence[Argument]
     ) -> Any:
         """The script's reply, acknowledged only once `min_replicas` replicas have it."""
         reply, *acknowledged = self._run(name, script, keys, args, self._replicated)
@@ -458,7 +458,7 @@ class RedisStore:
         name: str,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[Argument],
         then: Sequence[Command] = (),
     ) -> list[Any]:
         replies: list[Any] = self._fail_closed(

@@ -22,7 +22,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-Command = Sequence[str | bytes | int]
+Argument = str | bytes | int
+Command = Sequence[Argument]
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class Script:
             self, "sha", hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
         )
 
-    def by_sha(self, keys: Sequence[str], args: Sequence[str | int]) -> Command:
+    def by_sha(self, keys: Sequence[str], args: Sequence[Argument]) -> Command:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    def whole(self, keys: Sequence[str], args: Sequence[str | int]) -> Command:
+    def whole(self, keys: Sequence[str], args: Sequence[Argument]) -> Command:
         return ("EVAL", self.source, len(keys), *keys, *args)
 
 
@@ -96,7 +97,7 @@ class ThreadConnections:
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[Argument],
         then: Sequence[Command] = (),
     ) -> list[Any]:
         """The script's reply followed by the replies of `then`, in one round trip

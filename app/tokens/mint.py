@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from app.json_text import compact
 from app.tokens.keys import KeyRing, SigningKey
 
 # Distinct from any CI token's `typ` (RFC 8725 §3.11): an upload token is never
@@ -91,7 +92,7 @@ def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> 
     minting needs none of it: the header is fixed per key and computed once, the claims
     are plain JSON. tests/unit/test_mint_encoding.py holds it to PyJWT's output.
     """
-    payload = _COMPACT_JSON.encode(claims).encode("utf-8")
+    payload = compact(claims)
     signing_input = _protected_header(key.algorithm, key.kid, typ) + b"." + _b64url(payload)
     signature = _sign(key, signing_input)
     return (signing_input + b"." + _b64url(signature)).decode("ascii")
@@ -108,8 +109,6 @@ def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-# Made once: json.dumps with any option builds a new encoder on every call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
 _ECDSA_SHA256 = ec.ECDSA(_SHA256)

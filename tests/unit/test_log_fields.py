@@ -31,7 +31,7 @@ FIELDS = {
 }
 # The moment of each line, in the JSON and in the text format: two writes differ there.
 _TIMES = (
-    (re.compile(r'"time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"'), '"time": "T"'),
+    (re.compile(r'"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"'), '"time":"T"'),
     (re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "), "T "),
 )
 

@@ -25,7 +25,7 @@ def compact(value: object) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return _ESCAPED.encode(value).encode("ascii")
+        return _escaped(value)
 
 
 def compact_ascii(value: object) -> bytes:
@@ -34,8 +34,10 @@ def compact_ascii(value: object) -> bytes:
     try:
         encoded = orjson.dumps(value)
     except orjson.JSONEncodeError:
-        encoded = b"\x80"  # not ASCII: the standard library's way below
+        return _escaped(value)
     # orjson escapes what the standard library escapes in ASCII, except DEL.
-    if encoded.isascii() and b"\x7f" not in encoded:
-        return encoded
+    return encoded if encoded.isascii() and b"\x7f" not in encoded else _escaped(value)
+
+
+def _escaped(value: object) -> bytes:
     return _ESCAPED.encode(value).encode("ascii")

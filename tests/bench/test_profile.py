@@ -81,7 +81,7 @@ def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
     assert "| mint |" in result.stdout
     assert "Where the mint's instructions exceed the least mint's" in result.stdout
     # Every variant was counted, and each part switched off saves instructions (the
-    # smallest, the rate limits, ~19,000 of ~1,950,000).
+    # smallest, the rate limits, ~19,000 of ~1,730,000).
     counted = {name: variant["instructions"] for name, variant in results["mint_without"].items()}
     assert list(counted) == list(parts.VARIANTS)
     for part in parts.PARTS:

@@ -86,8 +86,8 @@ class SentinelTopology:
         servers = {server.port: server for server in (self.master, *self.replicas)}
 
         def acknowledged() -> bool:
-            # A write of this connection's own: WAIT after none counts a replica that is
-            # connected but still loading a full copy, which acknowledges nothing new yet.
+            # A write of this connection's own, acknowledged: WAIT after no write returns
+            # at once with every replica the master lists online, acknowledged or not.
             with servers[self.master_port()].client() as client:
                 client.set("trustpub-test:replication-probe", "1")
                 return int(client.execute_command("WAIT", 1, 100)) >= 1

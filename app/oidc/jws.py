@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -43,8 +43,9 @@ class ParsedToken:
 
     header: Mapping[str, Any]
     claims: Mapping[str, Any]
-    signing_input: bytes
-    signature: bytes
+    # The token itself, in two parts: never in a repr (no token in logs).
+    signing_input: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,9 @@ class VerifiedIdentity:
     expires_at: int
     issued_at: int
     jti: str | None
-    # The bytes the issuer signed (header.payload).
-    signed: bytes
+    # The bytes the issuer signed (header.payload): the token but for its signature, so
+    # kept out of the repr, which a traceback or a debug log line could carry.
+    signed: bytes = field(repr=False)
 
     @property
     def signed_digest(self) -> str:

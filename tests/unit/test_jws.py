@@ -550,3 +550,11 @@ def test_segments_accept_exactly_the_url_safe_alphabet() -> None:
                 parse_compact_jws(token)
             refused += 1
     assert refused == 128 - 1 - len(alphabet)
+
+
+def test_a_parsed_token_keeps_the_token_out_of_its_repr() -> None:
+    parsed = parse_compact_jws(compact())
+
+    assert HEADER not in repr(parsed)
+    assert SIGNATURE not in repr(parsed)
+    assert repr(parsed).startswith("ParsedToken(header=")

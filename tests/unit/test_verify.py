@@ -483,6 +483,14 @@ def test_the_signed_digest_keeps_its_derivation() -> None:
     assert fixed.signed_digest == "a2ac19676f081b1e5770abbe8d9d90c0"  # BLAKE2b, 16 bytes
 
 
+def test_a_verified_identity_keeps_the_token_out_of_its_repr() -> None:
+    token = make_token()
+    identity = verify_identity_token(token, trusted(), AUDIENCE, NOW)
+
+    assert token.split(".")[0] not in repr(identity)
+    assert "signed=" not in repr(identity)
+
+
 # -- provider kill switch ------------------------------------------------------------
 
 

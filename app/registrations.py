@@ -126,21 +126,27 @@ class LivePublishers(PublisherRegistry):
         return len(self.current().registry)
 
     def explain(self, claims: ProviderClaims) -> tuple[PublisherReport, ...]:
-        snapshot = self.current()
+        return self._explain(self.current(), claims)
+
+    def _explain(
+        self, snapshot: PublisherSnapshot, claims: ProviderClaims
+    ) -> tuple[PublisherReport, ...]:
+        reports = snapshot.registry.explain(claims)
+        if not snapshot.registered:  # policy files only: nothing expires
+            return reports
         now = self._clock()
-        return tuple(
-            report
-            for report in snapshot.registry.explain(claims)
-            if not _expired(snapshot, report.publisher, now)
-        )
+        return tuple(report for report in reports if not _expired(snapshot, report.publisher, now))
 
     def match(self, claims: ProviderClaims) -> PublisherMatch:
         """As `PublisherRegistry.match`, but a pending publisher whose project exists
         now is no candidate; if only such publishers match: invalid-pending-publisher."""
         snapshot = self.current()
+        reports = self._explain(snapshot, claims)
+        if not snapshot.registered:  # policy files only: nothing is pending
+            return choose(claims, reports)
         usable: list[PublisherReport] = []
         clashing: list[PublisherReport] = []
-        for report in self.explain(claims):
+        for report in reports:
             pending = pending_registration(snapshot, report.publisher)
             if pending is not None and pending.project in snapshot.existing:
                 clashing.append(report)

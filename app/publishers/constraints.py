@@ -17,6 +17,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from app.publishers.model import ClaimCheck
@@ -40,7 +41,7 @@ class Glob:
         if problem is not None:
             raise ValueError(f"{self.text!r} is not a valid pattern: {problem}")
 
-    @property
+    @cached_property
     def is_exact(self) -> bool:
         return not WILDCARDS.intersection(self.text)
 
@@ -118,9 +119,11 @@ class MatchesAny:
 
     def check(self, received: str | None) -> ClaimCheck:
         ok = received is not None and any(p.matches(received) for p in self.patterns)
-        return ClaimCheck(self.claim, self._expected(), received, ok)
+        return ClaimCheck(self.claim, self._expected, received, ok)
 
+    @cached_property
     def _expected(self) -> str:
+        # The same for every token: written once, on the first check.
         listed = ", ".join(repr(p.text) for p in self.patterns)
         if all(p.is_exact for p in self.patterns):
             return listed if len(self.patterns) == 1 else f"one of {listed}"
@@ -139,9 +142,12 @@ class OneOf:
         return f"{self.claim}=" + "|".join(sorted(self.values))
 
     def check(self, received: str | None) -> ClaimCheck:
+        return ClaimCheck(self.claim, self._expected, received, received in self.values)
+
+    @cached_property
+    def _expected(self) -> str:
         listed = ", ".join(repr(value) for value in self.values)
-        expected = listed if len(self.values) == 1 else f"one of {listed}"
-        return ClaimCheck(self.claim, expected, received, received in self.values)
+        return listed if len(self.values) == 1 else f"one of {listed}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
@@ -107,9 +108,12 @@ class ReusableWorkflowRule:
             and split[1] == self.file
             and self.ref.matches(split[2])
         )
+        return ClaimCheck(self.claim, self._expected, received, ok)
+
+    @cached_property
+    def _expected(self) -> str:
         how = "matching" if not self.ref.is_exact else "equal to"
-        expected = f"{how} {self.text!r} (repository ignoring case)"
-        return ClaimCheck(self.claim, expected, received, ok)
+        return f"{how} {self.text!r} (repository ignoring case)"
 
 
 def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
@@ -183,22 +187,23 @@ class GitHubPublisher:
     def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:
         if not isinstance(claims, GitHubClaims):
             return (ClaimCheck("iss", "a GitHub Actions token", claims.issuer, False),)
+        expected = self._expected
         checks = [
             ClaimCheck(
                 "repository",
-                f"{self.repository!r} (any case)",
+                expected.repository,
                 claims.repository,
-                claims.repository.lower() == self.repository.lower(),
+                claims.repository.lower() == expected.lookup_key,
             ),
             ClaimCheck(
                 "repository_owner_id",
-                repr(self.repository_owner_id),
+                expected.repository_owner_id,
                 claims.repository_owner_id,
                 claims.repository_owner_id == self.repository_owner_id,
             ),
             ClaimCheck(
                 "workflow_ref",
-                f"workflow file {self.workflow!r}",
+                expected.workflow,
                 claims.workflow,
                 claims.workflow == self.workflow,
             ),
@@ -207,7 +212,7 @@ class GitHubPublisher:
             checks.append(
                 ClaimCheck(
                     "repository_id",
-                    repr(self.repository_id),
+                    expected.repository_id,
                     claims.repository_id,
                     claims.repository_id == self.repository_id,
                 )
@@ -217,14 +222,37 @@ class GitHubPublisher:
             checks.append(
                 ClaimCheck(
                     "environment",
-                    f"{self.environment!r} (any case)",
+                    expected.environment,
                     claims.environment,
                     claims.environment is not None
                     and _same_environment(claims.environment, self.environment),
                 )
             )
-        checks.extend(check_rules(self.rules, claims.values))
+        if self.rules:
+            checks.extend(check_rules(self.rules, claims.values))
         return tuple(checks)
+
+    @cached_property
+    def _expected(self) -> _Expected:
+        # What each check expects, in words: the same for every token, so written once,
+        # on the first token that reaches this publisher.
+        return _Expected(
+            lookup_key=self.lookup_key,
+            repository=f"{self.repository!r} (any case)",
+            repository_owner_id=repr(self.repository_owner_id),
+            workflow=f"workflow file {self.workflow!r}",
+            repository_id=repr(self.repository_id),
+            environment=f"{self.environment!r} (any case)",
+        )
+
+
+class _Expected(NamedTuple):
+    lookup_key: str
+    repository: str
+    repository_owner_id: str
+    workflow: str
+    repository_id: str
+    environment: str
 
 
 class GitHubProvider:
@@ -301,24 +329,24 @@ def _workflow_file(repository: str, workflow_ref: str) -> str:
     owns the publisher), a path below workflows/, a second `@` (`release.yml@x.yml@ref`),
     an empty ref, or a file that is not YAML.
     """
+    prefix = repository + _WORKFLOWS_DIR
+    if workflow_ref.startswith(prefix):
+        file_name, at, ref = workflow_ref[len(prefix) :].partition("@")
+        if at and ref and "@" not in ref and _WORKFLOW_FILE.fullmatch(file_name):
+            return file_name
     expected = f"{repository}/.github/workflows/<file>.yml@<ref>"
-    prefix = f"{repository}/.github/workflows/"
-    _require(workflow_ref.startswith(prefix), "workflow_ref", expected, workflow_ref)
-    file_name, at, ref = workflow_ref[len(prefix) :].partition("@")
-    _require(
-        at == "@" and bool(ref) and "@" not in ref and bool(_WORKFLOW_FILE.fullmatch(file_name)),
-        "workflow_ref",
-        expected,
-        workflow_ref,
-    )
-    return file_name
+    raise _malformed("workflow_ref", expected, workflow_ref)
 
 
 def _require(condition: object, claim: str, expected: str, received: str) -> None:
     if not condition:
-        raise InvalidPublisher(
-            f"token claim {claim!r} is malformed", (ClaimMismatch(claim, expected, received),)
-        )
+        raise _malformed(claim, expected, received)
+
+
+def _malformed(claim: str, expected: str, received: str) -> InvalidPublisher:
+    return InvalidPublisher(
+        f"token claim {claim!r} is malformed", (ClaimMismatch(claim, expected, received),)
+    )
 
 
 def _same_environment(received: str, expected: str) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import NamedTuple
 
 from app.errors import InvalidPublisher
 from app.publishers.model import ClaimCheck, ProviderClaims, Publisher, failed
@@ -20,8 +22,7 @@ class PublisherMatch:
     projects: frozenset[str]
 
 
-@dataclass(frozen=True)
-class PublisherReport:
+class PublisherReport(NamedTuple):
     """How one candidate publisher judged a token: every check, passed or not."""
 
     publisher: Publisher
@@ -29,7 +30,10 @@ class PublisherReport:
 
     @property
     def matches(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return all(map(_passed, self.checks))
+
+
+_passed = attrgetter("ok")
 
 
 class PublisherRegistry:
@@ -71,6 +75,8 @@ def choose(claims: ProviderClaims, reports: Sequence[PublisherReport]) -> Publis
         # repository: enough to fix a typo, and nothing about other projects.
         closest = min(reports, key=lambda report: len(failed(report.checks)))
         raise InvalidPublisher("no trusted publisher matches this token", failed(closest.checks))
+    if len(matching) == 1:  # the common case: one publisher per repository and workflow
+        return PublisherMatch(publishers=(matching[0],), projects=matching[0].projects)
     best = max(publisher.specificity for publisher in matching)
     winners = tuple(p for p in matching if p.specificity == best)
     return PublisherMatch(

@@ -373,6 +373,26 @@ def test_every_failing_check_is_reported() -> None:
     }
 
 
+def test_a_publisher_judges_each_token_on_its_own_claims() -> None:
+    # What a check expects is written once per publisher; what it received and whether
+    # it passed must come from each token, in any order of passing and failing tokens.
+    pinned = publisher(repository_id="74", environment="pypi")
+    tokens = [
+        ({}, ()),
+        (
+            {"environment": "staging"},
+            (ClaimMismatch("environment", "'pypi' (any case)", "staging"),),
+        ),
+        ({}, ()),
+        ({"repository_id": "75"}, (ClaimMismatch("repository_id", "'74'", "75"),)),
+        ({"environment": "PyPI"}, ()),
+    ]
+
+    for overrides, mismatches in tokens:
+        assert pinned.mismatches(parse(**overrides)) == mismatches
+    assert publisher(environment="prod").mismatches(parse(environment="prod")) == ()
+
+
 def test_claims_of_another_provider_never_match() -> None:
     foreign = ProviderClaims(issuer="https://gitlab.com", lookup_key="octo-org/demo", identity={})
 

@@ -71,13 +71,14 @@ class AuditTrail:
     clock: Callable[[], float]
 
     def record(self, action: str, actor: str, **fields: str | None) -> None:
-        entry = self.prepare(action, actor, **fields)
+        entry = self.prepare(action, actor, fields)
         self.store.append_audit(entry)
         self.log(entry)
 
-    def prepare(self, action: str, actor: str, **fields: str | None) -> dict[str, str]:
+    def prepare(self, action: str, actor: str, fields: Mapping[str, str | None]) -> dict[str, str]:
         """The record, not yet stored: for a store that appends it itself (the mint's
-        record goes into the replay claim, in the same round trip)."""
+        record goes into the replay claim, in the same round trip). A field whose value
+        is None is left out."""
         if not FIELDS.issuperset(fields):
             raise ValueError(f"audit fields {sorted(set(fields) - FIELDS)} are not allowed")
         entry = {"action": action, "actor": actor, "at": str(int(self.clock()))}

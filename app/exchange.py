@@ -137,14 +137,16 @@ class TokenExchange:
         match: PublisherMatch,
     ) -> dict[str, str]:
         assert self.audit is not None
-        return self.audit.prepare(
-            "mint",
-            identity.get("provider", "oidc"),
-            projects=",".join(sorted(projects)),
-            jti=jti,
-            publisher_source=",".join(sorted(public_source(p.source) for p in match.publishers)),
-            **{key: identity.get(key) or None for key in _AUDITED_IDENTITY},
-        )
+        fields = {
+            "projects": ",".join(sorted(projects)),
+            "jti": jti,
+            "publisher_source": ",".join(sorted(public_source(p.source) for p in match.publishers)),
+        }
+        for key in _AUDITED_IDENTITY:
+            # An empty claim (no environment) is left out like an absent one.
+            if value := identity.get(key):
+                fields[key] = value
+        return self.audit.prepare("mint", identity.get("provider", "oidc"), fields)
 
     def _record_conversion(
         self,

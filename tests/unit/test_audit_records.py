@@ -36,7 +36,7 @@ def trail() -> AuditTrail:
 def test_a_record_holds_its_action_actor_time_and_present_fields(
     trail: AuditTrail, fields: dict[str, Any], expected: dict[str, str]
 ) -> None:
-    entry = trail.prepare("mint", "github", **fields)
+    entry = trail.prepare("mint", "github", fields)
 
     assert entry == {"action": "mint", "actor": "github", "at": "1800000000", **expected}
     assert list(entry)[3:] == list(expected)
@@ -45,7 +45,7 @@ def test_a_record_holds_its_action_actor_time_and_present_fields(
 def test_a_record_names_the_request_that_caused_it(trail: AuditTrail) -> None:
     token = REQUEST_ID.set("req-12345678")
     try:
-        entry = trail.prepare("mint", "github", project="demo")
+        entry = trail.prepare("mint", "github", {"project": "demo"})
     finally:
         REQUEST_ID.reset(token)
 
@@ -55,4 +55,4 @@ def test_a_record_names_the_request_that_caused_it(trail: AuditTrail) -> None:
 @pytest.mark.parametrize("field", ["token", "password", "body", "Project"])
 def test_fields_outside_the_closed_list_are_refused(trail: AuditTrail, field: str) -> None:
     with pytest.raises(ValueError, match=f"audit fields \\['{field}'\\] are not allowed"):
-        trail.prepare("mint", "github", project="demo", **{field: "x"})
+        trail.prepare("mint", "github", {"project": "demo", field: "x"})

@@ -98,12 +98,8 @@ class TokenExchange:
         # record says before the claim: the claim script stores it, in the same round
         # trip, only if this exchange wins. The upload token's id is chosen first for it.
         jti = new_jti()
-        # `is not None`, not truthiness: a registry's truthiness is its size.
-        pending = self.registrations is not None and bool(
-            self.registrations.pending_among(match.publishers)
-        )
         record = None
-        if self.audit is not None and not pending:
+        if self.audit is not None and not match.pending:
             record = self._mint_record(claims.identity, match.projects, jti, match)
         claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now), audit=record)
         if not claim.first:
@@ -118,7 +114,7 @@ class TokenExchange:
             )
         projects = match.projects
         converted: list[StoredRegistration] = []
-        if pending and self.registrations is not None:
+        if match.pending and self.registrations is not None:
             projects, converted = self.registrations.convert_matched(match, now)
         minted = self.minter.mint(projects, claims.identity, epoch.id, now, jti=jti)
         # The audit record's log line is the mint's only one: it names the upload

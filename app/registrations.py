@@ -153,7 +153,7 @@ class LivePublishers(PublisherRegistry):
             else:
                 usable.append(report)
         try:
-            return choose(claims, usable)
+            match = choose(claims, usable)
         except InvalidPublisher:
             if any(report.matches for report in clashing):
                 raise InvalidPendingPublisher(
@@ -161,14 +161,14 @@ class LivePublishers(PublisherRegistry):
                     "ask the project's maintainers to register the publisher"
                 ) from None
             raise
-
-    def pending_among(self, publishers: Iterable[Publisher]) -> list[StoredRegistration]:
-        snapshot = self.current()
-        return [
+        # From this snapshot, not a later one: a pending publisher removed after the
+        # match must still fail its conversion, never mint as if it were a normal one.
+        pending_winners = tuple(
             registration
-            for publisher in publishers
+            for publisher in match.publishers
             if (registration := pending_registration(snapshot, publisher)) is not None
-        ]
+        )
+        return replace(match, pending=pending_winners) if pending_winners else match
 
     def convert_matched(
         self, match: PublisherMatch, now: int
@@ -179,7 +179,7 @@ class LivePublishers(PublisherRegistry):
         project exists now or another pending publisher was converted first, drops its
         project) and the registrations this call converted.
         """
-        pending = self.pending_among(match.publishers)
+        pending = match.pending
         if not pending:
             return match.projects, []
         pending_sources = {registration_source(r.id) for r in pending}

@@ -10,16 +10,22 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from app.errors import InvalidPublisher
 from app.publishers.model import ClaimCheck, ProviderClaims, Publisher, failed
+
+if TYPE_CHECKING:
+    from app.stores.base import StoredRegistration
 
 
 @dataclass(frozen=True)
 class PublisherMatch:
     publishers: tuple[Publisher, ...]
     projects: frozenset[str]
+    # The registrations among `publishers` that are still pending, read from the same
+    # snapshot that decided the match (registered publishers only; files have none).
+    pending: tuple[StoredRegistration, ...] = ()
 
 
 class PublisherReport(NamedTuple):

@@ -1,0 +1,117 @@
+"""`LivePublishers`: a match and the conversion of its pending publishers are decided on one
+snapshot of the registrations, whatever the store holds by the time the exchange converts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from support.claims import github_claims
+
+from app.errors import InvalidPendingPublisher
+from app.publishers.github import GitHubProvider
+from app.publishers.providers import PROVIDERS
+from app.registrations import LivePublishers, parse_entry, registration_source, unique_key
+from app.settings import PUBLIC_GITHUB_ISSUER
+from app.stores.base import StoredRegistration
+from app.stores.memory import MemoryStore
+
+NOW = 1_700_000_000
+PROJECT = "new-pkg"
+TRUSTED = {"github": frozenset({PUBLIC_GITHUB_ISSUER})}
+ENTRY: dict[str, Any] = {
+    "provider": "github",
+    "issuer": PUBLIC_GITHUB_ISSUER,
+    "repository": "octo-org/demo",
+    "repository_owner_id": "65",
+    "workflow": "release.yml",
+    "projects": [PROJECT],
+}
+
+
+def registered(store: MemoryStore, *, pending: bool) -> StoredRegistration:
+    registration_id = "tp-" + ("pending" if pending else "normal")
+    publisher = parse_entry(ENTRY, registration_source(registration_id), PROVIDERS, TRUSTED)
+    registration = StoredRegistration(
+        id=registration_id,
+        project=PROJECT,
+        entry=ENTRY,
+        created_by="test",
+        created_at=NOW,
+        unique_key=unique_key(publisher, PROJECT),
+        expires_at=NOW + 86400 if pending else None,
+    )
+    assert store.add_registration(registration, NOW) is None
+    return registration
+
+
+def live_publishers(store: MemoryStore) -> LivePublishers:
+    publishers = LivePublishers((), store, PROVIDERS, TRUSTED, clock=lambda: NOW)
+    publishers.refresh()
+    return publishers
+
+
+def token_claims() -> Any:
+    return GitHubProvider().parse_claims(
+        PUBLIC_GITHUB_ISSUER, github_claims(PUBLIC_GITHUB_ISSUER, "pypi", now=NOW)
+    )
+
+
+@pytest.mark.parametrize("pending", [True, False], ids=["pending", "normal"])
+def test_a_match_names_the_pending_registrations_among_its_winners(pending: bool) -> None:
+    store = MemoryStore(clock=lambda: NOW)
+    registration = registered(store, pending=pending)
+
+    match = live_publishers(store).match(token_claims())
+
+    assert match.projects == frozenset({PROJECT})
+    assert match.pending == ((registration,) if pending else ())
+
+
+def _removed(store: MemoryStore, registration: StoredRegistration) -> None:
+    assert store.remove_registration(registration.id) is not None
+
+
+def _converted_elsewhere(store: MemoryStore, registration: StoredRegistration) -> None:
+    assert store.convert_pending(registration.id, PROJECT, NOW) == "converted"
+
+
+def _expired(store: MemoryStore, registration: StoredRegistration) -> None:
+    assert store.purge_expired(NOW + 86400) == 1
+
+
+# What another process may do to the pending publisher between the match and the
+# conversion, once this process's poller has loaded it (a newer snapshot).
+STORE_CHANGES: list[tuple[str, Callable[[MemoryStore, StoredRegistration], None], bool]] = [
+    ("removed", _removed, False),
+    ("purged-as-expired", _expired, False),
+    # The same publisher converted by another exchange: its project is its own.
+    ("converted-elsewhere", _converted_elsewhere, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "minted"),
+    [(change, minted) for _, change, minted in STORE_CHANGES],
+    ids=[name for name, _, _ in STORE_CHANGES],
+)
+def test_the_conversion_follows_the_snapshot_the_match_was_decided_on(
+    change: Callable[[MemoryStore, StoredRegistration], None], minted: bool
+) -> None:
+    store = MemoryStore(clock=lambda: NOW)
+    registration = registered(store, pending=True)
+    publishers = live_publishers(store)
+    match = publishers.match(token_claims())
+
+    change(store, registration)
+    publishers.refresh()  # the poller swapped snapshots after the match
+
+    if minted:
+        assert publishers.convert_matched(match, NOW) == (frozenset({PROJECT}), [])
+    else:
+        # Read again from the newer snapshot, the publisher would not look pending
+        # and the token would be minted for a project nobody created.
+        with pytest.raises(InvalidPendingPublisher):
+            publishers.convert_matched(match, NOW)
+        assert PROJECT not in store.load_registrations().projects

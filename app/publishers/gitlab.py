@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
@@ -153,16 +154,17 @@ class GitLabPublisher:
     def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:
         if not isinstance(claims, GitLabClaims):
             return (ClaimCheck("iss", "a GitLab CI/CD token", claims.issuer, False),)
+        expected = self._expected
         checks = [
             ClaimCheck(
                 "project_path",
-                f"{self.project_path!r} (any case)",
+                expected.project_path,
                 claims.project_path,
-                claims.project_path.lower() == self.project_path.lower(),
+                claims.project_path.lower() == expected.lookup_key,
             ),
             ClaimCheck(
                 "ci_config_ref_uri",
-                f"CI file {self.workflow_filepath!r}",
+                expected.workflow_filepath,
                 claims.workflow_filepath,
                 claims.workflow_filepath == self.workflow_filepath,
             ),
@@ -171,19 +173,54 @@ class GitLabPublisher:
             checks.append(
                 ClaimCheck(
                     "environment",
-                    f"{self.environment!r} (exact case)",
+                    expected.environment,
                     claims.environment,
                     claims.environment == self.environment,
                 )
             )
-        for claim, pinned, received in (
-            ("namespace_id", self.namespace_id, claims.namespace_id),
-            ("project_id", self.project_id, claims.project_id),
-        ):
-            if pinned is not None:
-                checks.append(ClaimCheck(claim, repr(pinned), received, received == pinned))
-        checks.extend(check_rules(self.rules, claims.values))
+        if self.namespace_id is not None:
+            checks.append(
+                ClaimCheck(
+                    "namespace_id",
+                    expected.namespace_id,
+                    claims.namespace_id,
+                    claims.namespace_id == self.namespace_id,
+                )
+            )
+        if self.project_id is not None:
+            checks.append(
+                ClaimCheck(
+                    "project_id",
+                    expected.project_id,
+                    claims.project_id,
+                    claims.project_id == self.project_id,
+                )
+            )
+        if self.rules:
+            checks.extend(check_rules(self.rules, claims.values))
         return tuple(checks)
+
+    @cached_property
+    def _expected(self) -> _Expected:
+        # What each check expects, in words: the same for every token, so written once,
+        # on the first token that reaches this publisher.
+        return _Expected(
+            lookup_key=self.lookup_key,
+            project_path=f"{self.project_path!r} (any case)",
+            workflow_filepath=f"CI file {self.workflow_filepath!r}",
+            environment=f"{self.environment!r} (exact case)",
+            namespace_id=repr(self.namespace_id),
+            project_id=repr(self.project_id),
+        )
+
+
+class _Expected(NamedTuple):
+    lookup_key: str
+    project_path: str
+    workflow_filepath: str
+    environment: str
+    namespace_id: str
+    project_id: str
 
 
 class GitLabProvider:

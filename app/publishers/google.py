@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from app.errors import ClaimMismatch, InvalidPublisher
@@ -78,16 +79,20 @@ class GooglePublisher:
     def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:
         if not isinstance(claims, GoogleClaims):
             return (ClaimCheck("iss", "a Google service account token", claims.issuer, False),)
+        expected_email, expected_subject = self._expected
         checks = [
-            ClaimCheck("email", repr(self.email), claims.email, claims.email == self.email),
+            ClaimCheck("email", expected_email, claims.email, claims.email == self.email),
         ]
         if self.subject is not None:
             checks.append(
-                ClaimCheck(
-                    "sub", repr(self.subject), claims.subject, claims.subject == self.subject
-                )
+                ClaimCheck("sub", expected_subject, claims.subject, claims.subject == self.subject)
             )
         return tuple(checks)
+
+    @cached_property
+    def _expected(self) -> tuple[str, str]:
+        # The checks' descriptions (e-mail, subject): the same for every token.
+        return repr(self.email), repr(self.subject)
 
 
 class GoogleProvider:

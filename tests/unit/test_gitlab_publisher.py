@@ -484,6 +484,24 @@ def test_checks_list_passes_and_failures_and_mismatches_derive_from_them() -> No
     assert candidate.mismatches(parse(environment="prod")) == failed(checks)
 
 
+def test_a_publisher_judges_each_token_on_its_own_claims() -> None:
+    # What a check expects is written once per publisher; what it received and whether
+    # it passed must come from each token, in any order of passing and failing tokens.
+    pinned = publisher(environment="pypi", namespace_id="4231", project_id="58112")
+    tokens = [
+        ({}, ()),
+        ({"environment": "PyPI"}, (ClaimMismatch("environment", "'pypi' (exact case)", "PyPI"),)),
+        ({}, ()),
+        ({"project_id": "99"}, (ClaimMismatch("project_id", "'58112'", "99"),)),
+        ({"namespace_id": "1"}, (ClaimMismatch("namespace_id", "'4231'", "1"),)),
+        ({}, ()),
+    ]
+
+    for overrides, mismatches in tokens:
+        assert pinned.mismatches(parse(**overrides)) == mismatches
+    assert publisher(environment="prod").mismatches(parse(environment="prod")) == ()
+
+
 # -- isolation -----------------------------------------------------------------------
 
 

@@ -174,6 +174,22 @@ def test_sub_pin(pinned: str | None, claimed: str, matches: bool) -> None:
     assert mismatches == expected
 
 
+def test_a_publisher_judges_each_token_on_its_own_claims() -> None:
+    # What a check expects is written once per publisher; what it received and whether
+    # it passed must come from each token.
+    pinned = publisher(subject=GOOGLE_ACCOUNT_ID)
+    other_account = "100000000000000000001"
+    tokens = [
+        ({}, ()),
+        ({"sub": other_account}, (ClaimMismatch("sub", repr(GOOGLE_ACCOUNT_ID), other_account),)),
+        ({}, ()),
+    ]
+
+    for overrides, mismatches in tokens:
+        assert pinned.mismatches(parse(**overrides)) == mismatches
+    assert publisher(subject=other_account).mismatches(parse(sub=other_account)) == ()
+
+
 def test_pinned_publisher_is_more_specific() -> None:
     plain = publisher(projects=frozenset({"plain"}))
     pinned = publisher(subject=GOOGLE_ACCOUNT_ID, projects=frozenset({"pinned"}))

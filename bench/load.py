@@ -76,6 +76,9 @@ class PhaseResult:
     redis_round_trips_per_request: float = 0.0
     redis_calls_per_request: dict[str, float] = field(default_factory=dict)
     think_ms: float = 0.0
+    # A result combined from rounds: each round's own numbers, in the order measured, so
+    # results.json shows whether one side of a pair was slow throughout or in one round.
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -257,9 +260,21 @@ def combine_rounds(name: str, rounds: list[PhaseResult]) -> PhaseResult:
         ),
         # As for one run: the attempts beyond the first are the restarts (of every round).
         attempts=sum(r.attempts for r in rounds) - (len(rounds) - 1),
+        rounds=[_round_summary(r) for r in rounds],
         redis_round_trips_per_request=weighted(lambda r: r.redis_round_trips_per_request),
         redis_calls_per_request={
             key: weighted(lambda r, key=key: r.redis_calls_per_request.get(key, 0.0))
             for key in calls
         },
     )
+
+
+def _round_summary(result: PhaseResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "server_cpu_us_per_request": result.server_cpu_us_per_request,
+        "connections_per_worker": result.connections_per_worker,
+    }

@@ -65,3 +65,9 @@ def test_counts_add_up_and_costs_are_weighted_by_requests() -> None:
     assert combined.other_cpu_share == 0.2  # the noisiest round speaks for all
     assert combined.connections_per_worker == [8, 0]  # so does the least even
     assert combined.redis_calls_per_request == {"evalsha": 1.0, "hello": 0.0075}
+    # Each round's own numbers stay with the result, in the order measured.
+    assert [
+        (r["rps"], r["server_cpu_us_per_request"], r["connections_per_worker"])
+        for r in combined.rounds
+    ] == [(500.0, 1000.0, [4, 4]), (500.0, 600.0, [8, 0])]
+    assert combined.as_dict()["rounds"] == combined.rounds

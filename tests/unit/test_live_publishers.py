@@ -10,7 +10,7 @@ import pytest
 from support.claims import github_claims
 
 from app.errors import InvalidPendingPublisher
-from app.publishers.github import GitHubProvider
+from app.publishers.github import GitHubClaims, GitHubProvider
 from app.publishers.providers import PROVIDERS
 from app.registrations import LivePublishers, parse_entry, registration_source, unique_key
 from app.settings import PUBLIC_GITHUB_ISSUER
@@ -52,7 +52,7 @@ def live_publishers(store: MemoryStore) -> LivePublishers:
     return publishers
 
 
-def token_claims() -> Any:
+def token_claims() -> GitHubClaims:
     return GitHubProvider().parse_claims(
         PUBLIC_GITHUB_ISSUER, github_claims(PUBLIC_GITHUB_ISSUER, "pypi", now=NOW)
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.redis_sentinel import SentinelTopology
+from werkzeug.test import TestResponse
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint
@@ -55,7 +56,7 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     upload_tokens = [assert_minted(mint(client, token))["token"] for token in exchanged]
     assert client.post(REVOKE_PATH, data={"token": upload_tokens[0]}).status_code == 200
 
-    # (when the request was sent, what it was, its status, its detail)
+    # (when the request was sent, what it was, its status, its detail: for a 503 its body)
     outcomes: list[tuple[float, str, int, str]] = []
     minted_by_token: Counter[str] = Counter()
     stop = threading.Event()
@@ -68,7 +69,7 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
             response = mint(worker, token)
             if response.status_code == 200:
                 minted_by_token[token] += 1
-            outcomes.append((sent_at, "mint", response.status_code, token))
+            outcomes.append((sent_at, "mint", response.status_code, _detail(response, token)))
             time.sleep(0.01)
 
     def introspect_loop() -> None:
@@ -77,7 +78,8 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
             sent_at = time.monotonic()
             response = introspect(worker, upload_tokens[1], index)
             active = response.status_code == 200 and response.get_json()["active"] is True
-            outcomes.append((sent_at, "introspect", response.status_code, str(active)))
+            detail = _detail(response, str(active))
+            outcomes.append((sent_at, "introspect", response.status_code, detail))
             time.sleep(0.01)
 
     threads = [threading.Thread(target=mint_loop), threading.Thread(target=introspect_loop)]
@@ -109,7 +111,18 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
         if kind == "introspect" and status == 200
     )
     failures = [at for at, _, status, _ in outcomes if status == 503]
-    assert all(at < settled_at for at in failures)
+    # Seen once in a full run (never alone): a 503 after settling. Said in full, so the
+    # next one tells what the store was doing.
+    late = [
+        (round(at - settled_at, 3), kind, detail)
+        for at, kind, status, detail in outcomes
+        if status == 503 and at >= settled_at
+    ]
+    assert all(at < settled_at for at in failures), (
+        f"503s after settling (seconds after, kind, body): {late[:5]}; "
+        f"promotion {promotion_seconds:.2f}s, follow {follow_seconds:.2f}s; "
+        f"replication now: {topology.replication_state()}"
+    )
     after_settling = Counter(kind for at, kind, _, _ in outcomes if at > settled_at)
     assert set(after_settling) == {"mint", "introspect"}
     window = (max(failures) - killed_at) if failures else 0.0
@@ -127,6 +140,12 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
     # No revocation lost, no valid token dropped.
     assert not is_active(client, upload_tokens[0], index)
     assert all(is_active(client, token, index) for token in upload_tokens[1:])
+
+
+def _detail(response: TestResponse, otherwise: str) -> str:
+    # A 503's body says which way the store failed (unreachable, or a write no replica
+    # acknowledged); error bodies carry no token.
+    return response.get_data(as_text=True)[:200] if response.status_code == 503 else otherwise
 
 
 def test_sentinel_url_errors_are_configuration_errors() -> None:

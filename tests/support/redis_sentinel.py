@@ -51,6 +51,20 @@ class SentinelTopology:
             _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
         return int(port)
 
+    def replication_state(self) -> dict[int, str]:
+        """Per live server, its role and how its replication stands: for a failure message."""
+        state = {}
+        for server in (self.master, *self.replicas):
+            try:
+                with server.client() as client:
+                    info = client.info("replication")
+            except redis.RedisError as exc:
+                state[server.port] = f"unreachable ({type(exc).__name__})"
+                continue
+            keys = ("role", "master_port", "master_link_status", "slave0", "slave1")
+            state[server.port] = ", ".join(f"{key}={info[key]}" for key in keys if key in info)
+        return state
+
     def replica_count(self) -> int:
         with self.sentinels[0].client() as client:
             return len(client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME))

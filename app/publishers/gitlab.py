@@ -178,24 +178,12 @@ class GitLabPublisher:
                     claims.environment == self.environment,
                 )
             )
-        if self.namespace_id is not None:
-            checks.append(
-                ClaimCheck(
-                    "namespace_id",
-                    expected.namespace_id,
-                    claims.namespace_id,
-                    claims.namespace_id == self.namespace_id,
-                )
-            )
-        if self.project_id is not None:
-            checks.append(
-                ClaimCheck(
-                    "project_id",
-                    expected.project_id,
-                    claims.project_id,
-                    claims.project_id == self.project_id,
-                )
-            )
+        for claim, pinned, described, received in (
+            ("namespace_id", self.namespace_id, expected.namespace_id, claims.namespace_id),
+            ("project_id", self.project_id, expected.project_id, claims.project_id),
+        ):
+            if pinned is not None:
+                checks.append(ClaimCheck(claim, described, received, received == pinned))
         if self.rules:
             checks.extend(check_rules(self.rules, claims.values))
         return tuple(checks)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.redis_sentinel import SentinelTopology
+from support.redis_sentinel import SentinelTopology, SettledLog
 from werkzeug.test import TestResponse
 
 from .conftest import MakeApp, MakeToken
@@ -25,6 +25,12 @@ from .exchange_api import assert_failure, assert_minted, mint
 from .oauth_api import REVOKE_PATH, Clients, introspect, is_active
 
 pytestmark = pytest.mark.slow
+
+# A request sent this long before the store became unsettled may still fail with it (on
+# its way, or waiting on WAIT's 0.5 s), and one sent this long after it settled (the app
+# finding the new master through the sentinels).
+IN_FLIGHT = 1.0
+GRACE = 0.5
 
 
 @pytest.fixture
@@ -83,23 +89,21 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
             time.sleep(0.01)
 
     threads = [threading.Thread(target=mint_loop), threading.Thread(target=introspect_loop)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)
-    killed_at = time.monotonic()
-    topology.master.kill()
-    promotion_seconds = topology.wait_for_promotion()
-    # Writes must reach a replica (WAIT), so they fail closed until the other replica
-    # follows the new master: seen 0.01-2.3 s after the promotion.
-    follow_seconds = topology.wait_for_an_online_replica()
-    # Every request sent from then on succeeds (with a moment for requests on their way:
-    # every sentinel names the new master, which replicates writes); those already
-    # waiting may still fail.
-    settled_at = time.monotonic() + 0.5
-    time.sleep(0.5 + 2.0)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    with SettledLog(topology) as settled_log:
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            killed_at = time.monotonic()
+            topology.master.kill()
+            # Settled: every sentinel names the promoted replica and the other replica
+            # follows it, so a write that must reach one replica (WAIT 1) can succeed.
+            settled_log.wait_settled(since=killed_at, hold=2.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+    spells = settled_log.unsettled_spells()
 
     statuses = Counter((kind, status) for _, kind, status, _ in outcomes)
     assert set(statuses) <= {("mint", 200), ("mint", 503), ("introspect", 200), ("introspect", 503)}
@@ -110,26 +114,33 @@ def test_master_failover_fails_closed_then_resumes_without_losing_anything(
         for _, kind, status, detail in outcomes
         if kind == "introspect" and status == 200
     )
-    failures = [at for at, _, status, _ in outcomes if status == 503]
-    # No 503 after settling. Seen once in a full run (never alone): said in full, so the
-    # next one tells what the store was doing.
-    late = [
-        (round(at - settled_at, 3), kind, detail)
+    # A 503 only while the store could not take a replicated write: the request was sent
+    # at most GRACE after a spell ended (the app finding the new master), or at most
+    # IN_FLIGHT before one began (a request on its way, or waiting on WAIT, when the
+    # master died). A second failover (a sentinel judging the fresh master down under
+    # load) is a spell of its own, not a failure.
+    unexplained = [
+        (round(at - killed_at, 3), kind, detail)
         for at, kind, status, detail in outcomes
-        if status == 503 and at >= settled_at
+        if status == 503
+        and not any(began - IN_FLIGHT <= at <= ended + GRACE for began, ended in spells)
     ]
-    assert not late, (
-        f"503s after settling (seconds after, kind, body): {late[:5]}; "
-        f"promotion {promotion_seconds:.2f}s, follow {follow_seconds:.2f}s; "
+    spells_after_kill = [
+        (round(began - killed_at, 2), round(ended - killed_at, 2)) for began, ended in spells
+    ]
+    assert not unexplained, (
+        f"503s while the store was settled (seconds after the kill, kind, body): "
+        f"{unexplained[:5]}; unsettled spells after the kill: {spells_after_kill}; "
         f"replication now: {topology.replication_state()}"
     )
-    after_settling = Counter(kind for at, kind, _, _ in outcomes if at > settled_at)
-    assert set(after_settling) == {"mint", "introspect"}
+    # ...and trustpub resumed: both kinds of request served after the last spell.
+    resumed_at = spells[-1][1] + GRACE
+    assert {kind for at, kind, _, _ in outcomes if at > resumed_at} == {"mint", "introspect"}
+    failures = [at for at, _, status, _ in outcomes if status == 503]
     window = (max(failures) - killed_at) if failures else 0.0
     print(
-        f"\nfailover: promotion {promotion_seconds:.2f}s, a replica following "
-        f"{follow_seconds:.2f}s later, failing window {window:.2f}s, "
-        f"{len(failures)} of {len(outcomes)} requests answered 503, none 500"
+        f"\nfailover: unsettled spells {spells_after_kill} s after the kill, failing window "
+        f"{window:.2f}s, {len(failures)} of {len(outcomes)} requests answered 503, none 500"
     )
 
     # Nothing minted twice: every OIDC token, exchanged before or during the failover,

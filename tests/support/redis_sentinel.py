@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from pathlib import Path
 
@@ -46,11 +48,6 @@ class SentinelTopology:
         hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
         return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
 
-    def master_port(self) -> int:
-        with self.sentinels[0].client() as client:
-            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
-        return int(port)
-
     def replication_state(self) -> dict[int, str]:
         """Per live server, its role and how its replication stands: for a failure message."""
         state = {}
@@ -74,44 +71,40 @@ class SentinelTopology:
         with self.master.client() as client:
             self._wait(lambda: client.execute_command("WAIT", count, 100) >= count, "replication")
 
-    def wait_for_promotion(self, timeout: float = 20.0) -> float:
-        """Seconds until every sentinel names the same one of the replicas as master: a
-        client asks whichever sentinel answers first."""
-        started = time.monotonic()
-        ports = {replica.port for replica in self.replicas}
+    def settled(self) -> bool:
+        """Whether a write can reach a replica now: every sentinel names the same server,
+        it is the only master among the live servers, and it lists a replica online.
 
-        def promoted() -> bool:
-            named = set()
-            for sentinel in self.sentinels:
-                with sentinel.client() as client:
-                    reply = client.execute_command(
-                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
-                    )
-                named.add(int(reply[1]))
-            return len(named) == 1 and named <= ports
-
-        self._wait(promoted, "promotion", timeout)
-        return time.monotonic() - started
-
-    def wait_for_an_online_replica(self, timeout: float = 30.0) -> float:
-        """Seconds until the master the sentinels name has a replica acknowledging writes:
-        from then on a write that must reach one replica (WAIT 1) can succeed."""
-        started = time.monotonic()
-        servers = {server.port: server for server in (self.master, *self.replicas)}
-
-        def acknowledged() -> bool:
-            # A write of this connection's own, acknowledged: WAIT after no write returns
-            # at once with every replica the master lists online, acknowledged or not.
-            with servers[self.master_port()].client() as client:
-                client.set("trustpub-test:replication-probe", "1")
-                return int(client.execute_command("WAIT", 1, 100)) >= 1
-
-        self._wait(acknowledged, "a replica of the new master", timeout)
-        return time.monotonic() - started
+        False while a sentinel or a live server does not answer: a client may be asking
+        that one."""
+        try:
+            named = {self._named_master_port(sentinel) for sentinel in self.sentinels}
+            roles = {}
+            for server in (self.master, *self.replicas):
+                if server.running:
+                    with server.client() as client:
+                        roles[server.port] = client.info("replication")
+        except redis.RedisError:
+            return False
+        masters = [port for port, info in roles.items() if info["role"] == "master"]
+        if len(named) != 1 or masters != list(named):
+            return False
+        info = roles[masters[0]]
+        return any(
+            isinstance(link, dict) and link.get("state") == "online"
+            for key, link in info.items()
+            if key.startswith("slave")
+        )
 
     def stop(self) -> None:
         for server in (*self.sentinels, *self.replicas, self.master):
             server.kill()
+
+    @staticmethod
+    def _named_master_port(sentinel: RedisServer) -> int:
+        with sentinel.client() as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        return int(port)
 
     @staticmethod
     def _wait(condition: object, what: str, timeout: float = 15.0) -> None:
@@ -124,3 +117,55 @@ class SentinelTopology:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"timed out waiting for {what}")
+
+
+class SettledLog:
+    """`topology.settled()` sampled in a thread while the log is open: when a write
+    could reach a replica, and when it could not."""
+
+    def __init__(self, topology: SentinelTopology, period: float = 0.05) -> None:
+        self._topology = topology
+        self._period = period
+        self._samples: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> SettledLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def wait_settled(self, *, since: float, hold: float, timeout: float = 40.0) -> None:
+        """Return once the store, unsettled after `since`, has stayed settled for `hold`
+        seconds. (A spell may begin a moment before `since`: a sample is stamped when
+        its check starts.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            spells = self.unsettled_spells()
+            if spells and spells[-1][1] > since and time.monotonic() - spells[-1][1] >= hold:
+                return
+            time.sleep(self._period)
+        raise TimeoutError(f"the store did not settle for {hold}s: {self.unsettled_spells()}")
+
+    def unsettled_spells(self) -> list[tuple[float, float]]:
+        """(first unsettled sample, first settled sample after it) per spell; a spell
+        still going ends at infinity."""
+        spells: list[tuple[float, float]] = []
+        began: float | None = None
+        for at, settled in list(self._samples):
+            if not settled and began is None:
+                began = at
+            elif settled and began is not None:
+                spells.append((began, at))
+                began = None
+        if began is not None:
+            spells.append((began, math.inf))
+        return spells
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._samples.append((time.monotonic(), self._topology.settled()))
+            self._stop.wait(self._period)

@@ -14,6 +14,8 @@ from support.oidc_issuer import OIDCIssuer
 from support.redis_server import RedisServer
 from support.tls import TestCA
 
+pytest_plugins = ["support.sigterm"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -6,7 +6,13 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jwt
 import pytest
@@ -19,6 +25,7 @@ from support.oidc_issuer import OIDCIssuer
 from support.redis_server import RedisServer
 
 AUDIENCE = "trustpub"
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 def _fetch_key(issuer: OIDCIssuer, kid: str) -> jwt.PyJWK:
@@ -91,6 +98,74 @@ def test_redis_is_back_after_a_test_killed_it(redis_server: RedisServer, redis_u
         assert client.ping() is True
     finally:
         client.close()
+
+
+_WAITS_WITH_A_REDIS = """
+import os
+import time
+from pathlib import Path
+
+from support.redis_server import RedisServer
+
+
+def test_waits(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    Path(os.environ["PID_FILE"]).write_text(str(server.pid))
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("plugin", "orphaned"),
+    [
+        pytest.param(("-p", "support.sigterm"), False, id="with-the-plugin"),
+        pytest.param((), True, id="without-it"),
+    ],
+)
+def test_sigterm_ends_a_run_without_leaving_its_redis_server(
+    tmp_path: Path, plugin: tuple[str, ...], orphaned: bool
+) -> None:
+    # The suite's own conftest loads support.sigterm; a run of its own shows what the
+    # plugin changes (and that the second case really leaves an orphan behind).
+    (tmp_path / "test_waits.py").write_text(_WAITS_WITH_A_REDIS)
+    pid_file = tmp_path / "redis.pid"
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "PID_FILE": str(pid_file)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
+    run = subprocess.Popen(
+        [*command, "test_waits.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the inner run never started its redis-server"
+            assert run.poll() is None, run.communicate()[0].decode(errors="replace")
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=30)
+        assert _alive(pid) is orphaned
+        if not orphaned:
+            assert run.returncode == pytest.ExitCode.INTERRUPTED
+            assert b"KeyboardInterrupt" in output
+    finally:
+        run.kill()
+        run.wait()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # -- TLS -----------------------------------------------------------------------

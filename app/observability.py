@@ -10,7 +10,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -101,14 +101,21 @@ class JsonLinesHandler(logging.StreamHandler[TextIO]):
         self.addFilter(_RequestIdFilter())
         self.setFormatter(JsonFormatter())
 
-    def write_line(self, line: str) -> bool:
-        """What StreamHandler.emit does with a formatted line; False if it failed."""
+    def write_line(self, line: str, record: Callable[[], logging.LogRecord]) -> bool:
+        """What StreamHandler.emit does with a formatted line. False if the write failed:
+        the caller takes logging's way, which reports it. A flush that fails after the
+        line is written is reported here, with `record()`, as logging would: retrying
+        through logging would write the line twice."""
         self.acquire()
         try:
-            self.stream.write(line + self.terminator)
-            self.stream.flush()
-        except Exception:  # the caller retries through logging, which reports it
-            return False
+            try:
+                self.stream.write(line + self.terminator)
+            except Exception:
+                return False
+            try:
+                self.stream.flush()
+            except Exception:
+                self.handleError(record())
         finally:
             self.release()
         return True
@@ -140,7 +147,10 @@ def log_fields(logger: logging.Logger, message: str, fields: Mapping[str, Any]) 
     """
     handler = _sole_json_lines_handler(logger)
     if handler is not None and handler.write_line(
-        json_line(time.time(), "info", logger.name, message, REQUEST_ID.get(), fields)
+        json_line(time.time(), "info", logger.name, message, REQUEST_ID.get(), fields),
+        lambda: logger.makeRecord(
+            logger.name, logging.INFO, "", 0, "%s", (message,), None, extra={FIELDS_KEY: fields}
+        ),
     ):
         return
     logger.info("%s", message, extra={FIELDS_KEY: fields})

@@ -165,18 +165,41 @@ def test_anything_else_that_could_see_the_record_takes_logging_s_way(
     assert len(fast) == lines
 
 
-class _Broken(io.StringIO):
+class _WriteFails(io.StringIO):
     def write(self, text: str) -> int:
         raise OSError("the log's pipe is gone")
 
 
-def test_a_failed_write_is_reported_by_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+class _FlushFails(io.StringIO):
+    def flush(self) -> None:
+        raise OSError("the log's disk is full")
+
+
+@pytest.mark.parametrize("write", [_by_log_fields, _by_logging])
+@pytest.mark.parametrize(
+    ("stream", "lines"),
+    [
+        (_WriteFails, []),
+        # The line is written (buffered) before the flush fails: written once, not
+        # again through logging's way.
+        (_FlushFails, ["audit mint"]),
+    ],
+)
+def test_a_failed_write_is_reported_once_as_logging_would(
+    monkeypatch: pytest.MonkeyPatch,
+    write: Callable[[str], None],
+    stream: type[io.StringIO],
+    lines: list[str],
+) -> None:
     reported: list[logging.LogRecord] = []
+    broken = stream()
     with _trustpub_logging():
         handler = logging.getLogger().handlers[0]
         assert isinstance(handler, JsonLinesHandler)
-        handler.setStream(_Broken())
+        handler.setStream(broken)
         monkeypatch.setattr(handler, "handleError", reported.append)
-        log_fields(logging.getLogger(LOGGER), "audit mint", FIELDS)
+        write("audit mint")
 
     assert [record.getMessage() for record in reported] == ["audit mint"]
+    assert [getattr(record, FIELDS_KEY) for record in reported] == [FIELDS]
+    assert [json.loads(line)["message"] for line in broken.getvalue().splitlines()] == lines

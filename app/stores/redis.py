@@ -407,9 +407,9 @@ class RedisStore:
     # -- audit trail -------------------------------------------------------------------
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
-        command: list[str | int] = ["XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length]
-        command += ["*", *(part for item in fields.items() for part in item)]
-        return bytes(self._execute("append_audit", command)).decode()
+        fields_and_values = (part for item in fields.items() for part in item)
+        command = ("XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length, "*")
+        return bytes(self._execute("append_audit", (*command, *fields_and_values))).decode()
 
     def read_audit(
         self,

@@ -15,15 +15,20 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 Argument = str | bytes | int
-Command = Sequence[Argument]
+Command = tuple[Argument, ...]
+
+# One command in the Redis protocol, packed in C. (hiredis's stub types the command as
+# a one-element tuple; it takes any length.)
+_pack_command: Callable[[Command], bytes] = hiredis.pack_command  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,12 @@ class Script:
 
     def whole(self, keys: Sequence[str], args: Sequence[Argument]) -> Command:
         return ("EVAL", self.source, len(keys), *keys, *args)
+
+
+def packed(commands: Sequence[Command]) -> bytes:
+    """`commands` in the Redis protocol, the bytes redis-py's packer writes, packed by
+    hiredis in one C call per command (redis-py loops over the arguments in Python)."""
+    return b"".join(map(_pack_command, commands))
 
 
 class _Held:
@@ -135,7 +146,7 @@ class ThreadConnections:
                 connection.connect()
                 held.connected = True
             # No health-check PING first: a dead connection fails, and is retried.
-            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            connection.send_packed_command([packed(commands)], check_health=False)
             replies: list[Any] = []
             for _ in commands:
                 try:

@@ -14,7 +14,7 @@ from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
 from app.stores.redis import RedisStore, connect
-from app.stores.redis_connections import Script, ThreadConnections
+from app.stores.redis_connections import Command, Script, ThreadConnections, packed
 
 _ECHO = Script("return ARGV[1]")
 
@@ -35,6 +35,29 @@ def connections(client: redis.Redis) -> Iterator[ThreadConnections]:
 
 def _client_id(connections: ThreadConnections) -> int:
     return int(connections.call(("CLIENT", "ID")))
+
+
+# What the request path sends: scripts by SHA with keys, integers and an audit record's
+# JSON; a write's WAIT; XADD with non-ASCII fields; bytes; a value above redis-py's
+# 6,000-byte buffer cutoff, which its packer sends as a separate chunk.
+_COMMANDS: list[Command] = [
+    _ECHO.by_sha(["trustpub:jti:x"], [3600, "0123abcd", 100_000, '[["action","mint"]]']),
+    ("WAIT", 1, 500),
+    ("XADD", "trustpub:audit", "MAXLEN", "~", 100_000, "*", "repository", "octo/démo ✓"),
+    ("SET", b"\x00\xffkey", b"value\r\n", "EX", -1),
+    ("SET", "big", "x" * 10_000),
+    ("PING",),
+]
+
+
+@pytest.mark.parametrize("command", _COMMANDS, ids=lambda command: str(command[0]))
+def test_a_command_is_packed_as_redis_py_packs_it(command: Command) -> None:
+    assert packed([command]) == b"".join(redis.Connection().pack_commands([command]))
+
+
+def test_commands_are_packed_back_to_back() -> None:
+    assert packed(_COMMANDS) == b"".join(map(packed, ([command] for command in _COMMANDS)))
+    assert packed([]) == b""
 
 
 def test_an_error_reply_takes_its_place_and_later_replies_stay_in_step(

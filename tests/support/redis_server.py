@@ -55,11 +55,14 @@ class RedisServer:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        # Read once: another thread (a test's sampler) may ask while kill() clears it.
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     def start(self) -> None:
         """Start the server and return once it answers PING."""

@@ -407,9 +407,10 @@ class RedisStore:
     # -- audit trail -------------------------------------------------------------------
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
-        fields_and_values = (part for item in fields.items() for part in item)
-        command = ("XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length, "*")
-        return bytes(self._execute("append_audit", (*command, *fields_and_values))).decode()
+        pairs = (part for item in fields.items() for part in item)
+        trimmed: Command = ("XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length)
+        command: Command = (*trimmed, "*", *pairs)
+        return bytes(self._execute("append_audit", command)).decode()
 
     def read_audit(
         self,

@@ -52,8 +52,12 @@ class Script:
 
 def packed(commands: Sequence[Command]) -> bytes:
     """`commands` in the Redis protocol, the bytes redis-py's packer writes, packed by
-    hiredis in one C call per command (redis-py loops over the arguments in Python)."""
-    return b"".join(map(_pack_command, commands))
+    hiredis in one C call per command (redis-py loops over the arguments in Python).
+    An argument neither packs (None, a bool) raises redis-py's DataError, a store error."""
+    try:
+        return b"".join(map(_pack_command, commands))
+    except TypeError as error:
+        raise redis.DataError(str(error)) from None
 
 
 class _Held:

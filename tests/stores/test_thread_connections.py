@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -53,6 +54,15 @@ _COMMANDS: list[Command] = [
 @pytest.mark.parametrize("command", _COMMANDS, ids=lambda command: str(command[0]))
 def test_a_command_is_packed_as_redis_py_packs_it(command: Command) -> None:
     assert packed([command]) == b"".join(redis.Connection().pack_commands([command]))
+
+
+@pytest.mark.parametrize("argument", [None, True, object()])
+def test_an_argument_redis_py_refuses_is_refused_with_its_error(argument: object) -> None:
+    command: Any = ("SET", "key", argument)
+    with pytest.raises(redis.DataError):
+        redis.Connection().pack_commands([command])
+    with pytest.raises(redis.DataError):
+        packed([command])
 
 
 def test_commands_are_packed_back_to_back() -> None:

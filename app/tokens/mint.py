@@ -6,7 +6,7 @@ import base64
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -25,7 +25,8 @@ UPLOAD_TOKEN_TYPE = "trustpub-upload+jwt"  # noqa: S105 (a type name)
 
 @dataclass(frozen=True)
 class MintedToken:
-    token: str
+    # A bearer credential: never in a repr, which a traceback or a debug line could carry.
+    token: str = field(repr=False)
     jti: str
     issued_at: int
     expires_at: int

@@ -228,3 +228,18 @@ def test_a_chosen_jti_is_the_tokens_id(signing_keys: dict[str, SigningKey]) -> N
 
     assert minted.jti == "j-1"
     assert pyjwt_decode(minted.token.removeprefix("pypi-"), key)["jti"] == "j-1"
+
+
+def test_a_minted_token_keeps_the_token_out_of_its_repr(
+    signing_keys: dict[str, SigningKey],
+) -> None:
+    key = signing_keys["EdDSA"]
+    keys = KeyRing(keys=(key,), signer=key)
+    minter = UploadTokenMinter(keys, "urn:trustpub:t", "urn:trustpub:upload:t", 900, "pypi-")
+
+    minted = minter.mint(frozenset({"demo"}), {"provider": "github"}, "e:1", 1_700_000_000, "j-1")
+
+    signature = minted.token.rsplit(".", 1)[1]
+    assert signature not in repr(minted)
+    assert "token=" not in repr(minted)
+    assert repr(minted).startswith("MintedToken(jti='j-1'")

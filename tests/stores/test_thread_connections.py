@@ -42,7 +42,7 @@ def _client_id(connections: ThreadConnections) -> int:
 # JSON; a write's WAIT; XADD with non-ASCII fields; bytes; a value above redis-py's
 # 6,000-byte buffer cutoff, which its packer sends as a separate chunk.
 _COMMANDS: list[Command] = [
-    _ECHO.by_sha(["trustpub:jti:x"], [3600, "0123abcd", 100_000, '[["action","mint"]]']),
+    _ECHO.by_sha(["trustpub:jti:x"], [3600, "0123abcd", 100_000, '["action","mint"]']),
     ("WAIT", 1, 500),
     ("XADD", "trustpub:audit", "MAXLEN", "~", 100_000, "*", "repository", "octo/démo ✓"),
     ("SET", b"\x00\xffkey", b"value\r\n", "EX", -1),
@@ -63,6 +63,16 @@ def test_an_argument_redis_py_refuses_is_refused_with_its_error(argument: object
         redis.Connection().pack_commands([command])
     with pytest.raises(redis.DataError):
         packed([command])
+
+
+def test_a_string_without_utf8_is_refused_as_a_store_error_before_anything_is_sent() -> None:
+    # A lone surrogate (JSON allows "\ud800"): redis-py's packer raises UnicodeEncodeError,
+    # which no caller maps to a store error; here it is one, raised before a byte is sent.
+    command: Command = ("XADD", "trustpub:audit", "*", "run_id", "\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        redis.Connection().pack_commands([command])
+    with pytest.raises(redis.DataError):
+        packed([("PING",), command])
 
 
 def test_commands_are_packed_back_to_back() -> None:

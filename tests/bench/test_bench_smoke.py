@@ -75,4 +75,5 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert "| mint |" in result.stdout
     assert "The mint's instructions by module:" in result.stdout
     assert "mint vs the least mint:" in result.stdout
+    assert "us more of Redis's." in result.stdout
     assert "| scaling (small and large in alternation) |" in result.stdout

@@ -53,8 +53,8 @@ class Script:
 def packed(commands: Sequence[Command]) -> bytes:
     """`commands` in the Redis protocol, the bytes redis-py's packer writes, packed by
     hiredis in one C call per command (redis-py loops over the arguments in Python).
-    An argument neither packs (None, a bool, a string with a lone surrogate, which has
-    no UTF-8) raises redis-py's DataError, a store error: nothing is sent."""
+    An argument that cannot be packed (None, a bool, a string with a lone surrogate,
+    which has no UTF-8) raises redis-py's DataError, a store error, before anything is sent."""
     try:
         return b"".join(map(_pack_command, commands))
     except (TypeError, UnicodeEncodeError) as error:

@@ -405,9 +405,8 @@ class RedisStore:
     # -- audit trail -------------------------------------------------------------------
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
-        pairs = (part for item in fields.items() for part in item)
         trimmed: Command = ("XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length)
-        command: Command = (*trimmed, "*", *pairs)
+        command: Command = (*trimmed, "*", *chain.from_iterable(fields.items()))
         return bytes(self._execute("append_audit", command)).decode()
 
     def read_audit(

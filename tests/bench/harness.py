@@ -20,6 +20,7 @@ load = importlib.import_module("trustpub_bench.load")
 run = importlib.import_module("trustpub_bench.run")
 profile = importlib.import_module("trustpub_bench.profile")
 parts = importlib.import_module("trustpub_bench.parts")
+instructions = importlib.import_module("trustpub_bench.instructions")
 
 
 def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,10 @@ app under trustpub's gunicorn settings (the HTTP floor) and `trustpub serve` its
 drives them with wrk, prints a table and writes `bench/results.json`.
 
 Phases, in order; every load phase runs wrk at one fixed concurrency:
- 1. floors: crypto and one Redis round trip (in-process), the HTTP floor at its peak;
+ 1. floors: crypto and one Redis round trip (in-process);
  2. a fresh service with 10 publishers: its first mint, with the issuer's key set not
-    fetched yet; then mint at peak;
+    fetched yet; then the HTTP floor, the least mint, the mint and introspection at their
+    peaks, in rotation (the ratios the targets are written in come from these four);
  3. a service with 100,000 publishers: its start-up, then mint at peak;
  4. mint at half its peak rate, and the HTTP floor offered that same rate;
  5. introspection at peak with no revocation entries, then with 1,000,000.
@@ -91,6 +92,9 @@ DEMO = {"repository": "octo-org/demo", "owner_id": "65", "repository_id": "74"}
 @dataclass(frozen=True)
 class Plan:
     duration: float = 8.0  # seconds of each measured load phase
+    # The HTTP floor, the least mint, the mint and introspection are measured in this
+    # many rounds of duration / rounds seconds each, in rotation (Bench.rotation).
+    rotation_rounds: int = 4
     warmup: float = 2.0  # seconds of unrecorded load before a phase on a fresh service
     connections: int = 8  # wrk's fixed concurrency
     wrk_threads: int = 1
@@ -111,6 +115,7 @@ class Plan:
 
 SMOKE = Plan(
     duration=1.0,
+    rotation_rounds=2,
     warmup=1.0,
     connections=4,
     small_publishers=3,
@@ -499,6 +504,30 @@ class Bench:
 
         return self.paired(names, (on(small), on(large)))
 
+    def rotation(
+        self, sides: dict[str, tuple[str, Callable[[str], PhaseResult]]]
+    ) -> dict[str, PhaseResult]:
+        """Each side (key: its name and how to measure one round of it) measured in
+        `rotation_rounds` rounds, the order shifted by one every round.
+
+        One phase after another, minutes apart, a slow spell of the machine could fall on
+        the floor's phase and a fast one on the mint's: the thirteenth session's five runs
+        read the mint at 0.44-0.70x of the floor with nothing changed. In rotation, every
+        side samples the same spells, as the scaling pairs do (`paired`).
+        """
+        keys = list(sides)
+        rounds: dict[str, list[PhaseResult]] = {key: [] for key in keys}
+        for index in range(self.plan.rotation_rounds):
+            shift = index % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                name, measure = sides[key]
+                rounds[key].append(measure(f"{name} (round {index + 1})"))
+        return {key: combine_rounds(sides[key][0], rounds[key]) for key in keys}
+
+    def rotation_duration(self) -> float:
+        # At least a second: wrk's first moments go to checking the connections' spread.
+        return max(1.0, self.plan.duration / self.plan.rotation_rounds)
+
     def paired_duration(self) -> float:
         # At least a second: wrk's first moments go to checking the connections' spread.
         return max(1.0, self.plan.duration / PAIRED_ROUNDS)
@@ -577,20 +606,12 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             floor_body,
             headers=("Content-Type: application/json",),
         )
-        run_phase("HTTP floor (warm-up)", replace(floor_load, duration=plan.warmup), floor)
-        phases["http_floor"] = _succeeded(run_phase("HTTP floor", floor_load, floor))
-
         least_load = bench.load(
             least_url + MINT_PATH, "static", least_body, headers=("Content-Type: application/json",)
         )
-        run_phase("least mint (warm-up)", replace(least_load, duration=plan.warmup), least)
-        phases["least_mint"] = _succeeded(
-            run_phase("least mint", least_load, least, bench.redis, bench.redis_pid)
-        )
-        least.stop()
 
-        # -- 2. the first mint of a fresh service, then mint at peak ---------------------------
-        _progress("mint: cold key cache, then peak")
+        # -- 2. the first mint of a fresh service, then the four peaks in rotation ------------
+        _progress("mint: cold key cache")
         small_policies = bench.write_policies(plan.small_publishers)
         small, small_url = bench.start_trustpub("trustpub-small", small_policies)
         cold_token = bench.tokens.one(int(time.time()))
@@ -611,11 +632,63 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         small.wait_for_workers(plan.workers)
         upload_token = response.json()["token"]
 
+        introspect_body = work / "introspect-body.txt"
+        introspect_body.write_text(f"token={upload_token}")
+        name, value = bench.introspect_auth
+        introspect_load = bench.load(
+            small_url + INTROSPECT_PATH,
+            "static",
+            introspect_body,
+            headers=("Content-Type: application/x-www-form-urlencoded", f"{name}: {value}"),
+        )
+        _require_active(small_url, upload_token, bench.introspect_auth)
+
+        _progress("HTTP floor, least mint, mint and introspection, in rotation")
+        run_phase("HTTP floor (warm-up)", replace(floor_load, duration=plan.warmup), floor)
+        least_warm = run_phase(
+            "least mint (warm-up)", replace(least_load, duration=plan.warmup), least
+        )
+        run_phase("introspect (warm-up)", replace(introspect_load, duration=plan.warmup), small)
         used_before = int(bench.redis.info("memory")["used_memory"])
         keys_before = int(bench.redis.dbsize())
         # The least mint's rate bounds any mint's: the warm-up's tokens are sized for it.
-        mint = bench.mint_phase("mint", small, small_url, phases["least_mint"].rps, warmup=True)
-        phases["mint"] = mint
+        mint_rate = least_warm.rps
+        mint_warm = bench.warm_up("mint", small, small_url, mint_rate)
+        if mint_warm is not None:
+            mint_rate = min(mint_rate, WARMED_RATE_ROOM * mint_warm.rps)
+        seconds = bench.rotation_duration()
+
+        def measured(
+            load: Load, service: Service, redis_counted: bool = True
+        ) -> Callable[[str], PhaseResult]:
+            def measure(name: str) -> PhaseResult:
+                counted = (bench.redis, bench.redis_pid) if redis_counted else ()
+                return _succeeded(
+                    run_phase(name, replace(load, duration=seconds), service, *counted)
+                )
+
+            return measure
+
+        phases.update(
+            bench.rotation(
+                {
+                    # The floor touches no Redis: none of Redis's work is charged to it.
+                    "http_floor": ("HTTP floor", measured(floor_load, floor, False)),
+                    "least_mint": ("least mint", measured(least_load, least)),
+                    "mint": (
+                        "mint",
+                        lambda name: bench.mint_phase(
+                            name, small, small_url, mint_rate, duration=seconds
+                        ),
+                    ),
+                    "introspect": ("introspect", measured(introspect_load, small)),
+                }
+            )
+        )
+        least.stop()
+        mint = phases["mint"]
+        # Only the mints write (the least mint's one key and the floor's nothing were
+        # there before): what the warm-up's and the rounds' mints left.
         replay_records = int(bench.redis.dbsize()) - keys_before
         replay_growth = int(bench.redis.info("memory")["used_memory"]) - used_before
 
@@ -668,21 +741,6 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         floor.stop()
 
         # -- 5. introspection, without and with a million revocation entries ------------------
-        _progress("introspection")
-        introspect_body = work / "introspect-body.txt"
-        introspect_body.write_text(f"token={upload_token}")
-        name, value = bench.introspect_auth
-        introspect_load = bench.load(
-            small_url + INTROSPECT_PATH,
-            "static",
-            introspect_body,
-            headers=("Content-Type: application/x-www-form-urlencoded", f"{name}: {value}"),
-        )
-        _require_active(small_url, upload_token, bench.introspect_auth)
-        run_phase("introspect (warm-up)", replace(introspect_load, duration=plan.warmup), small)
-        phases["introspect"] = _succeeded(
-            run_phase("introspect", introspect_load, small, bench.redis, bench.redis_pid)
-        )
         # Deterministic, so it needs no quiet machine: counted while nothing is measured.
         _progress("bytecode instructions per request")
         results["instructions"] = bench.count_instructions(small_policies, upload_token)

@@ -262,9 +262,10 @@ def combine_rounds(name: str, rounds: list[PhaseResult]) -> PhaseResult:
         attempts=sum(r.attempts for r in rounds) - (len(rounds) - 1),
         rounds=[_round_summary(r) for r in rounds],
         redis_round_trips_per_request=weighted(lambda r: r.redis_round_trips_per_request),
+        # In name order, as one run lists them: a set's order changes between runs.
         redis_calls_per_request={
             key: weighted(lambda r, key=key: r.redis_calls_per_request.get(key, 0.0))
-            for key in calls
+            for key in sorted(calls)
         },
     )
 

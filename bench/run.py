@@ -511,9 +511,9 @@ class Bench:
         `rotation_rounds` rounds, the order shifted by one every round.
 
         One phase after another, minutes apart, a slow spell of the machine could fall on
-        the floor's phase and a fast one on the mint's: the thirteenth session's five runs
-        read the mint at 0.44-0.70x of the floor with nothing changed. In rotation, every
-        side samples the same spells, as the scaling pairs do (`paired`).
+        the floor's phase and a fast one on the mint's: five runs of the same code read the
+        mint at 0.44-0.70x of the floor (docs/performance.md). In rotation, every side
+        samples the same spells, as the scaling pairs do (`paired`).
         """
         keys = list(sides)
         rounds: dict[str, list[PhaseResult]] = {key: [] for key in keys}
@@ -525,12 +525,15 @@ class Bench:
         return {key: combine_rounds(sides[key][0], rounds[key]) for key in keys}
 
     def rotation_duration(self) -> float:
-        # At least a second: wrk's first moments go to checking the connections' spread.
-        return max(1.0, self.plan.duration / self.plan.rotation_rounds)
+        return self._round_seconds(self.plan.rotation_rounds)
 
     def paired_duration(self) -> float:
-        # At least a second: wrk's first moments go to checking the connections' spread.
-        return max(1.0, self.plan.duration / PAIRED_ROUNDS)
+        return self._round_seconds(PAIRED_ROUNDS)
+
+    def _round_seconds(self, rounds: int) -> float:
+        """A round's share of one phase, and at least a second: wrk's first moments go
+        to checking the connections' spread."""
+        return max(1.0, self.plan.duration / rounds)
 
     def think_ms_for(self, probe: PhaseResult, target_rps: float) -> float:
         """Think time that makes `connections` closed-loop clients offer `target_rps`.

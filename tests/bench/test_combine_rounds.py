@@ -49,7 +49,14 @@ def test_counts_add_up_and_costs_are_weighted_by_requests() -> None:
             attempts=3,
             connections_per_worker=[8, 0],
             other_cpu_share=0.2,
-            redis_calls_per_request={"evalsha": 1.0, "hello": 0.01},
+            redis_calls_per_request={
+                "xadd": 1.0,
+                "evalsha": 1.0,
+                "set": 1.0,
+                "hello": 0.01,
+                "get": 1.0,
+                "mget": 0.0,
+            },
         ),
     ]
 
@@ -64,7 +71,23 @@ def test_counts_add_up_and_costs_are_weighted_by_requests() -> None:
     assert combined.attempts - 1 == 2  # the restarts of every round, as for one run
     assert combined.other_cpu_share == 0.2  # the noisiest round speaks for all
     assert combined.connections_per_worker == [8, 0]  # so does the least even
-    assert combined.redis_calls_per_request == {"evalsha": 1.0, "hello": 0.0075}
+    assert combined.redis_calls_per_request == {
+        "evalsha": 1.0,
+        "get": 0.75,
+        "hello": 0.0075,
+        "mget": 0.0,
+        "set": 0.75,
+        "xadd": 0.75,
+    }
+    # Listed in name order whatever order a set of their names iterates in.
+    assert list(combined.redis_calls_per_request) == [
+        "evalsha",
+        "get",
+        "hello",
+        "mget",
+        "set",
+        "xadd",
+    ]
     # Each round's own numbers stay with the result, in the order measured.
     assert [
         (r["rps"], r["server_cpu_us_per_request"], r["connections_per_worker"])

@@ -257,24 +257,41 @@ def render(results: dict[str, Any]) -> str:
         f"{phases['mint']['server_cpu_us_per_request'] / crypto['mint_us']:.1f}x the crypto floor.",
         f"wrk used at most {wrk_share:.0%} of a core in any phase; the run took "
         f"{results['duration_s']:.0f} s.",
+        spread_line(phases),
     ]
-    uneven = [
-        f"{key} {'/'.join(map(str, phase['connections_per_worker']))}"
-        for key, phase in phases.items()
-        if phase["connections_per_worker"]
-        and max(phase["connections_per_worker"]) - min(phase["connections_per_worker"]) > 2
-    ]
-    retried = sum(phase["attempts"] - 1 for phase in phases.values())
-    lines.append(
-        f"wrk's connections were spread evenly over the workers in every phase but "
-        f"{', '.join(uneven) or 'none'} ({retried} attempt(s) restarted for an uneven spread)."
-    )
     if other > NOISY_NEIGHBOUR_CORES:
         lines.append(
             f"WARNING: other processes used up to {other:.2f} cores during a phase "
             "(column 'other CPU'): those numbers are disturbed; run again on a quiet machine."
         )
     return "\n".join(lines)
+
+
+def spread_line(phases: dict[str, Any]) -> str:
+    """How wrk's connections landed on the workers: the phases still uneven, the attempts
+    restarted, and the rounds set aside and measured again."""
+    uneven = [
+        f"{key} {_split(phase)}"
+        for key, phase in phases.items()
+        if phase["connections_per_worker"]
+        and max(phase["connections_per_worker"]) - min(phase["connections_per_worker"]) > 2
+    ]
+    retried = sum(phase["attempts"] - 1 for phase in phases.values())
+    set_aside = [
+        f"{key} {_split(aside)}"
+        for key, phase in phases.items()
+        for aside in phase.get("set_aside", [])
+    ]
+    measured_again = f"; rounds set aside and measured again: {', '.join(set_aside)}"
+    return (
+        "wrk's connections were spread evenly over the workers in every phase but "
+        f"{', '.join(uneven) or 'none'} ({retried} attempt(s) restarted for an uneven spread"
+        f"{measured_again if set_aside else ''})."
+    )
+
+
+def _split(phase: dict[str, Any]) -> str:
+    return "/".join(map(str, phase["connections_per_worker"]))
 
 
 MODULES_LISTED = 12

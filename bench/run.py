@@ -58,7 +58,14 @@ from app.tokens.scopes import token_scope  # noqa: E402
 from . import report  # noqa: E402
 from .floors import crypto_floor, redis_floor  # noqa: E402
 from .instructions import tokens_needed  # noqa: E402
-from .load import Load, PhaseResult, TokensExhausted, combine_rounds, run_phase  # noqa: E402
+from .load import (  # noqa: E402
+    Load,
+    PhaseResult,
+    TokensExhausted,
+    combine_rounds,
+    even_rounds,
+    run_phase,
+)
 from .procs import Service  # noqa: E402
 from .tokens import TokenFactory, cpu_count  # noqa: E402
 
@@ -464,14 +471,23 @@ class Bench:
         Measured one after the other, the later phase ran on a warmer (or busier)
         machine, which moved the comparison by 10-20 % either way between runs; in
         alternation a drift hits both cases alike. Each side runs `PAIRED_ROUNDS`
-        rounds that together last one phase.
+        rounds that together last one phase (and measures an unevenly spread round
+        again, after the others: `even_rounds`).
         """
         rounds: tuple[list[PhaseResult], list[PhaseResult]] = ([], [])
         for index in range(PAIRED_ROUNDS):
             order = (0, 1) if index % 2 == 0 else (1, 0)
             for side in order:
                 rounds[side].append(measure[side](f"{names[side]} (round {index + 1})", index))
-        return (combine_rounds(names[0], rounds[0]), combine_rounds(names[1], rounds[1]))
+
+        def combined(side: int) -> PhaseResult:
+            kept, set_aside = even_rounds(
+                rounds[side],
+                lambda number: measure[side](f"{names[side]} (round {number})", number - 1),
+            )
+            return combine_rounds(names[side], kept, set_aside)
+
+        return combined(0), combined(1)
 
     def mint_pair(
         self,
@@ -513,7 +529,9 @@ class Bench:
         One phase after another, minutes apart, a slow spell of the machine could fall on
         the floor's phase and a fast one on the mint's: five runs of the same code read the
         mint at 0.44-0.70x of the floor (docs/performance.md). In rotation, every side
-        samples the same spells, as the scaling pairs do (`paired`).
+        samples the same spells, as the scaling pairs do (`paired`). A round whose
+        connections stayed unevenly spread is measured again after the rotation
+        (`even_rounds`).
         """
         keys = list(sides)
         rounds: dict[str, list[PhaseResult]] = {key: [] for key in keys}
@@ -522,7 +540,15 @@ class Bench:
             for key in keys[shift:] + keys[:shift]:
                 name, measure = sides[key]
                 rounds[key].append(measure(f"{name} (round {index + 1})"))
-        return {key: combine_rounds(sides[key][0], rounds[key]) for key in keys}
+
+        def combined(key: str) -> PhaseResult:
+            name, measure = sides[key]
+            kept, set_aside = even_rounds(
+                rounds[key], lambda number: measure(f"{name} (round {number})")
+            )
+            return combine_rounds(name, kept, set_aside)
+
+        return {key: combined(key) for key in keys}
 
     def rotation_duration(self) -> float:
         return self._round_seconds(self.plan.rotation_rounds)

@@ -21,6 +21,7 @@ run = importlib.import_module("trustpub_bench.run")
 profile = importlib.import_module("trustpub_bench.profile")
 parts = importlib.import_module("trustpub_bench.parts")
 instructions = importlib.import_module("trustpub_bench.instructions")
+report = importlib.import_module("trustpub_bench.report")
 
 
 def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:

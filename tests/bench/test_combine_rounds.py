@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .harness import load
+import pytest
+
+from .harness import load, report
 
 PhaseResult, combine_rounds = load.PhaseResult, load.combine_rounds
 
@@ -94,3 +96,84 @@ def test_counts_add_up_and_costs_are_weighted_by_requests() -> None:
         for r in combined.rounds
     ] == [(500.0, 1000.0, [4, 4]), (500.0, 600.0, [8, 0])]
     assert combined.as_dict()["rounds"] == combined.rounds
+
+
+EVEN, UNEVEN = [3, 5], [1, 7]
+
+
+@pytest.mark.parametrize(
+    ("planned", "again", "kept", "set_aside"),
+    [
+        # Every round even: nothing measured again.
+        ((EVEN, EVEN, EVEN, EVEN), (), ("1", "2", "3", "4"), ()),
+        # An uneven round gives way to an even one, measured after the others.
+        ((EVEN, UNEVEN, EVEN, EVEN), (EVEN,), ("1", "3", "4", "5"), ("2",)),
+        ((EVEN, UNEVEN, EVEN, EVEN), (UNEVEN, EVEN), ("1", "3", "4", "6"), ("2", "5")),
+        # Still uneven after every re-measure: the first uneven round fills its place.
+        ((EVEN, UNEVEN, EVEN, EVEN), (UNEVEN, UNEVEN), ("1", "2", "3", "4"), ("5", "6")),
+        ((UNEVEN, EVEN, UNEVEN, EVEN), (EVEN, UNEVEN), ("1", "2", "4", "5"), ("3", "6")),
+        ((UNEVEN, UNEVEN), (EVEN, EVEN), ("3", "4"), ("1", "2")),
+    ],
+)
+def test_uneven_rounds_are_measured_again_and_set_aside(
+    planned: tuple[list[int], ...],
+    again: tuple[list[int], ...],
+    kept: tuple[str, ...],
+    set_aside: tuple[str, ...],
+) -> None:
+    rounds = [
+        result(name=str(number), connections_per_worker=split)
+        for number, split in enumerate(planned, 1)
+    ]
+    numbers: list[int] = []
+
+    def measure_again(number: int) -> Any:
+        numbers.append(number)
+        return result(name=str(number), connections_per_worker=again[number - len(planned) - 1])
+
+    combined, aside = load.even_rounds(rounds, measure_again)
+
+    assert numbers == list(range(len(planned) + 1, len(planned) + len(again) + 1))
+    assert tuple(r.name for r in combined) == kept
+    assert tuple(r.name for r in aside) == set_aside
+
+
+def test_rounds_set_aside_count_as_attempts_and_are_listed() -> None:
+    kept = [result(name="1", attempts=2), result(name="3", attempts=1)]
+    aside = [result(name="2", attempts=20, connections_per_worker=[0, 8], rps=250.0)]
+
+    combined = combine_rounds("mint", kept, aside)
+
+    assert combined.requests == 2000  # the kept rounds' only
+    assert combined.connections_per_worker == [4, 4]
+    assert combined.attempts - 1 == 1 + 20  # every attempt of the round set aside
+    assert [(r["name"], r["rps"], r["connections_per_worker"]) for r in combined.set_aside] == [
+        ("2", 250.0, [0, 8])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phases", "line"),
+    [
+        (
+            {"floor": {"connections_per_worker": [4, 4], "attempts": 3, "set_aside": []}},
+            "in every phase but none (2 attempt(s) restarted for an uneven spread).",
+        ),
+        (
+            {
+                "floor": {"connections_per_worker": [1, 7], "attempts": 1},
+                "mint": {
+                    "connections_per_worker": [3, 5],
+                    "attempts": 25,
+                    "set_aside": [{"connections_per_worker": [0, 8]}],
+                },
+            },
+            "in every phase but floor 1/7 (24 attempt(s) restarted for an uneven spread; "
+            "rounds set aside and measured again: mint 0/8).",
+        ),
+    ],
+)
+def test_the_report_names_uneven_phases_and_rounds_set_aside(
+    phases: dict[str, Any], line: str
+) -> None:
+    assert report.spread_line(phases).endswith(line)

@@ -34,6 +34,7 @@ class ScalingCase(NamedTuple):
     large: str
     kind: str  # "publishers" or "revocations": the counts come from results["scaling"]
     target: str  # its line in the targets table
+    app: str  # the app whose bytecode instructions the small case has (results["instructions"])
 
 
 # The scaling cases: small and large measured in alternation (bench.run.Bench.paired).
@@ -44,6 +45,7 @@ SCALING_CASES = (
         "mint_many_publishers",
         "publishers",
         "mint p50, many vs few publishers",
+        "mint",
     ),
     ScalingCase(
         "mint: registered publishers",
@@ -51,6 +53,7 @@ SCALING_CASES = (
         "mint_many_registered",
         "publishers",
         "mint p50, many registered vs few publishers",
+        "mint",
     ),
     ScalingCase(
         "introspection: revocation entries",
@@ -58,6 +61,7 @@ SCALING_CASES = (
         "introspect_many_revocations",
         "revocations",
         "introspection p50, many vs no revocations",
+        "introspect",
     ),
 )
 
@@ -183,18 +187,20 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         "| scaling (small and large in alternation) | small | large | p50 ms | p99 ms | req/s "
-        "| CPU us/req |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| CPU us/req | bytecode instructions |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in SCALING_CASES:
         small, large = phases[case.small], phases[case.large]
+        small_work = results["instructions"][case.app]["instructions"]
         lines.append(
             f"| {case.label} | {scaling[case.kind]['small']:,} | {names[case.kind]} | "
             f"{small['p50_ms']:.2f} -> {large['p50_ms']:.2f} | "
             f"{small['p99_ms']:.2f} -> {large['p99_ms']:.2f} | "
             f"{small['rps']:,.0f} -> {large['rps']:,.0f} | "
             f"{small['server_cpu_us_per_request']:,.0f} -> "
-            f"{large['server_cpu_us_per_request']:,.0f} |"
+            f"{large['server_cpu_us_per_request']:,.0f} | "
+            f"{small_work:,.0f} -> {scaling['instructions'][case.large]:,.0f} |"
         )
 
     memory, cold = results["memory"], results["cold_start"]

@@ -345,16 +345,18 @@ class Bench:
             "introspect_path": INTROSPECT_PATH,
         }
 
-    def run_counter(self, argv: list[str], spec: dict[str, Any], policies: Path) -> str:
-        """Run a counting process (`argv` + the spec's path) with the small service's
-        environment and policies; its standard output."""
+    def run_counter(
+        self, argv: list[str], spec: dict[str, Any], policies: Path, db: int = 0
+    ) -> str:
+        """Run a counting process (`argv` + the spec's path) with a service's environment:
+        the small service's unless `policies` and `db` say otherwise; its standard output."""
         spec_path = self.work / "workload.json"
         spec_path.write_text(json.dumps(spec))
         log = self.work / "counter.log"
         with log.open("wb") as stderr:
             done = subprocess.run(  # noqa: S603 (the bench's own modules)
                 [*argv, str(spec_path)],
-                env=self.service_env("counted", policies),
+                env=self.service_env("counted", policies, db),
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -367,11 +369,14 @@ class Bench:
             raise RuntimeError(f"{module} failed:\n{log.read_text()[-3000:]}")
         return done.stdout
 
-    def count_instructions(self, policies: Path, upload_token: str) -> dict[str, Any]:
-        """Bytecode instructions per request (bench/instructions.py), in a process of its
-        own built like the small service: same environment, policies and database."""
-        spec = self.workload_spec(self.plan.instruction_requests, upload_token)
-        output = self.run_counter([sys.executable, "-m", "bench.instructions"], spec, policies)
+    def count_instructions(
+        self, policies: Path, upload_token: str, db: int = 0, apps: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Bytecode instructions per request (bench/instructions.py) of `apps` (all when
+        empty), in a process of its own built like the service of `policies` and `db`."""
+        spec = {**self.workload_spec(self.plan.instruction_requests, upload_token), "apps": apps}
+        argv = [sys.executable, "-m", "bench.instructions"]
+        output = self.run_counter(argv, spec, policies, db)
         counted: dict[str, Any] = json.loads(output)
         return counted
 
@@ -721,12 +726,21 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         replay_records = int(bench.redis.dbsize()) - keys_before
         replay_growth = int(bench.redis.info("memory")["used_memory"]) - used_before
 
+        # Each large case's interpreter work per request, counted in a process built like
+        # its service, against the small service's (section 5). Deterministic: where the
+        # pairs' latency moves with the machine and the instance, this does not.
+        large_instructions: dict[str, float] = {}
+
+        def count_large(key: str, app: str, policies: Path, db: int) -> None:
+            _progress(f"bytecode instructions per request, {key}")
+            counted = bench.count_instructions(policies, upload_token, db, (app,))
+            large_instructions[key] = counted[app]["instructions"]
+
         # -- 3. many publishers ----------------------------------------------------------------
         _progress(f"mint with {plan.large_publishers:,} publishers")
         bench.store(PUBLISHERS_DB)  # its own replay records, database 0's epoch
-        large, large_url = bench.start_trustpub(
-            "trustpub-large", bench.write_policies(plan.large_publishers), PUBLISHERS_DB
-        )
+        large_policies = bench.write_policies(plan.large_publishers)
+        large, large_url = bench.start_trustpub("trustpub-large", large_policies, PUBLISHERS_DB)
         large_ready = large.wait_until(
             lambda: requests.get(large_url + "/healthz", timeout=5).ok, 240
         )
@@ -738,6 +752,7 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             mint.rps,
         )
         large.stop()
+        count_large("mint_many_publishers", "mint", large_policies, PUBLISHERS_DB)
 
         # -- 4. mint at half its peak rate, and the floor offered the same rate ----------------
         _progress("mint at half its peak rate")
@@ -779,8 +794,9 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         revocation_memory = fill_revocations(
             bench, revoked_store, REVOKED_DB, plan.large_revocations
         )
+        revoked_policies = bench.write_policies(plan.small_publishers, "revoked")
         revoked, revoked_url = bench.start_trustpub(
-            "trustpub-revoked", bench.write_policies(plan.small_publishers, "revoked"), REVOKED_DB
+            "trustpub-revoked", revoked_policies, REVOKED_DB
         )
         revoked.wait_until(lambda: requests.get(revoked_url + "/healthz", timeout=5).ok, 60)
         revoked.wait_for_workers(plan.workers)
@@ -816,6 +832,7 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
             ),
         )
         revoked.stop()
+        count_large("introspect_many_revocations", "introspect", revoked_policies, REVOKED_DB)
 
         # -- memory per record, measured on real keys -----------------------------------------
         results["memory"] = {
@@ -834,10 +851,9 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         # latency and round trips must not change.
         _progress(f"mint with {plan.large_publishers:,} registered publishers")
         fill_registrations(bench.store(REGISTERED_DB), plan.large_publishers, bench.issuer.url)
+        registered_policies = bench.write_policies(plan.small_publishers, "registered")
         registered, registered_url = bench.start_trustpub(
-            "trustpub-registered",
-            bench.write_policies(plan.small_publishers, "registered"),
-            REGISTERED_DB,
+            "trustpub-registered", registered_policies, REGISTERED_DB
         )
         registered.wait_until(lambda: requests.get(registered_url + "/healthz", timeout=5).ok, 240)
         registered.wait_for_workers(plan.workers)
@@ -849,12 +865,14 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         )
         registered.stop()
         small.stop()
+        count_large("mint_many_registered", "mint", registered_policies, REGISTERED_DB)
 
         results["phases"] = {key: phase.as_dict() for key, phase in phases.items()}
         results["scaling"] = {
             "publishers": {"small": plan.small_publishers, "large": plan.large_publishers},
             "ready_s": {"small": small_ready, "large": large_ready},
             "revocations": {"small": 0, "large": plan.large_revocations},
+            "instructions": large_instructions,
         }
     finally:
         bench.close()

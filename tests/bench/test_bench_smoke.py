@@ -77,3 +77,11 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert "mint vs the least mint:" in result.stdout
     assert "us more of Redis's." in result.stdout
     assert "| scaling (small and large in alternation) |" in result.stdout
+    # Each large case's interpreter work, counted in a process built like its service.
+    large_work = results["scaling"]["instructions"]
+    assert set(large_work) == {
+        "mint_many_publishers",
+        "mint_many_registered",
+        "introspect_many_revocations",
+    }
+    assert all(count > 0 for count in large_work.values()), large_work

@@ -284,9 +284,7 @@ def spread_line(phases: dict[str, Any]) -> str:
     ]
     retried = sum(phase["attempts"] - 1 for phase in phases.values())
     set_aside = [
-        f"{key} {_split(aside)}"
-        for key, phase in phases.items()
-        for aside in phase.get("set_aside", [])
+        f"{key} {_split(aside)}" for key, phase in phases.items() for aside in phase["set_aside"]
     ]
     measured_again = f"; rounds set aside and measured again: {', '.join(set_aside)}"
     return (

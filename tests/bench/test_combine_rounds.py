@@ -161,7 +161,7 @@ def test_rounds_set_aside_count_as_attempts_and_are_listed() -> None:
         ),
         (
             {
-                "floor": {"connections_per_worker": [1, 7], "attempts": 1},
+                "floor": {"connections_per_worker": [1, 7], "attempts": 1, "set_aside": []},
                 "mint": {
                     "connections_per_worker": [3, 5],
                     "attempts": 25,

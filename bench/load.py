@@ -93,7 +93,7 @@ class PhaseResult:
 
     @property
     def evenly_spread(self) -> bool:
-        return _evenly_spread(self.connections_per_worker, self.connections)
+        return even_spread(self.connections_per_worker, self.connections)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +138,7 @@ def run_phase(
                 break
             time.sleep(0.05)
             split = established_connections(service.workers(), port)
-        balanced = _evenly_spread(split, load.connections)
+        balanced = even_spread(split, load.connections)
         if not balanced and not last:
             proc.send_signal(signal.SIGINT)  # wrk stops, still reporting what it did
         assert proc.stdout is not None
@@ -213,7 +213,7 @@ def _wrk_result(name: str, returncode: int, output: str) -> dict[str, Any]:
     return result
 
 
-def _evenly_spread(split: list[int], connections: int) -> bool:
+def even_spread(split: list[int], connections: int) -> bool:
     """Every worker holds its share of the connections, give or take one."""
     if not split:
         return True
@@ -254,6 +254,14 @@ def even_rounds(
     set_aside = [r for r in measured if not r.evenly_spread][missing:]
     kept = [r for r in measured if all(r is not aside for aside in set_aside)]
     return kept, set_aside
+
+
+def combine_even_rounds(
+    name: str, rounds: list[PhaseResult], measure_again: Callable[[int], PhaseResult]
+) -> PhaseResult:
+    """`rounds` combined, an unevenly spread one measured again first (`even_rounds`)."""
+    kept, set_aside = even_rounds(rounds, measure_again)
+    return combine_rounds(name, kept, set_aside)
 
 
 def combine_rounds(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .instructions import APPS
+from .load import even_spread
 
 # The targets on the 2-core machine.
 MINT_THROUGHPUT_RATIO = 0.70
@@ -279,8 +280,7 @@ def spread_line(phases: dict[str, Any]) -> str:
     uneven = [
         f"{key} {_split(phase)}"
         for key, phase in phases.items()
-        if phase["connections_per_worker"]
-        and max(phase["connections_per_worker"]) - min(phase["connections_per_worker"]) > 2
+        if not even_spread(phase["connections_per_worker"], phase["connections"])
     ]
     retried = sum(phase["attempts"] - 1 for phase in phases.values())
     set_aside = [

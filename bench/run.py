@@ -62,8 +62,7 @@ from .load import (  # noqa: E402
     Load,
     PhaseResult,
     TokensExhausted,
-    combine_rounds,
-    even_rounds,
+    combine_even_rounds,
     run_phase,
 )
 from .procs import Service  # noqa: E402
@@ -483,16 +482,13 @@ class Bench:
         for index in range(PAIRED_ROUNDS):
             order = (0, 1) if index % 2 == 0 else (1, 0)
             for side in order:
-                rounds[side].append(measure[side](f"{names[side]} (round {index + 1})", index))
+                rounds[side].append(measure[side](_round_name(names[side], index + 1), index))
 
-        def combined(side: int) -> PhaseResult:
-            kept, set_aside = even_rounds(
-                rounds[side],
-                lambda number: measure[side](f"{names[side]} (round {number})", number - 1),
-            )
-            return combine_rounds(names[side], kept, set_aside)
+        def again(side: int) -> Callable[[int], PhaseResult]:
+            return lambda number: measure[side](_round_name(names[side], number), number - 1)
 
-        return combined(0), combined(1)
+        small, large = (combine_even_rounds(names[s], rounds[s], again(s)) for s in (0, 1))
+        return small, large
 
     def mint_pair(
         self,
@@ -544,16 +540,14 @@ class Bench:
             shift = index % len(keys)
             for key in keys[shift:] + keys[:shift]:
                 name, measure = sides[key]
-                rounds[key].append(measure(f"{name} (round {index + 1})"))
+                rounds[key].append(measure(_round_name(name, index + 1)))
 
-        def combined(key: str) -> PhaseResult:
-            name, measure = sides[key]
-            kept, set_aside = even_rounds(
-                rounds[key], lambda number: measure(f"{name} (round {number})")
-            )
-            return combine_rounds(name, kept, set_aside)
+        def again(name: str, measure: Callable[[str], PhaseResult]) -> Callable[[int], PhaseResult]:
+            return lambda number: measure(_round_name(name, number))
 
-        return {key: combined(key) for key in keys}
+        return {
+            key: combine_even_rounds(sides[key][0], rounds[key], again(*sides[key])) for key in keys
+        }
 
     def rotation_duration(self) -> float:
         return self._round_seconds(self.plan.rotation_rounds)
@@ -575,6 +569,10 @@ class Bench:
         cycle_ms = self.plan.connections / probe.rps * 1000
         latency_ms = max(0.0, cycle_ms - probe.think_ms)
         return max(0.1, self.plan.connections / target_rps * 1000 - latency_ms)
+
+
+def _round_name(name: str, number: int) -> str:
+    return f"{name} (round {number})"
 
 
 def _succeeded(result: PhaseResult) -> PhaseResult:

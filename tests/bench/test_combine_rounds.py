@@ -156,14 +156,27 @@ def test_rounds_set_aside_count_as_attempts_and_are_listed() -> None:
     ("phases", "line"),
     [
         (
-            {"floor": {"connections_per_worker": [4, 4], "attempts": 3, "set_aside": []}},
+            {
+                "floor": {
+                    "connections_per_worker": [4, 4],
+                    "connections": 8,
+                    "attempts": 3,
+                    "set_aside": [],
+                }
+            },
             "in every phase but none (2 attempt(s) restarted for an uneven spread).",
         ),
         (
             {
-                "floor": {"connections_per_worker": [1, 7], "attempts": 1, "set_aside": []},
+                "floor": {
+                    "connections_per_worker": [1, 7],
+                    "connections": 8,
+                    "attempts": 1,
+                    "set_aside": [],
+                },
                 "mint": {
                     "connections_per_worker": [3, 5],
+                    "connections": 8,
                     "attempts": 25,
                     "set_aside": [{"connections_per_worker": [0, 8]}],
                 },

@@ -29,8 +29,10 @@ MAX_TOKEN_BYTES = 16 * 1024
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # By segment length mod 4: the bits of the last character that carry no data.
 _UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
-# What base64.urlsafe_b64decode does, without its four Python-level calls per segment.
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# The url-safe alphabet to the standard one, for binascii's strict decoding; and what
+# base64url does not have (the standard alphabet's own "+" and "/", padding) to a byte
+# that decoding refuses, as it refuses whitespace and every other byte.
+_URLSAFE_TO_STRICT_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
 
 # Headers that ask the verifier to fetch keys from the token, to honour extensions it
 # cannot know, or to treat the payload as another token: all rejected (RFC 8725 §3.1-3.11).
@@ -141,21 +143,21 @@ def _decode_json_object(segment: bytes, what: str) -> dict[str, Any]:
 
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:
-    # The alphabet check (what is left after deleting the url-safe alphabet) rejects
-    # padding, whitespace and the standard alphabet, which base64's decoder would
-    # otherwise accept silently. A regular expression took 5x as long on a 1.7 KB token.
-    if segment.translate(None, _B64URL_ALPHABET) or len(segment) % 4 == 1:
-        raise InvalidPayload(f"token {what} is not base64url")
+    # Strict decoding refuses any byte outside the alphabet, which the default decoder
+    # skips silently, and a length of 1 mod 4; padding, whitespace and the standard
+    # alphabet reach it as such bytes. One translation and one decode per segment: an
+    # alphabet check of its own cost a mint another pass over the token.
+    try:
+        padded = segment.translate(_URLSAFE_TO_STRICT_STANDARD) + b"=" * (-len(segment) % 4)
+        data = binascii.a2b_base64(padded, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise InvalidPayload(f"token {what} is not base64url") from None
     # Canonical only (RFC 4648 §3.5): the bits of the last character that encode no
     # data must be zero, or several strings would decode to one token (malleability).
     unused_bits = _UNUSED_BITS[len(segment) % 4]
     if unused_bits and _B64URL_ALPHABET.index(segment[-1]) & unused_bits:
         raise InvalidPayload(f"token {what} is not base64url")
-    try:
-        padded = segment.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(segment) % 4)
-        return binascii.a2b_base64(padded)
-    except (binascii.Error, ValueError):
-        raise InvalidPayload(f"token {what} is not base64url") from None
+    return data
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

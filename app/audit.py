@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from app.observability import REQUEST_ID, log_fields
 from app.stores.base import AuditLog, AuditRecord
@@ -86,7 +86,10 @@ class AuditTrail:
         # X-Request-ID the caller (CI job, index, maintainer) saw.
         if (request_id := REQUEST_ID.get()) != "-":
             entry["request_id"] = request_id
-        present = {key: value for key, value in fields.items() if value is not None}
+        # Checked in C first: the mint's record never holds a None.
+        if None in fields.values():
+            fields = {key: value for key, value in fields.items() if value is not None}
+        present = cast("Mapping[str, str]", fields)
         # Nearly always ASCII: checked in one pass before any value is rewritten.
         if not all(map(str.isascii, present.values())):
             present = {key: _storable(value) for key, value in present.items()}

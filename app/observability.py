@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -28,8 +28,9 @@ def request_id_from(header: str | None) -> str:
     """A proxy's X-Request-ID when it looks like one; a fresh id otherwise."""
     if header and _CLIENT_REQUEST_ID.fullmatch(header):
         return header
-    # 128 random bits, as a UUID4's hex would hold, without building a UUID (~2.5 us).
-    return secrets.token_hex(16)
+    # 128 random bits, as a UUID4's hex would hold, without building a UUID (~2.5 us);
+    # `secrets.token_hex(16)`'s bytes, without its three Python-level calls.
+    return os.urandom(16).hex()
 
 
 class _RequestIdFilter(logging.Filter):

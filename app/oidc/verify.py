@@ -152,6 +152,9 @@ def _check_registered_claims(
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     value = claims.get(name)
+    # Nearly always an int in range: taken before the checks that name what is wrong.
+    if type(value) is int and -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:
+        return value
     if value is None:
         raise InvalidToken(f"token has no '{name}' claim")
     if isinstance(value, bool) or not isinstance(value, int | float):

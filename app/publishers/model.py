@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
@@ -111,27 +111,27 @@ def normalize_project_name(name: str) -> str:
     return _NAME_SEPARATORS.sub("-", name).lower()
 
 
-_STRING_TYPES = frozenset({str})
-_STRING_OR_ABSENT_TYPES = frozenset({str, type(None)})
-
-
 def string_claims(
     claims: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...]
 ) -> tuple[dict[str, str], dict[str, str | None]]:
     """The `required` and `optional` claims by name (an absent optional one is None),
     each checked as `string_claim` checks it, and refused by it, in the same order."""
-    present = dict(zip(required, map(claims.get, required), strict=True))
-    maybe = dict(zip(optional, map(claims.get, optional), strict=True))
-    # A mint reads ~20 claims: builtins check the common case without a Python-level
-    # loop. Anything else (a claim absent or not a string) goes the way that names it.
-    if set(map(type, present.values())) <= _STRING_TYPES and (
-        set(map(type, maybe.values())) <= _STRING_OR_ABSENT_TYPES
-    ):
-        return cast("dict[str, str]", present), maybe
-    return (
-        {name: string_claim(claims, name, required=True) or "" for name in required},
-        {name: string_claim(claims, name, required=False) for name in optional},
-    )
+    # A plain loop over the ~20 claims a mint reads: builtins over all of them at once
+    # (dict(zip(...)), set(map(type, ...))) ran fewer bytecodes and took twice as long.
+    # A value that is not a plain string goes the way that names what is wrong with it.
+    present: dict[str, str] = {}
+    for name in required:
+        value = claims.get(name)
+        if type(value) is not str:
+            value = string_claim(claims, name, required=True) or ""
+        present[name] = value
+    maybe: dict[str, str | None] = {}
+    for name in optional:
+        value = claims.get(name)
+        if value is not None and type(value) is not str:
+            value = string_claim(claims, name, required=False)
+        maybe[name] = value
+    return present, maybe
 
 
 def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
-import secrets
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -82,8 +82,9 @@ class UploadTokenMinter:
 
 
 def new_jti() -> str:
-    """An upload token id: 144 random bits, URL-safe."""
-    return secrets.token_urlsafe(18)
+    """An upload token id: 144 random bits, URL-safe (`secrets.token_urlsafe(18)`: the
+    same `os.urandom` bytes, without its five Python-level calls)."""
+    return _b64url(os.urandom(18)).decode("ascii")
 
 
 def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> str:
@@ -106,8 +107,13 @@ def _protected_header(algorithm: str, kid: str, typ: str) -> bytes:
     return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"))
 
 
+# What base64.urlsafe_b64encode does, without its two Python-level calls per segment.
+_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    encoded = binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URLSAFE)
+    return encoded.rstrip(b"=")
 
 
 _SHA256 = hashes.SHA256()

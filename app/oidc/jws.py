@@ -29,6 +29,9 @@ MAX_TOKEN_BYTES = 16 * 1024
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # By segment length mod 4: the bits of the last character that carry no data.
 _UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+# binascii's standard alphabet to the url-safe one (what base64.urlsafe_b64encode does,
+# without its two Python-level calls: upload tokens encode three segments per mint).
+_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 # The url-safe alphabet to the standard one, for binascii's strict decoding; and what
 # base64url does not have (the standard alphabet's own "+" and "/", padding) to a byte
 # that decoding refuses, as it refuses whitespace and every other byte.
@@ -140,6 +143,12 @@ def _decode_json_object(segment: bytes, what: str) -> dict[str, Any]:
     if "\\u" in text and not _encodable(value):
         raise InvalidPayload(f"token {what} is not a JSON object")
     return value
+
+
+def b64url_encode(data: bytes) -> bytes:
+    """base64url without padding (RFC 7515 §2), as every JWS segment is written."""
+    encoded = binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URLSAFE)
+    return encoded.rstrip(b"=")
 
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:

@@ -7,7 +7,6 @@ has a new epoch, so tokens minted by an earlier one are no longer vouched for.
 from __future__ import annotations
 
 import heapq
-import secrets
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from app.stores.base import (
     RegistrationState,
     RevocationState,
     StoredRegistration,
+    new_epoch_id,
 )
 
 
@@ -37,7 +37,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._values: dict[str, tuple[int, float]] = {}
         self._expiry_heap: list[tuple[float, str]] = []
-        self._epoch = Epoch(id=secrets.token_hex(8), created_at=int(clock()))
+        self._epoch = Epoch(id=new_epoch_id(), created_at=int(clock()))
 
     def claim_once(
         self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None

@@ -16,8 +16,6 @@ Keys (all under the `trustpub:` prefix):
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -38,6 +36,7 @@ from app.stores.base import (
     RegistrationState,
     RevocationState,
     StoredRegistration,
+    new_epoch_id,
 )
 from app.stores.redis_connections import Argument, Command, Script, ThreadConnections
 
@@ -298,9 +297,7 @@ class RedisStore:
     def claim_once(
         self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
     ) -> ClaimResult:
-        # A new epoch's id, used only if the store has none (after a loss of its data):
-        # `secrets.token_hex(8)`'s bytes, without its three Python-level calls, per mint.
-        args: list[Argument] = [max(1, ttl_seconds), os.urandom(8).hex(), self._audit_max_length]
+        args: list[Argument] = [max(1, ttl_seconds), new_epoch_id(), self._audit_max_length]
         if audit:
             args.append(compact(list(chain.from_iterable(audit.items()))))
         epoch, first = self._write(
@@ -320,7 +317,7 @@ class RedisStore:
         )
 
     def current_epoch(self) -> Epoch:
-        (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [secrets.token_hex(8)])
+        (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [new_epoch_id()])
         return Epoch.decode(value.decode())
 
     def ping(self) -> None:

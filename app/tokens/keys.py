@@ -9,7 +9,6 @@ key reaches every replica.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.errors import ConfigurationError
-from app.oidc.jws import PublicKey
+from app.oidc.jws import PublicKey, b64url_encode
 
 SigningPrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -113,7 +112,7 @@ def _load_signing_key(path: Path) -> SigningKey:
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data).decode("ascii")
 
 
 def _int_b64(value: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import json
 import os
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from app.json_text import compact
+from app.oidc.jws import b64url_encode
 from app.tokens.keys import KeyRing, SigningKey
 
 # Distinct from any CI token's `typ` (RFC 8725 §3.11): an upload token is never
@@ -84,7 +84,7 @@ class UploadTokenMinter:
 def new_jti() -> str:
     """An upload token id: 144 random bits, URL-safe (`secrets.token_urlsafe(18)`: the
     same `os.urandom` bytes, without its five Python-level calls)."""
-    return _b64url(os.urandom(18)).decode("ascii")
+    return b64url_encode(os.urandom(18)).decode("ascii")
 
 
 def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> str:
@@ -95,25 +95,16 @@ def encode_compact_jws(claims: Mapping[str, Any], key: SigningKey, typ: str) -> 
     are plain JSON. tests/unit/test_mint_encoding.py holds it to PyJWT's output.
     """
     payload = compact(claims)
-    signing_input = _protected_header(key.algorithm, key.kid, typ) + b"." + _b64url(payload)
+    signing_input = _protected_header(key.algorithm, key.kid, typ) + b"." + b64url_encode(payload)
     signature = _sign(key, signing_input)
-    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+    return (signing_input + b"." + b64url_encode(signature)).decode("ascii")
 
 
 @cache
 def _protected_header(algorithm: str, kid: str, typ: str) -> bytes:
     # PyJWT's header: its keys sorted, compact separators.
     header = {"alg": algorithm, "kid": kid, "typ": typ}
-    return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-
-
-# What base64.urlsafe_b64encode does, without its two Python-level calls per segment.
-_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64url(data: bytes) -> bytes:
-    encoded = binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URLSAFE)
-    return encoded.rstrip(b"=")
+    return b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"))
 
 
 _SHA256 = hashes.SHA256()

@@ -23,6 +23,7 @@ import json
 import logging
 import statistics
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -174,15 +175,38 @@ def workloads(spec: dict[str, Any]) -> dict[str, Workload]:
     }
 
 
+def thread_cpu_per_request(
+    apps: dict[str, Workload],
+    rounds: int,
+    per_round: int,
+    clock: Callable[[], float] = time.thread_time,
+) -> dict[str, float]:
+    """Each app's median thread CPU per request in-process, in microseconds: its own work,
+    its Redis round trip's system calls included, without gunicorn's. The apps take turns,
+    `per_round` requests each, so that a slow spell of the machine falls on all of them."""
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(rounds):
+        for name, (app, environs) in apps.items():
+            prepared = [next(environs) for _ in range(per_round)]
+            started = clock()
+            for environ in prepared:
+                call(app, environ)
+            samples[name].append((clock() - started) / per_round * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Count the apps the spec names (`apps`; all of `APPS` when it names none)."""
+    """Count the apps the spec names (`apps`; all of `APPS` when it names none), then time
+    them in-process when the spec asks for `cpu_rounds` (after the counts: warm)."""
     requests = int(spec["requests"])
     counted = spec.get("apps") or list(APPS)
-    results = {
-        name: per_request(app, environs, requests)
-        for name, (app, environs) in workloads(spec).items()
-        if name in counted
-    }
+    apps = {name: workload for name, workload in workloads(spec).items() if name in counted}
+    results = {name: per_request(app, environs, requests) for name, (app, environs) in apps.items()}
+    rounds = int(spec.get("cpu_rounds", 0))
+    if rounds:
+        timed = thread_cpu_per_request(apps, rounds, int(spec["cpu_requests_per_round"]))
+        for name, cpu_us in timed.items():
+            results[name]["thread_cpu_us"] = cpu_us
     logging.shutdown()
     return results
 

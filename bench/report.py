@@ -183,7 +183,7 @@ def render(results: dict[str, Any]) -> str:
         f"| one Redis round trip: PING through redis-py | {redis_floor['ping_us']:.1f} us |",
     ]
 
-    lines += ["", *_instruction_lines(results["instructions"])]
+    lines += ["", *_instruction_lines(results["instructions"], phases)]
 
     lines += [
         "",
@@ -301,16 +301,35 @@ def _split(phase: dict[str, Any]) -> str:
 MODULES_LISTED = 12
 
 
-def _instruction_lines(counted: dict[str, Any]) -> list[str]:
+def _instruction_lines(counted: dict[str, Any], phases: dict[str, Any]) -> list[str]:
+    """The work per request in-process (the app's own, gunicorn's left out) beside the
+    CPU per request of the same app's phase under gunicorn; the difference is what
+    serving a request costs around the app."""
     least = counted["least_mint"]["instructions"]
     lines = [
-        "| interpreter work per request, in-process (gunicorn's own left out) "
-        "| bytecode instructions | vs least mint |",
-        "|---|---:|---:|",
+        "| per request, in-process (gunicorn's own left out) | bytecode instructions "
+        "| vs least mint | thread CPU us | under gunicorn, CPU us | around the app, us |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, label in APPS.items():
         count = counted[key]["instructions"]
-        lines.append(f"| {label} | {count:,.0f} | {count / least:.2f}x |")
+        in_process = counted[key].get("thread_cpu_us")
+        served = phases[key]["server_cpu_us_per_request"]
+        cpu = "-" if in_process is None else f"{in_process:,.0f}"
+        around = "-" if in_process is None else f"{served - in_process:,.0f}"
+        lines.append(
+            f"| {label} | {count:,.0f} | {count / least:.2f}x | {cpu} | {served:,.0f} | {around} |"
+        )
+    floor_app = counted["http_floor"].get("thread_cpu_us")
+    if floor_app is not None:
+        served = phases["http_floor"]["server_cpu_us_per_request"]
+        lines += [
+            "",
+            f"The HTTP floor's app did {floor_app / served:.0%} of the floor's CPU per request "
+            f"in-process; the other {served - floor_app:,.0f} us went to serving it under "
+            "gunicorn (its HTTP parser, the sockets, handing each connection between its "
+            "threads, the threads sharing the cores), which every app pays.",
+        ]
     modules = counted["mint"]["by_module"]
     listed = ", ".join(
         f"{name} {count:,}" for name, count in list(modules.items())[:MODULES_LISTED]

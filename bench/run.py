@@ -117,6 +117,10 @@ class Plan:
     token_margin: float = 1.4
     # Requests whose bytecode instructions are counted, per app (the median is reported).
     instruction_requests: int = 21
+    # Then each app's thread CPU in-process, without gunicorn: this many rounds of this
+    # many requests per app, the apps taking turns (the median round is reported).
+    cpu_rounds: int = 9
+    cpu_requests_per_round: int = 60
 
 
 SMOKE = Plan(
@@ -131,6 +135,8 @@ SMOKE = Plan(
     redis_iterations=20,
     token_margin=3.0,
     instruction_requests=3,
+    cpu_rounds=2,
+    cpu_requests_per_round=3,
 )
 
 
@@ -369,11 +375,25 @@ class Bench:
         return done.stdout
 
     def count_instructions(
-        self, policies: Path, upload_token: str, db: int = 0, apps: tuple[str, ...] = ()
+        self,
+        policies: Path,
+        upload_token: str,
+        db: int = 0,
+        apps: tuple[str, ...] = (),
+        timed: bool = False,
     ) -> dict[str, Any]:
         """Bytecode instructions per request (bench/instructions.py) of `apps` (all when
-        empty), in a process of its own built like the service of `policies` and `db`."""
-        spec = {**self.workload_spec(self.plan.instruction_requests, upload_token), "apps": apps}
+        empty), in a process of its own built like the service of `policies` and `db`;
+        `timed`: also each app's thread CPU per request in-process."""
+        plan = self.plan
+        rounds = plan.cpu_rounds if timed else 0
+        extra_mints = rounds * plan.cpu_requests_per_round
+        spec = {
+            **self.workload_spec(plan.instruction_requests, upload_token, extra_mints),
+            "apps": apps,
+            "cpu_rounds": rounds,
+            "cpu_requests_per_round": plan.cpu_requests_per_round,
+        }
         argv = [sys.executable, "-m", "bench.instructions"]
         output = self.run_counter(argv, spec, policies, db)
         counted: dict[str, Any] = json.loads(output)
@@ -783,9 +803,10 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
         floor.stop()
 
         # -- 5. introspection, without and with a million revocation entries ------------------
-        # Deterministic, so it needs no quiet machine: counted while nothing is measured.
-        _progress("bytecode instructions per request")
-        results["instructions"] = bench.count_instructions(small_policies, upload_token)
+        # The counts are deterministic; the in-process timing is not, so both run here,
+        # while no load runs.
+        _progress("bytecode instructions and in-process CPU per request")
+        results["instructions"] = bench.count_instructions(small_policies, upload_token, timed=True)
 
         _progress(f"filling {plan.large_revocations:,} revocation entries")
         revoked_store = bench.store(REVOKED_DB)

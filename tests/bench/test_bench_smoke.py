@@ -74,6 +74,10 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert "bench.instructions" not in counted["mint"]["by_module"]
     assert "| mint |" in result.stdout
     assert "The mint's instructions by module:" in result.stdout
+    # Each app's CPU in-process, beside its phase's under gunicorn.
+    for name, count in counted.items():
+        assert count["thread_cpu_us"] > 0, name
+    assert "The HTTP floor's app did " in result.stdout
     assert "mint vs the least mint:" in result.stdout
     assert "us more of Redis's." in result.stdout
     assert "| scaling (small and large in alternation) |" in result.stdout

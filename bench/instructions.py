@@ -10,10 +10,13 @@ dict lookup) is invisible here, so it says where the Python work goes, by module
 of the phases stay the judge of speed.
 
 Each app is called as gunicorn calls it (a WSGI call, in-process: gunicorn's own work
-is the same for all of them and left out), warmed up first; the count is the median
+is left out), warmed up first; the count is the median
 over several requests, by module (the dataclass `__init__`s a module defines count as
-that module's). Run by `bench.run` in a process of its own, with the service's
-environment, as `python -m bench.instructions SPEC_JSON`; it prints JSON.
+that module's). When the spec asks, each app's thread CPU per request is then timed in
+the same process (`thread_cpu_per_request`): set beside the app's CPU under gunicorn, it
+shows how much of a request's cost is gunicorn's rather than the app's. Run by `bench.run`
+in a process of its own, with the service's environment, as
+`python -m bench.instructions SPEC_JSON`; it prints JSON.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -1010,7 +1011,9 @@ def machine_info() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     packages: dict[str, str | None] = {}
-    for name in ("flask", "werkzeug", "gunicorn", "pyjwt", "cryptography", "redis", "hiredis"):
+    # Everything trustpub declares it runs on (its extras left out), and Flask's werkzeug:
+    # a new release of any of them can move the numbers.
+    for name in [*runtime_requirements(), "werkzeug"]:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -1024,6 +1027,15 @@ def machine_info() -> dict[str, Any]:
         "wrk": _version(["wrk", "--version"]),
         "packages": packages,
     }
+
+
+def runtime_requirements() -> list[str]:
+    """The names of trustpub's runtime dependencies, as its installed metadata declares them."""
+    names = []
+    for requirement in metadata.requires("trustpub") or []:
+        if "extra ==" not in requirement:
+            names.append(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower())
+    return names
 
 
 def _version(argv: list[str]) -> str:

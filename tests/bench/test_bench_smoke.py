@@ -78,6 +78,12 @@ def test_the_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     for name, count in counted.items():
         assert count["thread_cpu_us"] > 0, name
     assert "The HTTP floor's app did " in result.stdout
+    # Runs are compared over time: every runtime dependency's version is recorded, no
+    # development tool's.
+    packages = results["machine"]["packages"]
+    assert {"orjson", "prometheus-client", "gunicorn", "werkzeug"} <= set(packages)
+    assert all(packages.values()), packages
+    assert "ruff" not in packages
     assert "mint vs the least mint:" in result.stdout
     assert "us more of Redis's." in result.stdout
     assert "| scaling (small and large in alternation) |" in result.stdout

@@ -9,14 +9,14 @@ dict lookup) is invisible here, so it says where the Python work goes, by module
 `make profile` (bench/profile.py) counts the machine instructions, and the CPU columns
 of the phases stay the judge of speed.
 
-Each app is called as gunicorn calls it (a WSGI call, in-process: gunicorn's own work
-is left out), warmed up first; the count is the median
-over several requests, by module (the dataclass `__init__`s a module defines count as
-that module's). When the spec asks, each app's thread CPU per request is then timed in
-the same process (`thread_cpu_per_request`): set beside the app's CPU under gunicorn, it
-shows how much of a request's cost is gunicorn's rather than the app's. Run by `bench.run`
-in a process of its own, with the service's environment, as
-`python -m bench.instructions SPEC_JSON`; it prints JSON.
+Each app is called as gunicorn calls it (a WSGI call, in-process: gunicorn's own work is
+left out), warmed up first; the count is the median over several requests, by module
+(the dataclass `__init__`s a module defines count as that module's). When the spec asks,
+each app's thread CPU per request is then timed in the same process
+(`thread_cpu_per_request`): set beside the app's CPU under gunicorn, it shows how much
+of a request's cost is gunicorn's rather than the app's. Run by `bench.run` in a process
+of its own, with the service's environment, as `python -m bench.instructions SPEC_JSON`;
+it prints JSON.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     counted = spec.get("apps") or list(APPS)
     apps = {name: workload for name, workload in workloads(spec).items() if name in counted}
     results = {name: per_request(app, environs, requests) for name, (app, environs) in apps.items()}
-    rounds = int(spec.get("cpu_rounds", 0))
+    rounds = int(spec["cpu_rounds"])
     if rounds:
         timed = thread_cpu_per_request(apps, rounds, int(spec["cpu_requests_per_round"]))
         for name, cpu_us in timed.items():

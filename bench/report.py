@@ -313,23 +313,21 @@ def _instruction_lines(counted: dict[str, Any], phases: dict[str, Any]) -> list[
     ]
     for key, label in APPS.items():
         count = counted[key]["instructions"]
-        in_process = counted[key].get("thread_cpu_us")
+        in_process = counted[key]["thread_cpu_us"]
         served = phases[key]["server_cpu_us_per_request"]
-        cpu = "-" if in_process is None else f"{in_process:,.0f}"
-        around = "-" if in_process is None else f"{served - in_process:,.0f}"
         lines.append(
-            f"| {label} | {count:,.0f} | {count / least:.2f}x | {cpu} | {served:,.0f} | {around} |"
+            f"| {label} | {count:,.0f} | {count / least:.2f}x | {in_process:,.0f} | "
+            f"{served:,.0f} | {served - in_process:,.0f} |"
         )
-    floor_app = counted["http_floor"].get("thread_cpu_us")
-    if floor_app is not None:
-        served = phases["http_floor"]["server_cpu_us_per_request"]
-        lines += [
-            "",
-            f"The HTTP floor's app did {floor_app / served:.0%} of the floor's CPU per request "
-            f"in-process; the other {served - floor_app:,.0f} us went to serving it under "
-            "gunicorn (its HTTP parser, the sockets, handing each connection between its "
-            "threads, the threads sharing the cores), which every app pays.",
-        ]
+    floor_app = counted["http_floor"]["thread_cpu_us"]
+    served = phases["http_floor"]["server_cpu_us_per_request"]
+    lines += [
+        "",
+        f"The HTTP floor's app did {floor_app / served:.0%} of the floor's CPU per request "
+        f"in-process; the other {served - floor_app:,.0f} us went to serving it under "
+        "gunicorn (its HTTP parser, the sockets, handing each connection between its "
+        "threads, the threads sharing the cores), which every app pays.",
+    ]
     modules = counted["mint"]["by_module"]
     listed = ", ".join(
         f"{name} {count:,}" for name, count in list(modules.items())[:MODULES_LISTED]

@@ -7,10 +7,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench profile docs redis-server wrk valgrind clean
 
-$(BIN)/.installed: pyproject.toml
+# The runtime dependencies at constraints.txt's versions, the image's: what the tests and
+# the bench run is what ships, and a new release upstream changes neither until it is
+# pinned on purpose (docs/kubernetes.md). Development tools are not pinned there.
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,helm,e2e]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,helm,e2e]'
 	touch $@
 
 run: $(BIN)/.installed

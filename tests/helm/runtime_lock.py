@@ -3,9 +3,9 @@
 `constraints.txt` at the repository root pins the runtime dependency closure of trustpub (its
 `[project].dependencies`, their dependencies, and so on, with environment markers evaluated
 for this interpreter: CPython 3.11 on Linux, like the image) to the versions installed in the
-virtualenv that `make test` tested. The Containerfile installs with `pip install -c
-constraints.txt`, so the image runs what the tests ran. Development and test tools are not in
-it. Regenerate after changing dependencies or upgrading the virtualenv:
+virtualenv that `make test` tested. `make test` installs with `pip install -c constraints.txt`,
+and so does the Containerfile, so the image runs what the tests ran. Development and test tools
+are not in it. Regenerate after changing dependencies or upgrading the virtualenv:
 
     .venv/bin/python -m tests.helm.runtime_lock > constraints.txt
 """

@@ -210,6 +210,29 @@ def test_the_whole_runtime_closure_is_pinned() -> None:
     assert not missing, f"not pinned: {sorted(missing)}; regenerate constraints.txt"
 
 
+def test_the_tests_run_the_pinned_versions() -> None:
+    # `make test` installs with constraints.txt: a difference means the virtualenv was
+    # upgraded without regenerating the file, and the image would ship untested versions.
+    pins = read_constraints(CONSTRAINTS)
+    installed = runtime_closure(runtime_requirements())
+    differing = {
+        name: (version, pins[name])
+        for name, version in installed.items()
+        if name in pins and version != pins[name]
+    }
+    assert not differing, f"installed vs pinned: {differing}; regenerate constraints.txt"
+
+
+def test_makefile_installs_with_the_constraints() -> None:
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8")
+    installs = [
+        line.split() for line in recipe.splitlines() if "pip install" in line and "-e" in line
+    ]
+    assert installs, "the Makefile installs trustpub nowhere"
+    for words in installs:
+        assert words[words.index("-c") + 1] == "constraints.txt", words
+
+
 def test_no_development_tool_is_pinned() -> None:
     pins = read_constraints(CONSTRAINTS)
     assert not {"pytest", "ruff", "mypy", "helm-python-sdk", "kubernetes-validate"} & set(pins)

@@ -1,7 +1,9 @@
 """`make profile` keeps working: the callgrind reader, and the whole run with tiny numbers.
 
-No count is asserted as a target (that is for a reader of the profile): only that each
-app's requests, and nothing else, were counted.
+That each app's requests, and nothing else, were counted; and that the mint and
+introspection stay within their budgets of instructions as multiples of the least mint's
+(bench/profile.py): a count of work, which does not move with the machine's load, never
+a time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,35 @@ def test_self_costs_charge_each_function_its_own_instructions() -> None:
     assert costs.total() == 961
 
 
+def _counted(**instructions: float) -> dict[str, object]:
+    return {"apps": {name: {"instructions": count} for name, count in instructions.items()}}
+
+
+@pytest.mark.parametrize(
+    ("least", "mint", "introspect", "over"),
+    [
+        (1_237_000, 1_590_000, 188_000, set()),  # the seventeenth session's counts
+        (1_000_000, 1_320_000, 170_000, set()),  # at both budgets exactly
+        (1_000_000, 1_330_000, 150_000, {"mint"}),
+        (1_237_000, 2_400_000, 188_000, {"mint"}),  # a second signature check, say
+        (1_000_000, 1_100_000, 171_000, {"introspect"}),
+        (1_000_000, 1_400_000, 200_000, {"mint", "introspect"}),
+        (2_000_000, 1_590_000, 188_000, set()),  # a dearer least mint moves both budgets
+    ],
+)
+def test_budgets_are_multiples_of_the_least_mint(
+    least: float, mint: float, introspect: float, over: set[str]
+) -> None:
+    results = _counted(least_mint=least, mint=mint, introspect=introspect)
+
+    found = profile.over_budget(results)
+
+    assert set(found) == over
+    counts = {"mint": mint, "introspect": introspect}
+    for name, ratio in found.items():
+        assert ratio == pytest.approx(counts[name] / least)
+
+
 @pytest.mark.timeout(300)
 def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
     # `make test` installs valgrind; without it this fails rather than hiding the gap.
@@ -78,6 +109,11 @@ def test_the_profile_runs_end_to_end(tmp_path: Path) -> None:
     assert apps["mint"]["instructions"] > apps["least_mint"]["instructions"]
     for app in apps.values():
         assert sum(app["by_object"].values()) == pytest.approx(app["instructions"])
+    # Counted after a warm-up long enough for 3.11's specialisation: three requests give
+    # the steady count, so the budgets hold here as they do for `make profile`'s 200.
+    over = profile.over_budget(results)
+    assert not over, f"over budget: {over}; see docs/performance.md, The mint's budget"
+    assert "Within them." in result.stdout
     assert "| mint |" in result.stdout
     assert "Where the mint's instructions exceed the least mint's" in result.stdout
     # Every variant was counted, and each part switched off saves instructions (the

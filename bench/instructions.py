@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 # Python 3.11 quickens a function after its eighth call and specialises its instructions
 # on the calls after: with 5 warm-up requests the mint's first counted requests still paid
-# ~330,000 instructions of it (an eighth of the per-request count at 3 requests counted).
+# ~330,000 instructions of it (8 % more per request when 3 were counted).
 WARM_UP_REQUESTS = 20
 # The apps counted (keys of `workloads`, in the order tables list them) and their labels.
 APPS = {

@@ -1,9 +1,9 @@
 """`make profile` keeps working: the callgrind reader, and the whole run with tiny numbers.
 
-That each app's requests, and nothing else, were counted; and that the mint and
-introspection stay within their budgets of instructions as multiples of the least mint's
-(bench/profile.py): a count of work, which does not move with the machine's load, never
-a time.
+It checks that each app's requests, and nothing else, were counted, and that the mint and
+introspection stay within their budgets of instructions, multiples of the least mint's
+(bench/profile.py): a count of work, which does not move with the machine's load, never a
+time.
 """
 
 from __future__ import annotations

@@ -230,6 +230,7 @@ def test_makefile_installs_with_the_constraints() -> None:
     ]
     assert installs, "the Makefile installs trustpub nowhere"
     for words in installs:
+        assert "-c" in words, words
         assert words[words.index("-c") + 1] == "constraints.txt", words
 
 

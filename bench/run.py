@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The test suite's real servers (redis-server, an HTTPS OIDC issuer) are the bench's too.
 sys.path.insert(0, str(ROOT / "tests"))
 
+from helm.runtime_lock import runtime_closure, runtime_requirements  # noqa: E402
 from support.oidc_issuer import OIDCIssuer  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from support.redis_server import RedisServer  # noqa: E402
@@ -1010,14 +1009,6 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    packages: dict[str, str | None] = {}
-    # Everything trustpub declares it runs on (its extras left out), and Flask's werkzeug:
-    # a new release of any of them can move the numbers.
-    for name in [*runtime_requirements(), "werkzeug"]:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
     return {
         "cores": cpu_count(),
         "cpu": cpu,
@@ -1025,17 +1016,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "redis_server": _version(["redis-server", "--version"]),
         "wrk": _version(["wrk", "--version"]),
-        "packages": packages,
+        # The installed version of everything trustpub runs on, its dependencies' own
+        # included (the closure constraints.txt pins): a release of any can move the numbers.
+        "packages": runtime_closure(runtime_requirements()),
     }
-
-
-def runtime_requirements() -> list[str]:
-    """The names of trustpub's runtime dependencies, as its installed metadata declares them."""
-    names = []
-    for requirement in metadata.requires("trustpub") or []:
-        if "extra ==" not in requirement:
-            names.append(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower())
-    return names
 
 
 def _version(argv: list[str]) -> str:

@@ -35,13 +35,27 @@ def machine_cpu() -> tuple[float, float]:
 
 def established_connections(pids: list[int], port: int) -> list[int]:
     """How many established TCP connections on local `port` each of `pids` holds."""
+    return _connections(pids, port, lambda state: state == _ESTABLISHED)
+
+
+def open_connections(pids: list[int], port: int) -> list[int]:
+    """How many TCP connections on local `port` each of `pids` still holds open, in any
+    state but listening: one the client closed stays open until the worker closes it."""
+    return _connections(pids, port, lambda state: state != _LISTEN)
+
+
+# TCP states as /proc/net/tcp writes them.
+_ESTABLISHED, _LISTEN = "01", "0A"
+
+
+def _connections(pids: list[int], port: int, counted: Callable[[str], bool]) -> list[int]:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                # local address (hex port after the colon), state 01 = ESTABLISHED, inode
-                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                # local address (hex port after the colon), state, inode
+                if counted(fields[3]) and int(fields[1].rsplit(":", 1)[1], 16) == port:
                     inodes.add(f"socket:[{fields[9]}]")
     counts = []
     for pid in pids:

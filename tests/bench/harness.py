@@ -22,6 +22,7 @@ profile = importlib.import_module("trustpub_bench.profile")
 parts = importlib.import_module("trustpub_bench.parts")
 instructions = importlib.import_module("trustpub_bench.instructions")
 report = importlib.import_module("trustpub_bench.report")
+procs = importlib.import_module("trustpub_bench.procs")
 
 
 def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -746,7 +746,7 @@ def run(plan: Plan, output: Path | None, work: Path) -> dict[str, Any]:
 
         # Each large case's interpreter work per request, counted in a process built like
         # its service, against the small service's (section 5). Deterministic: where the
-        # pairs' latency moves with the machine and the instance, this does not.
+        # pairs' latency moves from round to round, this does not.
         large_instructions: dict[str, float] = {}
 
         def count_large(key: str, app: str, policies: Path, db: int) -> None:

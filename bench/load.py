@@ -200,8 +200,9 @@ def _wait_until_closed(service: Service, port: int) -> None:
     attempt's split counts its own only. That takes ~8 ms; the fixed pause of 0.2 s it
     replaces cost a run 17-45 s over its 85-227 restarts, and the share of attempts that
     land evenly is the same either way (~0.22 in 40 short phases each)."""
+    workers = service.workers()
     deadline = time.monotonic() + CLOSE_WAIT_SECONDS
-    while any(open_connections(service.workers(), port)) and time.monotonic() < deadline:
+    while any(open_connections(workers, port)) and time.monotonic() < deadline:
         time.sleep(0.005)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import requests
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# TCP states as /proc/net/tcp writes them.
+_ESTABLISHED, _LISTEN = "01", "0A"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -42,10 +44,6 @@ def open_connections(pids: list[int], port: int) -> list[int]:
     """How many TCP connections on local `port` each of `pids` still holds open, in any
     state but listening: one the client closed stays open until the worker closes it."""
     return _connections(pids, port, lambda state: state != _LISTEN)
-
-
-# TCP states as /proc/net/tcp writes them.
-_ESTABLISHED, _LISTEN = "01", "0A"
 
 
 def _connections(pids: list[int], port: int, counted: Callable[[str], bool]) -> list[int]:

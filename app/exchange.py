@@ -96,12 +96,16 @@ class TokenExchange:
             replay_key = "jti:" + _signed_replay_digest(identity.issuer.url, identity.signed_digest)
         # The common case (no pending publisher to convert) knows everything its audit
         # record says before the claim: the claim script stores it, in the same round
-        # trip, only if this exchange wins. The upload token's id is chosen first for it.
+        # trip, only if this exchange wins. The upload token's id is chosen first for it,
+        # and claims the record: random and unknown outside this exchange, it lets a claim
+        # sent again after a lost reply know itself from a replay.
         jti = new_jti()
         record = None
         if self.audit is not None and not match.pending:
             record = self._mint_record(claims.identity, match.projects, jti, match)
-        claim = self.replay.claim_once(replay_key, replay_record_ttl(identity, now), audit=record)
+        claim = self.replay.claim_once(
+            replay_key, jti, replay_record_ttl(identity, now), audit=record
+        )
         if not claim.first:
             raise InvalidReuseToken("this OIDC token has already been exchanged")
         epoch = claim.epoch

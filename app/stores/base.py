@@ -54,10 +54,18 @@ class RevocationState:
 
 class ReplayStore(Protocol):
     def claim_once(
-        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
     ) -> ClaimResult:
-        """Atomically record `key` for `ttl_seconds`, in one round trip with the epoch;
-        when the claim is the first, append `audit` to the audit log in the same trip."""
+        """Atomically record `key` for `claimant` and `ttl_seconds`, in one round trip
+        with the epoch; when the claim is the first, append `audit` to the audit log in
+        the same trip.
+
+        `first` is also true when `claimant` already holds `key` (its audit record is not
+        appended again): an exchange whose claim ran but whose reply was lost, and which
+        sends it again, finds its own claim instead of a replay. So `claimant` must be new
+        for every exchange and known to nobody else before the claim (the upload token's
+        random jti): any other value would let a second exchange pass as the first.
+        """
         ...
 
 

@@ -36,18 +36,21 @@ class MemoryStore:
         self._audit_sequence = 0
         self._lock = threading.Lock()
         self._values: dict[str, tuple[int, float]] = {}
+        # Who made each replay claim in `_values`, removed with it.
+        self._claimants: dict[str, str] = {}
         self._expiry_heap: list[tuple[float, str]] = []
         self._epoch = Epoch(id=new_epoch_id(), created_at=int(clock()))
 
     def claim_once(
-        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
     ) -> ClaimResult:
         now = self._clock()
         with self._lock:
             self._purge(now)
             if key in self._values:
-                return ClaimResult(first=False, epoch=self._epoch)
+                return ClaimResult(first=self._claimants.get(key) == claimant, epoch=self._epoch)
             self._set(key, 1, now + ttl_seconds)
+            self._claimants[key] = claimant
         if audit is not None:
             self.append_audit(audit)
         return ClaimResult(first=True, epoch=self._epoch)
@@ -194,3 +197,4 @@ class MemoryStore:
             entry = self._values.get(key)
             if entry is not None and entry[1] == expires:
                 del self._values[key]
+                self._claimants.pop(key, None)

@@ -51,19 +51,30 @@ REPLICA_WAIT_MS = 500
 _CLAIM = Script(
     """
 -- Decoded first: a record the script cannot read fails before anything is written.
-local fields = ARGV[4] and cjson.decode(ARGV[4])
+local fields = ARGV[5] and cjson.decode(ARGV[5])
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[2] .. ':' .. redis.call('TIME')[1]
   redis.call('SET', KEYS[1], epoch)
 end
-local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
-if first and fields then
-  -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
-  -- bound, ARGV[4] a JSON array of field, value, field, value... in the record's order.
-  -- One argument: hiredis formats each argument's length with sprintf, thirty of them
-  -- cost the mint more than encoding the array; an array of pairs cost Redis a Lua loop.
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+-- The record holds its claimant (ARGV[4]), an id only this exchange knows.
+local first = redis.call('SET', KEYS[2], ARGV[4], 'NX', 'EX', ARGV[1])
+if first then
+  if fields then
+    -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
+    -- bound, ARGV[5] a JSON array of field, value, field, value... in the record's
+    -- order. One argument: hiredis formats each argument's length with sprintf, thirty
+    -- of them cost the mint more than encoding the array; an array of pairs cost Redis
+    -- a Lua loop.
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  end
+elseif redis.call('GET', KEYS[2]) == ARGV[4] then
+  -- This exchange's own claim, sent again after its reply was lost: still the first,
+  -- its audit record already stored. Written again, so that the WAIT sent after it on
+  -- this connection counts only replicas that hold the claim (and, being later in the
+  -- replication stream, the record).
+  redis.call('SET', KEYS[2], ARGV[4], 'XX', 'KEEPTTL')
+  first = true
 end
 return {epoch, first and 1 or 0}
 """
@@ -295,9 +306,14 @@ class RedisStore:
         self._client.close()
 
     def claim_once(
-        self, key: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
     ) -> ClaimResult:
-        args: list[Argument] = [max(1, ttl_seconds), new_epoch_id(), self._audit_max_length]
+        args: list[Argument] = [
+            max(1, ttl_seconds),
+            new_epoch_id(),
+            self._audit_max_length,
+            claimant,
+        ]
         if audit:
             args.append(compact(list(chain.from_iterable(audit.items()))))
         epoch, first = self._write(

@@ -99,6 +99,9 @@ class ThreadConnections:
                 raise
         # A connection kept idle may have been closed since its last use (a Redis
         # restart, a failover, an idle timeout): one more try, on a new connection.
+        # The break may also have come after Redis ran the commands: the request path's
+        # writes are safe to send again (a replay claim knows its own claimant, a
+        # revocation keeps the latest moment).
         # A timeout is not retried: a Redis that does not answer fails the request now.
         return self._round_trip(held, commands)
 

@@ -79,6 +79,16 @@ def test_replay_record_outlives_the_token_acceptance_window(
     assert ttl <= expires_at + LEEWAY - now + 5
 
 
+def test_the_replay_record_holds_the_upload_token_it_became(
+    client: FlaskClient, make_token: MakeToken, store: redis.Redis
+) -> None:
+    # The claimant: a claim this exchange sends again after a lost reply is its own.
+    minted = assert_minted(mint(client, make_token()))
+
+    (key,) = replay_keys(store)
+    assert store.get(key) == unverified_claims(minted["token"])["jti"].encode()
+
+
 def test_distinct_tokens_get_distinct_records(
     client: FlaskClient, make_token: MakeToken, store: redis.Redis
 ) -> None:

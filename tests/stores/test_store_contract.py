@@ -50,11 +50,12 @@ def make_store(
 def test_claim_once_is_true_once_then_false(make_store: Callable[[], Store]) -> None:
     store = make_store()
 
-    first, second = store.claim_once("jti:a", 60), store.claim_once("jti:a", 60)
+    first = store.claim_once("jti:a", "exchange-1", 60)
+    second = store.claim_once("jti:a", "exchange-2", 60)
 
     assert (first.first, second.first) == (True, False)
     assert first.epoch == second.epoch
-    assert store.claim_once("jti:b", 60).first is True
+    assert store.claim_once("jti:b", "exchange-3", 60).first is True
 
 
 def test_epoch_is_stable_and_starts_no_later_than_now(make_store: Callable[[], Store]) -> None:
@@ -63,7 +64,7 @@ def test_epoch_is_stable_and_starts_no_later_than_now(make_store: Callable[[], S
 
     epoch = store.current_epoch()
 
-    assert epoch == store.current_epoch() == store.claim_once("k", 5).epoch
+    assert epoch == store.current_epoch() == store.claim_once("k", "exchange-1", 5).epoch
     assert before - 1 <= epoch.created_at <= int(time.time())
     assert store.revocation_state([]).epoch == epoch
 
@@ -82,12 +83,12 @@ def test_revocation_keeps_the_latest_moment(make_store: Callable[[], Store]) -> 
 def test_entries_expire() -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
-    store.claim_once("jti:a", 10)
+    store.claim_once("jti:a", "exchange-1", 10)
     store.revoke_before("rev:a", 1, 10)
 
     clock.now += 11
 
-    assert store.claim_once("jti:a", 10).first is True
+    assert store.claim_once("jti:a", "exchange-2", 10).first is True
     assert store.revocation_state(["rev:a"]).revoked_before == (None,)
     assert len(store) == 1
 
@@ -96,7 +97,7 @@ def test_redis_entries_carry_ttls(redis_server: RedisServer, redis_url: str) -> 
     client = redis_server.client()
     store = RedisStore(connect(redis_url))
 
-    store.claim_once("jti:a", 120)
+    store.claim_once("jti:a", "exchange-1", 120)
     store.revoke_before("rev:a", 1, 300)
     store.revoke_before("rev:a", 0, 600)  # older moment: kept, but lives long enough
 
@@ -109,7 +110,9 @@ def test_concurrent_claims_have_exactly_one_winner(make_store: Callable[[], Stor
     store = make_store()  # one Redis pool hands each thread its own connection
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda _: store.claim_once("jti:race", 60), range(32)))
+        results = list(
+            pool.map(lambda n: store.claim_once("jti:race", f"exchange-{n}", 60), range(32))
+        )
 
     assert sum(result.first for result in results) == 1
 
@@ -123,7 +126,7 @@ def test_redis_store_down_raises_store_unavailable(
 
     for operation in (
         store.ping,
-        lambda: store.claim_once("jti:a", 5),
+        lambda: store.claim_once("jti:a", "exchange-1", 5),
         lambda: store.revocation_state(["rev:a"]),
         lambda: store.revoke_before("rev:a", 1, 5),
         store.current_epoch,
@@ -141,7 +144,7 @@ def test_a_store_behind_sentinels_that_refuse_fails_closed_at_once() -> None:
 
     for operation in (
         store.ping,
-        lambda: store.claim_once("jti:a", 5),
+        lambda: store.claim_once("jti:a", "exchange-1", 5),
         lambda: store.revocation_state(["rev:a"]),
     ):
         started = time.monotonic()
@@ -161,7 +164,7 @@ def test_redis_store_recovers_and_recreates_a_lost_epoch(
 
     state = store.revocation_state([])
     assert state.epoch is None  # loss is visible to introspection
-    after = store.claim_once("jti:a", 5).epoch
+    after = store.claim_once("jti:a", "exchange-1", 5).epoch
     assert after.id != before.id
     assert store.current_epoch() == after
 
@@ -285,10 +288,11 @@ def test_a_record_the_store_cannot_hold_fails_the_claim_before_it_is_made(
 ) -> None:
     store = make_store()
     try:
-        claimed = store.claim_once("jti:x", 60, audit={"action": "mint", "run_id": "\ud800"}).first
+        record = {"action": "mint", "run_id": "\ud800"}
+        claimed = store.claim_once("jti:x", "exchange-1", 60, audit=record).first
     except StoreUnavailable:
         claimed = False  # Redis cannot hold it: refused, and before the claim was written
-    retry = store.claim_once("jti:x", 60)
+    retry = store.claim_once("jti:x", "exchange-2", 60)
     # Exactly one of the two attempts claimed the key: a failed one burns nothing.
     assert [claimed, retry.first].count(True) == 1
 
@@ -308,9 +312,35 @@ def test_a_claim_stores_its_audit_record_once_fields_in_order(
         "workflow": 'rel"ease.yml',
     }
 
-    first = store.claim_once("jti:audited", 60, audit=record)
-    replay = store.claim_once("jti:audited", 60, audit={**record, "jti": "b" * 32})
+    first = store.claim_once("jti:audited", "exchange-1", 60, audit=record)
+    replay = store.claim_once("jti:audited", "exchange-2", 60, audit={**record, "jti": "b" * 32})
 
     (stored,) = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
     assert (first.first, replay.first) == (True, False)
     assert list(stored.fields.items()) == list(record.items())
+
+
+@pytest.mark.parametrize(
+    ("claimants", "firsts"),
+    [
+        (["one", "one"], [True, True]),  # one exchange, sent again after a lost reply
+        (["one", "two"], [True, False]),  # a replay
+        (["one", "two", "one"], [True, False, True]),  # a replay takes nothing over
+        (["one", "One"], [True, False]),  # compared exactly
+        (["one", "one "], [True, False]),
+    ],
+    ids=["same", "other", "same-after-other", "case", "trailing-space"],
+)
+def test_the_claimant_holding_a_key_is_told_it_is_first_and_records_once(
+    make_store: Callable[[], Store], claimants: list[str], firsts: list[bool]
+) -> None:
+    store = make_store()
+
+    results = [
+        store.claim_once("jti:k", claimant, 60, audit={"action": "mint", "jti": claimant}).first
+        for claimant in claimants
+    ]
+
+    assert results == firsts
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [record.fields["jti"] for record in records] == ["one"]

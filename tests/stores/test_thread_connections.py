@@ -174,7 +174,7 @@ def test_a_write_and_its_wait_go_out_together_on_one_connection(
 
 def _claim(store: RedisStore, key: str, outcomes: list[BaseException | None]) -> None:
     try:
-        store.claim_once(key, 60)
+        store.claim_once(key, "exchange-" + key, 60)
         outcomes.append(None)
     except StoreUnavailable as unavailable:
         outcomes.append(unavailable)

@@ -24,19 +24,19 @@ class Clock:
 def test_claim_once_then_refused() -> None:
     store = MemoryStore(clock=Clock())
 
-    first = store.claim_once("jti:a", 60)
-    second = store.claim_once("jti:a", 60)
+    first = store.claim_once("jti:a", "exchange-1", 60)
+    second = store.claim_once("jti:a", "exchange-2", 60)
 
     assert first.first is True
     assert second.first is False
-    assert store.claim_once("jti:b", 60).first is True  # keys are independent
+    assert store.claim_once("jti:b", "exchange-3", 60).first is True  # keys are independent
     assert len(store) == 2
 
 
 def test_every_claim_reports_the_same_epoch() -> None:
     store = MemoryStore(clock=Clock())
 
-    epochs = {store.claim_once(key, 60).epoch for key in ("a", "b", "a")}
+    epochs = {store.claim_once(key, f"exchange-{n}", 60).epoch for n, key in enumerate("aba")}
 
     assert epochs == {store.current_epoch()}
 
@@ -65,11 +65,11 @@ def test_every_claim_reports_the_same_epoch() -> None:
 def test_claim_expires_with_the_clock(ttl: int, elapsed: float, claimable_again: bool) -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
-    assert store.claim_once("jti:x", ttl).first is True
+    assert store.claim_once("jti:x", "exchange-1", ttl).first is True
 
     clock.advance(elapsed)
 
-    assert store.claim_once("jti:x", ttl).first is claimable_again
+    assert store.claim_once("jti:x", "exchange-2", ttl).first is claimable_again
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_len_counts_only_live_records(elapsed: float, remaining: int) -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
     for key, ttl in (("a", 5), ("b", 10), ("c", 20)):
-        store.claim_once(key, ttl)
+        store.claim_once(key, "exchange-" + key, ttl)
 
     clock.advance(elapsed)
 
@@ -91,13 +91,13 @@ def test_len_counts_only_live_records(elapsed: float, remaining: int) -> None:
 def test_reclaimed_key_is_not_purged_by_its_old_expiry() -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
-    store.claim_once("k", 5)
+    store.claim_once("k", "exchange-1", 5)
     clock.advance(5)
-    assert store.claim_once("k", 100).first is True  # the old record expired
+    assert store.claim_once("k", "exchange-2", 100).first is True  # the old record expired
 
     clock.advance(1)  # the old heap entry (t=5) is long gone; the new record lives on
 
-    assert store.claim_once("k", 100).first is False
+    assert store.claim_once("k", "exchange-3", 100).first is False
     assert len(store) == 1
 
 
@@ -106,9 +106,9 @@ def test_concurrent_claims_of_one_key_have_exactly_one_winner() -> None:
     workers = 16
     barrier = threading.Barrier(workers)
 
-    def claim(_: int) -> bool:
+    def claim(exchange: int) -> bool:
         barrier.wait()
-        return store.claim_once("jti:race", 60).first
+        return store.claim_once("jti:race", f"exchange-{exchange}", 60).first
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(claim, range(workers)))

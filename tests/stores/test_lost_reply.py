@@ -1,0 +1,81 @@
+"""A replay claim whose reply is lost after Redis ran it, against a real Redis.
+
+The request path sends a command once more on a new connection when a connection it had
+used before breaks (a Redis restart, a failover, an idle timeout). When the break came
+after Redis ran the claim, the second send finds the claim already made: it must know
+its own claim from a replay, or a CI job is told its token was already exchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from support.lossy_proxy import LossyProxy
+from support.redis_server import RedisServer
+
+from app.stores.redis import RedisStore, connect
+
+_RECORD = {"action": "mint", "jti": "exchange-1", "repository": "octo-org/demo"}
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[LossyProxy]:
+    with LossyProxy(redis_server.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def store(proxy: LossyProxy) -> Iterator[RedisStore]:
+    store = RedisStore(connect(proxy.url))
+    # Redis holds the claim script (a lost NOSCRIPT reply would prove nothing), and this
+    # thread's connection has answered once, so a break is sent again.
+    store.claim_once("jti:warm-up", "warm-up", 60)
+    yield store
+    store.close()
+
+
+def test_a_claim_whose_reply_was_lost_is_still_the_first(
+    proxy: LossyProxy, store: RedisStore, redis_server: RedisServer
+) -> None:
+    proxy.lose_reply_to(b"trustpub:jti:lost")
+
+    claim = store.claim_once("jti:lost", "exchange-1", 60, audit=_RECORD)
+
+    assert proxy.replies_lost == 1  # Redis ran the claim; its reply never arrived
+    assert claim.first is True
+    direct = redis_server.client()
+    assert direct.get("trustpub:jti:lost") == b"exchange-1"
+    assert 0 < direct.ttl("trustpub:jti:lost") <= 60  # written again, expiry kept
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [record.fields for record in records] == [_RECORD]  # stored once
+    # Anyone else is still refused.
+    assert store.claim_once("jti:lost", "exchange-2", 60).first is False
+
+
+def test_the_claim_found_again_is_written_again_so_a_wait_after_it_covers_it(
+    proxy: LossyProxy, store: RedisStore, redis_server: RedisServer
+) -> None:
+    # WAIT counts the replicas holding the writes of the connection it is sent on: the
+    # second send's connection wrote nothing unless the script writes the claim again.
+    proxy.lose_reply_to(b"trustpub:jti:lost")
+    monitor_client = redis_server.client()
+    try:
+        with monitor_client.monitor() as monitor:
+            store.claim_once("jti:lost", "exchange-1", 60)
+            store.claim_once("jti:lost", "exchange-2", 60)  # a replay: writes nothing
+            monitor_client.ping()
+            writes: list[str] = []
+            while (command := monitor.next_command()["command"]) != "PING":
+                if command.startswith("SET "):
+                    writes.append(command)
+    finally:
+        monitor_client.close()
+
+    assert proxy.replies_lost == 1
+    assert writes == [
+        "SET trustpub:jti:lost exchange-1 NX EX 60",  # the first send
+        "SET trustpub:jti:lost exchange-1 NX EX 60",  # the second: not first...
+        "SET trustpub:jti:lost exchange-1 XX KEEPTTL",  # ...but its own: written again
+        "SET trustpub:jti:lost exchange-2 NX EX 60",  # the replay
+    ]

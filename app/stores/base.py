@@ -174,8 +174,10 @@ class RegistrationStore(Protocol):
     def load_registrations(self) -> RegistrationState: ...
 
     def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
-        """Add it atomically; None if added, else the id of the registration that holds
-        its `unique_key` already, or "" when a pending one names an existing project."""
+        """Add it atomically; None if added (also when this very registration, by its
+        id, was added already: an add sent again after a lost reply), else the id of the
+        registration that holds its `unique_key` already, or "" when a pending one names
+        an existing project."""
         ...
 
     def remove_registration(self, registration_id: str) -> StoredRegistration | None: ...

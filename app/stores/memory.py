@@ -90,6 +90,8 @@ class MemoryStore:
     def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
         with self._lock:
             holder = self._unique.get(registration.unique_key)
+            if holder == registration.id and holder in self._registrations:
+                return None  # this very registration, added already
             if holder is not None:
                 held = self._registrations.get(holder)
                 if held is not None and not held.expired(now):

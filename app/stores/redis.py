@@ -113,6 +113,12 @@ return 1
 _ADD_REGISTRATION = Script(
     """
 local holder = redis.call('HGET', KEYS[3], ARGV[3])
+if holder == ARGV[1] and redis.call('HEXISTS', KEYS[1], holder) == 1 then
+  -- This very registration, sent again after its reply was lost (its id is new for
+  -- every add): added. Written again, so that a WAIT after it counts replicas holding it.
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+  return false
+end
 if holder then
   local expires = redis.call('HGET', KEYS[2], holder)
   if redis.call('HEXISTS', KEYS[1], holder) == 1

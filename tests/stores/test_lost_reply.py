@@ -1,9 +1,11 @@
-"""A replay claim whose reply is lost after Redis ran it, against a real Redis.
+"""A write whose reply is lost after Redis ran it, against a real Redis.
 
-The request path sends a command once more on a new connection when a connection it had
-used before breaks (a Redis restart, a failover, an idle timeout). When the break came
-after Redis ran the claim, the second send finds the claim already made: it must know
-its own claim from a replay, or a CI job is told its token was already exchanged.
+trustpub sends a write once more on a new connection when a connection it had used
+before breaks (a Redis restart, a failover, an idle timeout). When the break came
+after Redis ran the write, the second send finds it already made: a replay claim must
+know its own claim from a replay, or a CI job is told its token was already exchanged;
+a registration must know itself from a duplicate, or the maintainer is refused and the
+add goes unrecorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from support.lossy_proxy import LossyProxy
 from support.redis_server import RedisServer
 
+from app.stores.base import StoredRegistration
 from app.stores.redis import RedisStore, connect
 
 _RECORD = {"action": "mint", "jti": "exchange-1", "repository": "octo-org/demo"}
@@ -79,3 +82,31 @@ def test_the_claim_found_again_is_written_again_so_a_wait_after_it_covers_it(
         "SET trustpub:jti:lost exchange-1 XX KEEPTTL",  # ...but its own: written again
         "SET trustpub:jti:lost exchange-2 NX EX 60",  # the replay
     ]
+
+
+def _registration(registration_id: str, unique_key: str) -> StoredRegistration:
+    return StoredRegistration(
+        id=registration_id,
+        project="demo-pkg",
+        entry={"provider": "github", "repository": "octo-org/demo", "projects": ["demo-pkg"]},
+        created_by="admin",
+        created_at=100,
+        unique_key=unique_key,
+        expires_at=None,
+    )
+
+
+def test_a_registration_whose_reply_was_lost_is_added_not_refused_as_a_duplicate(
+    proxy: LossyProxy, store: RedisStore
+) -> None:
+    # Redis holds the script first: a lost NOSCRIPT reply would prove nothing.
+    assert store.add_registration(_registration("rp_warm-up", "warm-up"), 100) is None
+    assert store.remove_registration("rp_warm-up") is not None
+    registration = _registration("rp_lost", "github:octo-org/demo:demo-pkg")
+    proxy.lose_reply_to(b"rp_lost")
+
+    refused = store.add_registration(registration, 100)
+
+    assert proxy.replies_lost == 1
+    assert refused is None  # not "held by rp_lost already": the caller records its add
+    assert store.load_registrations().registrations == (registration,)

@@ -207,6 +207,25 @@ def test_registrations_round_trip_and_bump_the_version(make_store: Callable[[], 
     assert store.add_registration(_registration("rp_3"), 100) is None
 
 
+@pytest.mark.parametrize("expires_at", [None, 10_000], ids=["normal", "pending"])
+def test_a_registration_added_again_by_its_own_id_is_added_once(
+    make_store: Callable[[], Store], expires_at: int | None
+) -> None:
+    # An add sent again after its reply was lost: the id is new for every add, so the
+    # store holding it means this very add went through, not that another one did.
+    store = make_store()
+    start = store.registrations_version()
+    registration = _registration("rp_1", "new-pkg", expires_at=expires_at)
+
+    assert store.add_registration(registration, 100) is None
+    assert store.add_registration(registration, 100) is None
+
+    state = store.load_registrations()
+    assert state.registrations == (registration,)
+    assert state.version == start + 1
+    assert store.add_registration(_registration("rp_2", "new-pkg"), 100) == "rp_1"
+
+
 def test_pending_registrations_convert_once_and_never_for_an_existing_project(
     make_store: Callable[[], Store],
 ) -> None:

@@ -99,9 +99,11 @@ class ThreadConnections:
                 raise
         # A connection kept idle may have been closed since its last use (a Redis
         # restart, a failover, an idle timeout): one more try, on a new connection.
-        # The break may also have come after Redis ran the commands: the request path's
-        # writes are safe to send again (a replay claim knows its own claimant, a
-        # revocation keeps the latest moment).
+        # The break may also have come after Redis ran the commands. A replay claim knows
+        # its own claimant, an added registration its own id, and a revocation keeps the
+        # latest moment, so those are safe to send again; a removal or a project
+        # declaration sent again answers as if another client had made it
+        # (docs/reliability.md).
         # A timeout is not retried: a Redis that does not answer fails the request now.
         return self._round_trip(held, commands)
 

@@ -63,7 +63,11 @@ class LossyProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+            except OSError:
+                _close(client)  # the server is down: so is the connection through us
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
             cut = threading.Event()

@@ -76,9 +76,10 @@ class AuditTrail:
         self.log(entry)
 
     def prepare(self, action: str, actor: str, fields: Mapping[str, str | None]) -> dict[str, str]:
-        """The record, not yet stored: for a store that appends it itself (the mint's
-        record goes into the replay claim, in the same round trip). A field whose value
-        is None is left out."""
+        """The record, not yet stored: for a store that appends it itself, with the
+        change it records (the mint's goes into the replay claim, a registration
+        change's into the script that makes it). A field whose value is None is left
+        out."""
         if not FIELDS.issuperset(fields):
             raise ValueError(f"audit fields {sorted(set(fields) - FIELDS)} are not allowed")
         entry = {"action": action, "actor": actor, "at": str(int(self.clock()))}

@@ -431,21 +431,25 @@ class PublisherRegistrations:
             unique_key=unique_key(publisher, project),
             expires_at=now + self.pending_ttl if pending else None,
         )
-        refused = self.store.add_registration(registration, now)
+        # Stored with the registration, in the same script: never one without the other.
+        record = self.audit.prepare(
+            "publisher-add",
+            client.name,
+            {
+                "project": project,
+                "publisher_id": registration_id,
+                "pending": "true" if pending else "false",
+                **_identity_fields(entry),
+            },
+        )
+        refused = self.store.add_registration(registration, now, audit=record)
         if refused == "":
             raise ProjectExists(
                 f"project {project!r} exists: its maintainers register publishers for it"
             )
         if refused is not None:
             raise DuplicatePublisher(_duplicate_message(project, registration_source(refused)))
-        self.audit.record(
-            "publisher-add",
-            client.name,
-            project=project,
-            publisher_id=registration_id,
-            pending="true" if pending else "false",
-            **_identity_fields(entry),
-        )
+        self.audit.log(record)
         self.publishers.try_refresh()  # answer once this process uses it
         return _registration_dict(publisher, registration)
 
@@ -472,17 +476,20 @@ class PublisherRegistrations:
         )
         if not own_pending:
             self._require_manager(client, project)
-        removed = self.store.remove_registration(registration_id)
-        if removed is None:
-            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
-        self.audit.record(
+        record = self.audit.prepare(
             "publisher-remove",
             client.name,
-            project=project,
-            publisher_id=registration_id,
-            pending="true" if removed.pending else "false",
-            **_identity_fields(removed.entry),
+            {
+                "project": project,
+                "publisher_id": registration_id,
+                "pending": "true" if registration.pending else "false",  # the store sets it
+                **_identity_fields(registration.entry),
+            },
         )
+        removed = self.store.remove_registration(registration_id, audit=record)
+        if removed is None:
+            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
+        self.audit.log({**record, "pending": "true" if removed.pending else "false"})
         self.publishers.try_refresh()
         return {"removed": registration_id, "project": project}
 
@@ -490,9 +497,10 @@ class PublisherRegistrations:
         project = normalized_project(project_name)
         if not client.allows("admin"):
             raise Forbidden("declaring a project needs the 'admin' scope")
-        created = self.store.declare_project(project)
+        record = self.audit.prepare("project-declare", client.name, {"project": project})
+        created = self.store.declare_project(project, audit=record)
         if created:
-            self.audit.record("project-declare", client.name, project=project)
+            self.audit.log(record)
         self.publishers.try_refresh()
         return {"project": project, "created": created}
 

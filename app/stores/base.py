@@ -173,14 +173,24 @@ class RegistrationStore(Protocol):
 
     def load_registrations(self) -> RegistrationState: ...
 
-    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+    # Each change below appends its `audit` record in the same atomic step, and only when
+    # it changed something: no change without its record, no record without its change.
+
+    def add_registration(
+        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
+    ) -> str | None:
         """Add it atomically; None if added (also when this very registration, by its
-        id, was added already: an add sent again after a lost reply), else the id of the
-        registration that holds its `unique_key` already, or "" when a pending one names
-        an existing project."""
+        id, was added already: an add sent again after a lost reply, its record not
+        appended again), else the id of the registration that holds its `unique_key`
+        already, or "" when a pending one names an existing project."""
         ...
 
-    def remove_registration(self, registration_id: str) -> StoredRegistration | None: ...
+    def remove_registration(
+        self, registration_id: str, audit: Mapping[str, str] | None = None
+    ) -> StoredRegistration | None:
+        """Remove it; what was removed, or None. A `pending` field of `audit` is set to
+        what the store held: the caller's view may predate a conversion."""
+        ...
 
     def convert_pending(self, registration_id: str, project: str, now: int) -> str:
         """Make a pending registration a normal one if it still is pending, has not
@@ -188,7 +198,7 @@ class RegistrationStore(Protocol):
         pending: another exchange converted it first), "exists", "expired" or "gone"."""
         ...
 
-    def declare_project(self, project: str) -> bool:
+    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
         """Record that `project` exists; False if it did already."""
         ...
 

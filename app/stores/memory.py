@@ -87,7 +87,9 @@ class MemoryStore:
                 self._version, tuple(self._registrations.values()), frozenset(self._projects)
             )
 
-    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+    def add_registration(
+        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
+    ) -> str | None:
         with self._lock:
             holder = self._unique.get(registration.unique_key)
             if holder == registration.id and holder in self._registrations:
@@ -104,9 +106,13 @@ class MemoryStore:
             if not registration.pending:
                 self._projects.add(registration.project)
             self._version += 1
+            if audit is not None:
+                self._append_audit_locked(audit)
             return None
 
-    def remove_registration(self, registration_id: str) -> StoredRegistration | None:
+    def remove_registration(
+        self, registration_id: str, audit: Mapping[str, str] | None = None
+    ) -> StoredRegistration | None:
         with self._lock:
             registration = self._registrations.pop(registration_id, None)
             if registration is None:
@@ -114,6 +120,11 @@ class MemoryStore:
             if self._unique.get(registration.unique_key) == registration_id:
                 del self._unique[registration.unique_key]
             self._version += 1
+            if audit is not None:
+                if "pending" in audit:
+                    # What was removed, as the store held it (as the Redis script does).
+                    audit = {**audit, "pending": "true" if registration.pending else "false"}
+                self._append_audit_locked(audit)
             return registration
 
     def convert_pending(self, registration_id: str, project: str, now: int) -> str:
@@ -132,12 +143,14 @@ class MemoryStore:
             self._version += 1
             return "converted"
 
-    def declare_project(self, project: str) -> bool:
+    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
         with self._lock:
             if project in self._projects:
                 return False
             self._projects.add(project)
             self._version += 1
+            if audit is not None:
+                self._append_audit_locked(audit)
             return True
 
     def purge_expired(self, now: int) -> int:
@@ -155,11 +168,7 @@ class MemoryStore:
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
         with self._lock:
-            self._audit_sequence += 1
-            at_ms = int(self._clock() * 1000)
-            record = AuditRecord(f"{at_ms}-{self._audit_sequence}", at_ms, dict(fields))
-            self._audit.append(record)
-            return record.id
+            return self._append_audit_locked(fields)
 
     def read_audit(
         self,
@@ -187,6 +196,14 @@ class MemoryStore:
         with self._lock:
             self._purge(self._clock())
             return len(self._values)
+
+    def _append_audit_locked(self, fields: Mapping[str, str]) -> str:
+        # With the lock held: a change and its record are seen together or not at all.
+        self._audit_sequence += 1
+        at_ms = int(self._clock() * 1000)
+        record = AuditRecord(f"{at_ms}-{self._audit_sequence}", at_ms, dict(fields))
+        self._audit.append(record)
+        return record.id
 
     def _set(self, key: str, value: int, expires: float) -> None:
         self._values[key] = (value, expires)

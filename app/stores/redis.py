@@ -107,11 +107,15 @@ return 1
 )
 
 # Registrations: every change is one script, so the hashes, the set of existing projects
-# and the version that pollers watch can never disagree.
-# KEYS: registrations, pending, unique, version, projects
-# ARGV: id, json, unique key, project, expires_at ('' = not pending), now
+# and the version that pollers watch can never disagree, and a change and its audit
+# record are written together or not at all (an optional record: a JSON array of field,
+# value, ... as the claim's, appended to the stream under its length bound).
+# KEYS: registrations, pending, unique, version, projects, audit
+# ARGV: id, json, unique key, project, expires_at ('' = not pending), now,
+#       audit length bound, [record]
 _ADD_REGISTRATION = Script(
     """
+local fields = ARGV[8] and cjson.decode(ARGV[8])
 local holder = redis.call('HGET', KEYS[3], ARGV[3])
 if holder == ARGV[1] and redis.call('HEXISTS', KEYS[1], holder) == 1 then
   -- This very registration, sent again after its reply was lost (its id is new for
@@ -139,13 +143,15 @@ else
   redis.call('SADD', KEYS[5], ARGV[4])
 end
 redis.call('INCR', KEYS[4])
+if fields then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', unpack(fields)) end
 return false
 """
 )
 
-# KEYS: registrations, pending, unique, version; ARGV: id
+# KEYS: registrations, pending, unique, version, audit; ARGV: id, audit length bound, [record]
 _REMOVE_REGISTRATION = Script(
     """
+local fields = ARGV[3] and cjson.decode(ARGV[3])
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return false end
 local expires = redis.call('HGET', KEYS[2], ARGV[1])
@@ -154,6 +160,14 @@ if redis.call('HGET', KEYS[3], unique) == ARGV[1] then redis.call('HDEL', KEYS[3
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('INCR', KEYS[4])
+if fields then
+  -- The record's `pending` says what was removed as this store held it: a pending
+  -- publisher may have been converted since the caller looked.
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == 'pending' then fields[i + 1] = expires and 'true' or 'false' end
+  end
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+end
 return {value, expires or ''}
 """
 )
@@ -197,11 +211,15 @@ return removed
 """
 )
 
-# KEYS: projects, version; ARGV: project
+# KEYS: projects, version, audit; ARGV: project, audit length bound, [record]
 _DECLARE_PROJECT = Script(
     """
+local fields = ARGV[3] and cjson.decode(ARGV[3])
 local added = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('INCR', KEYS[2])
+if added == 1 and fields then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+end
 return added
 """
 )
@@ -321,7 +339,7 @@ class RedisStore:
             claimant,
         ]
         if audit:
-            args.append(compact(list(chain.from_iterable(audit.items()))))
+            args.append(_record_argument(audit))
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
@@ -375,12 +393,14 @@ class RedisStore:
             projects=frozenset(project.decode() for project in projects),
         )
 
-    def add_registration(self, registration: StoredRegistration, now: int) -> str | None:
+    def add_registration(
+        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
+    ) -> str | None:
         expires = "" if registration.expires_at is None else str(registration.expires_at)
         result = self._write(
             "add_registration",
             _ADD_REGISTRATION,
-            [*self._registrations_keys, self._projects_key],
+            [*self._registrations_keys, self._projects_key, self._audit_key],
             [
                 registration.id,
                 registration.encode(),
@@ -388,13 +408,19 @@ class RedisStore:
                 registration.project,
                 expires,
                 now,
+                *self._record_arguments(audit),
             ],
         )
         return None if result is None else bytes(result).decode()
 
-    def remove_registration(self, registration_id: str) -> StoredRegistration | None:
+    def remove_registration(
+        self, registration_id: str, audit: Mapping[str, str] | None = None
+    ) -> StoredRegistration | None:
         result = self._write(
-            "remove_registration", _REMOVE_REGISTRATION, self._registrations_keys, [registration_id]
+            "remove_registration",
+            _REMOVE_REGISTRATION,
+            [*self._registrations_keys, self._audit_key],
+            [registration_id, *self._record_arguments(audit)],
         )
         if not result:
             return None
@@ -411,12 +437,12 @@ class RedisStore:
         )
         return bytes(result).decode()
 
-    def declare_project(self, project: str) -> bool:
+    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
         added = self._write(
             "declare_project",
             _DECLARE_PROJECT,
-            [self._projects_key, self._registrations_keys[3]],
-            [project],
+            [self._projects_key, self._registrations_keys[3], self._audit_key],
+            [project, *self._record_arguments(audit)],
         )
         return bool(added)
 
@@ -464,6 +490,12 @@ class RedisStore:
             upper = "(" + batch[-1][0].decode()
         return found
 
+    def _record_arguments(self, audit: Mapping[str, str] | None) -> list[Argument]:
+        """A registration script's last arguments: the stream's bound, and the record."""
+        if not audit:
+            return [self._audit_max_length]
+        return [self._audit_max_length, _record_argument(audit)]
+
     def _write(
         self, name: str, script: Script, keys: Sequence[str], args: Sequence[Argument]
     ) -> Any:
@@ -497,3 +529,9 @@ class RedisStore:
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc
+
+
+def _record_argument(audit: Mapping[str, str]) -> bytes:
+    """An audit record as the scripts take it: a JSON array of field, value, field,
+    value... in the record's order (what XADD takes once unpacked)."""
+    return compact(list(chain.from_iterable(audit.items())))

@@ -48,8 +48,11 @@ def test_a_claim_whose_reply_was_lost_is_still_the_first(
     assert proxy.replies_lost == 1  # Redis ran the claim; its reply never arrived
     assert claim.first is True
     direct = redis_server.client()
-    assert direct.get("trustpub:jti:lost") == b"exchange-1"
-    assert 0 < direct.ttl("trustpub:jti:lost") <= 60  # written again, expiry kept
+    try:
+        assert direct.get("trustpub:jti:lost") == b"exchange-1"
+        assert 0 < direct.ttl("trustpub:jti:lost") <= 60  # written again, expiry kept
+    finally:
+        direct.close()
     records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
     assert [record.fields for record in records] == [_RECORD]  # stored once
     # Anyone else is still refused.
@@ -110,3 +113,27 @@ def test_a_registration_whose_reply_was_lost_is_added_not_refused_as_a_duplicate
     assert proxy.replies_lost == 1
     assert refused is None  # not "held by rp_lost already": the caller records its add
     assert store.load_registrations().registrations == (registration,)
+
+
+def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
+    proxy: LossyProxy, store: RedisStore
+) -> None:
+    # Sent again, each finds its work done and answers as if another client had done it
+    # (not found; not created): the record, written with the change, is there once.
+    store.add_registration(_registration("rp_gone", "github:octo-org/demo:demo-pkg"), 100)
+    # The scripts loaded: a lost NOSCRIPT reply would prove nothing.
+    store.remove_registration("rp_warm-up")
+    store.declare_project("warm-up")
+    proxy.lose_reply_to(b"rp_gone")
+    removed = store.remove_registration("rp_gone", audit={"action": "publisher-remove"})
+    proxy.lose_reply_to(b"new-pkg")
+    created = store.declare_project("new-pkg", audit={"action": "project-declare"})
+
+    assert proxy.replies_lost == 2
+    assert (removed, created) == (None, False)
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [record.fields["action"] for record in records] == [
+        "project-declare",
+        "publisher-remove",
+    ]
+    assert store.load_registrations().registrations == ()

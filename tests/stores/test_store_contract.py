@@ -266,6 +266,112 @@ def test_expired_pending_registrations_are_purged_and_free_their_key(
     assert [r.id for r in store.load_registrations().registrations] == ["rp_new"]
 
 
+def _change_records(store: Store) -> list[tuple[str, str, str]]:
+    """(action, subject, pending) of every record, oldest first."""
+    records = store.read_audit(since_ms=None, until_ms=None, limit=100, accept=lambda f: True)
+    return [
+        (
+            r.fields["action"],
+            r.fields.get("publisher_id", r.fields.get("project", "")),
+            r.fields.get("pending", ""),
+        )
+        for r in reversed(records)
+    ]
+
+
+def _add(registration_id: str, unique: str, pending: bool = False) -> Callable[[Store], object]:
+    def change(store: Store) -> object:
+        expires_at = int(time.time()) + 600 if pending else None
+        record = {
+            "action": "publisher-add",
+            "publisher_id": registration_id,
+            "pending": "true" if pending else "false",
+        }
+        return store.add_registration(
+            _registration(registration_id, "new-pkg", unique, expires_at=expires_at),
+            int(time.time()),
+            audit=record,
+        )
+
+    return change
+
+
+def _remove(registration_id: str, pending_seen: str) -> Callable[[Store], object]:
+    def change(store: Store) -> object:
+        record = {
+            "action": "publisher-remove",
+            "publisher_id": registration_id,
+            "pending": pending_seen,
+        }
+        return store.remove_registration(registration_id, audit=record) is not None
+
+    return change
+
+
+def _declare(project: str) -> Callable[[Store], object]:
+    def change(store: Store) -> object:
+        return store.declare_project(
+            project, audit={"action": "project-declare", "project": project}
+        )
+
+    return change
+
+
+def _convert(registration_id: str) -> Callable[[Store], object]:
+    return lambda store: store.convert_pending(registration_id, "new-pkg", int(time.time()))
+
+
+@pytest.mark.parametrize(
+    ("changes", "answers", "records"),
+    [
+        (
+            [_add("rp_1", "u1"), _add("rp_2", "u1")],
+            [None, "rp_1"],
+            [("publisher-add", "rp_1", "false")],  # a duplicate leaves no record
+        ),
+        (
+            [_declare("new-pkg"), _add("rp_1", "u1", pending=True)],
+            [True, ""],
+            [("project-declare", "new-pkg", "")],  # a pending add for a project that exists
+        ),
+        (
+            [_add("rp_1", "u1"), _remove("rp_1", "false"), _remove("rp_1", "false")],
+            [None, True, False],
+            [("publisher-add", "rp_1", "false"), ("publisher-remove", "rp_1", "false")],
+        ),
+        (
+            # The caller saw it pending; it was converted since: the record says what was
+            # removed, as the store held it.
+            [_add("rp_1", "u1", pending=True), _convert("rp_1"), _remove("rp_1", "true")],
+            [None, "converted", True],
+            [("publisher-add", "rp_1", "true"), ("publisher-remove", "rp_1", "false")],
+        ),
+        (
+            [_declare("new-pkg"), _declare("new-pkg")],
+            [True, False],
+            [("project-declare", "new-pkg", "")],
+        ),
+    ],
+    ids=[
+        "duplicate-add",
+        "pending-add-refused",
+        "remove-twice",
+        "remove-converted",
+        "declare-twice",
+    ],
+)
+def test_a_registration_change_and_its_record_are_stored_together_or_not_at_all(
+    make_store: Callable[[], Store],
+    changes: list[Callable[[Store], object]],
+    answers: list[object],
+    records: list[tuple[str, str, str]],
+) -> None:
+    store = make_store()
+
+    assert [change(store) for change in changes] == answers
+    assert _change_records(store) == records
+
+
 def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
     store = make_store()
 

@@ -118,15 +118,22 @@ class TokenExchange:
             )
         projects = match.projects
         converted: list[StoredRegistration] = []
+        conversions: dict[str, dict[str, str]] = {}
         if match.pending and self.registrations is not None:
-            projects, converted = self.registrations.convert_matched(match, now)
+            if self.audit is not None:
+                # Stored by the conversion itself, for each pending publisher it converts.
+                conversions = {
+                    registration.id: self._conversion_record(claims.identity, registration)
+                    for registration in match.pending
+                }
+            projects, converted = self.registrations.convert_matched(match, now, conversions)
         minted = self.minter.mint(projects, claims.identity, epoch.id, now, jti=jti)
         # The audit record's log line is the mint's only one: it names the upload
         # token's jti, projects and the CI identity.
         if record is not None and self.audit is not None:
             self.audit.log(record)  # stored by the claim already
         elif self.audit is not None:
-            self._record_conversion(claims.identity, minted, match, converted)
+            self._record_conversion(claims.identity, minted, match, converted, conversions)
         return minted
 
     def _mint_record(
@@ -148,27 +155,31 @@ class TokenExchange:
                 fields[key] = value
         return self.audit.prepare("mint", identity.get("provider", "oidc"), fields)
 
+    def _conversion_record(
+        self, identity: Mapping[str, str], registration: StoredRegistration
+    ) -> dict[str, str]:
+        assert self.audit is not None
+        fields: dict[str, str | None] = {
+            "project": registration.project,
+            "publisher_id": registration.id,
+        }
+        fields |= {key: identity.get(key) or None for key in _AUDITED_IDENTITY}
+        return self.audit.prepare("publisher-convert", identity.get("provider", "oidc"), fields)
+
     def _record_conversion(
         self,
         identity: Mapping[str, str],
         minted: MintedToken,
         match: PublisherMatch,
         converted: list[StoredRegistration],
+        conversions: Mapping[str, Mapping[str, str]],
     ) -> None:
         # A mint that converted pending publishers: its projects are known only after
-        # the conversion, so its records are written after minting, before answering
+        # the conversion, so its record is written after minting, before answering
         # (a mint that cannot be recorded is refused with 503). Rare: first uploads only.
         assert self.audit is not None
-        who = {key: identity.get(key) or None for key in _AUDITED_IDENTITY}
-        actor = identity.get("provider", "oidc")
         for registration in converted:
-            self.audit.record(
-                "publisher-convert",
-                actor,
-                project=registration.project,
-                publisher_id=registration.id,
-                **who,
-            )
+            self.audit.log(conversions[registration.id])  # stored by the conversion
         record = self._mint_record(identity, frozenset(minted.projects), minted.jti, match)
         self.audit.store.append_audit(record)
         self.audit.log(record)

@@ -171,9 +171,13 @@ class LivePublishers(PublisherRegistry):
         return replace(match, pending=pending_winners) if pending_winners else match
 
     def convert_matched(
-        self, match: PublisherMatch, now: int
+        self,
+        match: PublisherMatch,
+        now: int,
+        records: Mapping[str, Mapping[str, str]] | None = None,
     ) -> tuple[frozenset[str], list[StoredRegistration]]:
-        """Convert the pending publishers among `match`'s winners, atomically in the store.
+        """Convert the pending publishers among `match`'s winners, atomically in the store,
+        each with its audit record in `records` (by registration id), if any.
 
         Returns the projects to mint for (a pending publisher that lost, because its
         project exists now or another pending publisher was converted first, drops its
@@ -189,7 +193,12 @@ class LivePublishers(PublisherRegistry):
         projects = set(match.projects)
         converted = []
         for registration in pending:
-            outcome = self._store.convert_pending(registration.id, registration.project, now)
+            outcome = self._store.convert_pending(
+                registration.id,
+                registration.project,
+                now,
+                audit=records.get(registration.id) if records else None,
+            )
             if outcome == "converted":
                 converted.append(registration)
             elif outcome != "normal" and registration.project not in granted:

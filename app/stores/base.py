@@ -192,7 +192,9 @@ class RegistrationStore(Protocol):
         what the store held: the caller's view may predate a conversion."""
         ...
 
-    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+    def convert_pending(
+        self, registration_id: str, project: str, now: int, audit: Mapping[str, str] | None = None
+    ) -> str:
         """Make a pending registration a normal one if it still is pending, has not
         expired and its project still does not exist: "converted", "normal" (it is not
         pending: another exchange converted it first), "exists", "expired" or "gone"."""

@@ -127,7 +127,9 @@ class MemoryStore:
                 self._append_audit_locked(audit)
             return registration
 
-    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+    def convert_pending(
+        self, registration_id: str, project: str, now: int, audit: Mapping[str, str] | None = None
+    ) -> str:
         with self._lock:
             registration = self._registrations.get(registration_id)
             if registration is None:
@@ -141,6 +143,8 @@ class MemoryStore:
             self._registrations[registration_id] = registration.converted()
             self._projects.add(project)
             self._version += 1
+            if audit is not None:
+                self._append_audit_locked(audit)
             return "converted"
 
     def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:

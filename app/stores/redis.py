@@ -172,9 +172,11 @@ return {value, expires or ''}
 """
 )
 
-# KEYS: registrations, pending, version, projects; ARGV: id, project, now
+# KEYS: registrations, pending, version, projects, audit
+# ARGV: id, project, now, audit length bound, [record]
 _CONVERT = Script(
     """
+local fields = ARGV[5] and cjson.decode(ARGV[5])
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'gone' end
 local expires = redis.call('HGET', KEYS[2], ARGV[1])
 if not expires then return 'normal' end
@@ -183,6 +185,7 @@ if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then return 'exists' end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('INCR', KEYS[3])
+if fields then redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', unpack(fields)) end
 return 'converted'
 """
 )
@@ -427,13 +430,15 @@ class RedisStore:
         value, expires = result
         return StoredRegistration.decode(value.decode(), int(expires) if expires else None)
 
-    def convert_pending(self, registration_id: str, project: str, now: int) -> str:
+    def convert_pending(
+        self, registration_id: str, project: str, now: int, audit: Mapping[str, str] | None = None
+    ) -> str:
         registrations, pending, _, version = self._registrations_keys
         result = self._write(
             "convert_pending",
             _CONVERT,
-            [registrations, pending, version, self._projects_key],
-            [registration_id, project, now],
+            [registrations, pending, version, self._projects_key, self._audit_key],
+            [registration_id, project, now, *self._record_arguments(audit)],
         )
         return bytes(result).decode()
 

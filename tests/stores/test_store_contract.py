@@ -318,7 +318,11 @@ def _declare(project: str) -> Callable[[Store], object]:
 
 
 def _convert(registration_id: str) -> Callable[[Store], object]:
-    return lambda store: store.convert_pending(registration_id, "new-pkg", int(time.time()))
+    def change(store: Store) -> object:
+        record = {"action": "publisher-convert", "publisher_id": registration_id}
+        return store.convert_pending(registration_id, "new-pkg", int(time.time()), audit=record)
+
+    return change
 
 
 @pytest.mark.parametrize(
@@ -344,7 +348,21 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
             # removed, as the store held it.
             [_add("rp_1", "u1", pending=True), _convert("rp_1"), _remove("rp_1", "true")],
             [None, "converted", True],
-            [("publisher-add", "rp_1", "true"), ("publisher-remove", "rp_1", "false")],
+            [
+                ("publisher-add", "rp_1", "true"),
+                ("publisher-convert", "rp_1", ""),
+                ("publisher-remove", "rp_1", "false"),
+            ],
+        ),
+        (
+            [_add("rp_1", "u1", pending=True), _convert("rp_1"), _convert("rp_1")],
+            [None, "converted", "normal"],
+            [("publisher-add", "rp_1", "true"), ("publisher-convert", "rp_1", "")],
+        ),
+        (
+            [_declare("new-pkg"), _convert("rp_missing")],
+            [True, "gone"],
+            [("project-declare", "new-pkg", "")],
         ),
         (
             [_declare("new-pkg"), _declare("new-pkg")],
@@ -357,6 +375,8 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
         "pending-add-refused",
         "remove-twice",
         "remove-converted",
+        "convert-twice",
+        "convert-gone",
         "declare-twice",
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import getpass
 import os
 import sys
 import tempfile
@@ -368,18 +369,19 @@ def tokens_revoke(
             "set TRUSTPUB_REDIS_URL: revocations live in the service's Redis"
         )
     revoker = build_revoker(settings)
+    actor = _cli_actor()
     try:
         if token_file is not None:
-            revocation = revoker.revoke_token(token_file.read().strip())
+            revocation = revoker.revoke_token(token_file.read().strip(), actor=actor)
             if revocation is None:
                 raise click.ClickException("not an active upload token minted with these keys")
         elif jti:
-            revocation = revoker.revoke_jti(jti)
+            revocation = revoker.revoke_jti(jti, actor=actor)
         elif project:
-            revocation = revoker.revoke_project(project, before)
+            revocation = revoker.revoke_project(project, before, actor=actor)
         else:
             revocation = revoker.revoke_publisher(
-                issuer or PUBLIC_GITHUB_ISSUER, repository or "", workflow, before
+                issuer or PUBLIC_GITHUB_ISSUER, repository or "", workflow, before, actor=actor
             )
     except TrustpubError as exc:
         raise click.ClickException(exc.description) from exc
@@ -387,6 +389,15 @@ def tokens_revoke(
         f"revoked {chosen[0][2:]}: tokens issued at or before {revocation.before}; "
         f"entry kept until {revocation.expires_at}"
     )
+
+
+def _cli_actor() -> str:
+    """Who the audit trail names for a revocation made here: the CLI talks to Redis
+    directly, so the operating-system user who ran it is all there is to name."""
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
 
 
 # -- the management API, as a client ------------------------------------------------------

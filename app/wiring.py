@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         exchange=exchange,
         explainer=explainer,
         introspector=TokenIntrospector(verifier, stores.revocations, time.time),
-        revoker=TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL),
+        revoker=TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit),
         clients=clients,
         key_ring=key_ring,
         health_checks=stores.health,
@@ -180,7 +180,9 @@ def build_revoker(settings: Settings) -> TokenRevoker:
     """The revocation service alone, for the CLI: keys and store, no policies or issuers."""
     key_ring = build_key_ring(settings)
     verifier = build_upload_verifier(settings, key_ring)
-    return TokenRevoker(verifier, build_stores(settings).revocations, time.time, MAX_TOKEN_TTL)
+    stores = build_stores(settings)
+    audit = AuditTrail(stores.audit, time.time)
+    return TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit)
 
 
 def build_upload_verifier(settings: Settings, key_ring: KeyRing) -> UploadTokenVerifier:

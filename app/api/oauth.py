@@ -43,7 +43,7 @@ def revoke() -> Response:
     # A token's holder may burn it (a CI job after upload); presenting the token is
     # the proof. A client with the revoke scope may revoke any token it presents too,
     # so both cases are the same operation. Unknown tokens get 200 (RFC 7009 §2.2).
-    services().revoker.revoke_token(token)
+    services().revoker.revoke_token(token, actor=client.name if client else "token-holder")
     response = Response(status=200)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -9,7 +9,6 @@ from flask import Blueprint, Response, jsonify, request
 from app.api.auth import require_client
 from app.api.services import services
 from app.errors import InvalidRequest
-from app.publishers.model import normalize_project_name
 from app.settings import PUBLIC_GITHUB_ISSUER
 
 blueprint = Blueprint("revocations", __name__, url_prefix="/api/v1")
@@ -30,28 +29,19 @@ def create_revocation() -> Response:
     value = _string(body, scope)
     before = _before(body)
     revoker = services().revoker
+    actor = client.name
     if scope == "token":
-        revocation = revoker.revoke_token(value)
+        revocation = revoker.revoke_token(value, actor=actor)
         if revocation is None:
             raise InvalidRequest("not an active upload token minted by this service")
     elif scope == "jti":
-        revocation = revoker.revoke_jti(value)
+        revocation = revoker.revoke_jti(value, actor=actor)
     elif scope == "project":
-        revocation = revoker.revoke_project(value, before)
+        revocation = revoker.revoke_project(value, before, actor=actor)
     else:
         issuer = _string(body, "issuer") if "issuer" in body else PUBLIC_GITHUB_ISSUER
         workflow = _string(body, "workflow") if "workflow" in body else None
-        revocation = revoker.revoke_publisher(issuer, value, workflow, before)
-    # Never the token itself: a token revocation is recorded by its scope and moment only.
-    services().registrations.audit.record(
-        "revoke",
-        client.name,
-        scope=scope,
-        before=str(revocation.before),
-        jti=value if scope == "jti" else None,
-        project=normalize_project_name(value) if scope == "project" else None,
-        repository=value if scope == "repository" else None,
-    )
+        revocation = revoker.revoke_publisher(issuer, value, workflow, before, actor=actor)
     return jsonify({"revoked": {"scope": scope, **revocation.as_dict()}})
 
 

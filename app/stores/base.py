@@ -70,8 +70,11 @@ class ReplayStore(Protocol):
 
 
 class RevocationStore(Protocol):
-    def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
-        """Record that what `key` covers is revoked if issued at or before `moment`.
+    def revoke_before(
+        self, key: str, moment: int, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> None:
+        """Record that what `key` covers is revoked if issued at or before `moment`, and
+        append `audit` in the same atomic step.
 
         Keeps the latest moment when called again; expires after `ttl_seconds`, when
         every token it covers has expired anyway.

@@ -55,13 +55,17 @@ class MemoryStore:
             self.append_audit(audit)
         return ClaimResult(first=True, epoch=self._epoch)
 
-    def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
+    def revoke_before(
+        self, key: str, moment: int, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> None:
         now = self._clock()
         with self._lock:
             self._purge(now)
             current = self._values.get(key)
             if current is None or current[0] < moment:
                 self._set(key, moment, now + ttl_seconds)
+            if audit is not None:
+                self._append_audit_locked(audit)
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         with self._lock:

@@ -92,8 +92,11 @@ return epoch
 )
 
 # Keep the latest moment: a later, narrower revocation never shortens an earlier one.
+# The revocation's audit record (optional) is appended with it, as a registration's is.
+# KEYS: entry, audit; ARGV: moment, ttl, audit length bound, [record]
 _REVOKE = Script(
     """
+local fields = ARGV[4] and cjson.decode(ARGV[4])
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local moment = tonumber(ARGV[1])
 if moment > current then
@@ -102,6 +105,7 @@ else
   local ttl = redis.call('TTL', KEYS[1])
   if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 end
+if fields then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields)) end
 return 1
 """
 )
@@ -348,8 +352,15 @@ class RedisStore:
         )
         return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))
 
-    def revoke_before(self, key: str, moment: int, ttl_seconds: int) -> None:
-        self._write("revoke", _REVOKE, [self._prefix + key], [moment, max(1, ttl_seconds)])
+    def revoke_before(
+        self, key: str, moment: int, ttl_seconds: int, audit: Mapping[str, str] | None = None
+    ) -> None:
+        self._write(
+            "revoke",
+            _REVOKE,
+            [self._prefix + key, self._audit_key],
+            [moment, max(1, ttl_seconds), *self._record_arguments(audit)],
+        )
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         values = self._execute("mget", ("MGET", self._epoch_key, *(self._prefix + k for k in keys)))

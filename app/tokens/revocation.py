@@ -9,12 +9,14 @@ revocations exist. Entries expire once every token they cover has expired.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.audit import AuditTrail
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
+from app.publishers.model import normalize_project_name
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import UploadTokenVerifier
@@ -32,35 +34,56 @@ class Revocation:
 
 @dataclass(frozen=True)
 class TokenRevoker:
+    """Every revocation, whoever asks (the API, the OAuth endpoint, the CLI), is
+    recorded in the audit trail by `actor`, in the same step as its entry."""
+
     verifier: UploadTokenVerifier
     store: RevocationStore
     clock: Callable[[], float]
     # The longest an upload token can live: how long a bulk entry must be kept.
     max_token_ttl: int
+    audit: AuditTrail
 
-    def revoke_token(self, raw_token: str) -> Revocation | None:
+    def revoke_token(self, raw_token: str, *, actor: str) -> Revocation | None:
         """Revoke a token that trustpub minted; None for anything else (RFC 7009: not an error)."""
         now = int(self.clock())
         try:
             token = self.verifier.verify(raw_token, now)
         except InvalidToken:
             return None
-        return self._revoke(token_scope(token.jti), now, token.expires_at)
+        # Never the token itself in the record: its jti names it.
+        record = {"scope": "token", "jti": token.jti}
+        return self._revoke(token_scope(token.jti), now, token.expires_at, actor, record)
 
-    def revoke_jti(self, jti: str) -> Revocation:
+    def revoke_jti(self, jti: str, *, actor: str) -> Revocation:
         now = int(self.clock())
-        return self._revoke(token_scope(jti), now, now + self.max_token_ttl)
+        record = {"scope": "jti", "jti": jti}
+        return self._revoke(token_scope(jti), now, now + self.max_token_ttl, actor, record)
 
-    def revoke_project(self, project: str, before: int | None = None) -> Revocation:
+    def revoke_project(self, project: str, before: int | None = None, *, actor: str) -> Revocation:
         moment = self._moment(before)
-        return self._revoke(project_scope(project), moment, moment + self.max_token_ttl)
+        record = {"scope": "project", "project": normalize_project_name(project)}
+        scope = project_scope(project)
+        return self._revoke(scope, moment, moment + self.max_token_ttl, actor, record)
 
     def revoke_publisher(
-        self, issuer: str, repository: str, workflow: str | None, before: int | None = None
+        self,
+        issuer: str,
+        repository: str,
+        workflow: str | None,
+        before: int | None = None,
+        *,
+        actor: str,
     ) -> Revocation:
         moment = self._moment(before)
         scope = publisher_scope(issuer, repository, workflow)
-        return self._revoke(scope, moment, moment + self.max_token_ttl)
+        record = {
+            "scope": "repository",
+            "issuer": issuer,
+            "repository": repository,
+            "workflow": workflow,
+        }
+        return self._revoke(scope, moment, moment + self.max_token_ttl, actor, record)
 
     def _moment(self, before: int | None) -> int:
         now = int(self.clock())
@@ -70,13 +93,25 @@ class TokenRevoker:
             raise InvalidRequest("'before' must not be in the future")
         return before
 
-    def _revoke(self, scope: str, moment: int, expires_at: int) -> Revocation:
+    def _revoke(
+        self,
+        scope: str,
+        moment: int,
+        expires_at: int,
+        actor: str,
+        fields: Mapping[str, str | None],
+    ) -> Revocation:
         now = int(self.clock())
-        # Past `expires_at` every covered token has expired: nothing left to record.
+        record = self.audit.prepare("revoke", actor, {**fields, "before": str(moment)})
         if expires_at >= now:
             # +1: an entry must outlive the last second in which a covered token is valid.
-            self.store.revoke_before(scope, moment, expires_at - now + 1)
+            self.store.revoke_before(scope, moment, expires_at - now + 1, audit=record)
             labelled(metrics().revocations, scope.split(":")[1]).inc()
+        else:
+            # Every covered token has expired: nothing left to store, but the request
+            # is recorded all the same.
+            self.audit.store.append_audit(record)
+        self.audit.log(record)
         return Revocation(scope=scope, before=moment, expires_at=expires_at)
 
 

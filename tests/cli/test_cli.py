@@ -89,6 +89,16 @@ def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
     (key,) = redis_server.client().keys("trustpub:rev:project:*")
     assert redis_server.client().get(key) == str(moment).encode()
     assert 3500 < redis_server.client().ttl(key) <= 3600
+    # Recorded like any revocation, naming who ran it: the CLI has no API client.
+    (record,) = redis_server.client().xrange("trustpub:audit")
+    fields = {k.decode(): v.decode() for k, v in record[1].items()}
+    assert fields["actor"].startswith("cli")
+    assert (fields["action"], fields["scope"], fields["project"], fields["before"]) == (
+        "revoke",
+        "project",
+        "demo-pkg",
+        str(moment),
+    )
     assert missing.returncode != 0
     assert "exactly one of" in missing.stderr
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from support.claims import unverified_claims
 from support.oidc_issuer import OIDCIssuer
 
 from app.observability import JsonFormatter
@@ -183,15 +184,26 @@ def test_revocations_are_recorded_without_the_token(
 
     client.post("/api/v1/revocations", json={"token": upload_token}, headers=admin)
     client.post("/api/v1/revocations", json={"project": "demo-pkg"}, headers=admin)
+    # The holder burning its own token (RFC 7009) is a revocation too.
+    burned = assert_minted(mint(client, make_token()))["token"]
+    assert client.post("/oauth/revoke", data={"token": burned}).status_code == 200
 
-    project, token, _ = audit(client, admin)
+    holder, _, project, token, _ = audit(client, admin)
     assert (project["action"], project["scope"], project["project"]) == (
         "revoke",
         "project",
         "demo-pkg",
     )
     assert (token["action"], token["scope"], token["actor"]) == ("revoke", "token", "admin")
+    assert token["jti"] == unverified_claims(upload_token)["jti"]
+    assert (holder["action"], holder["scope"], holder["actor"]) == (
+        "revoke",
+        "token",
+        "token-holder",
+    )
+    assert holder["jti"] == unverified_claims(burned)["jti"]
     assert upload_token not in json.dumps([project, token])
+    assert burned not in json.dumps(holder)
 
 
 def test_a_mint_record_carries_the_request_id_the_caller_saw(

@@ -392,6 +392,19 @@ def test_a_registration_change_and_its_record_are_stored_together_or_not_at_all(
     assert _change_records(store) == records
 
 
+def test_every_revocation_stores_its_record_with_it(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+
+    for moment in (100, 50):  # the second keeps the first's moment, and is recorded too
+        record = {"action": "revoke", "scope": "project", "before": str(moment)}
+        store.revoke_before("rev:project:x", moment, 60, audit=record)
+    store.revoke_before("rev:project:y", 7, 60)  # no record given, none stored
+
+    assert store.revocation_state(["rev:project:x"]).revoked_before == (100,)
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [r.fields["before"] for r in reversed(records)] == ["100", "50"]
+
+
 def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
     store = make_store()
 

@@ -325,7 +325,7 @@ class RedisStore:
         self._epoch_key = prefix + "epoch"
         # The request path and every write go through a connection per thread: one
         # round trip, the write's WAIT on the write's connection. Reads that are not on
-        # the request path (registrations, the audit trail, PING) use the pool.
+        # the request path (registrations, the audit trail) use the pool.
         self._connections = ThreadConnections(client.connection_pool)
         self._replicated: tuple[Command, ...] = (
             (("WAIT", min_replicas, REPLICA_WAIT_MS),) if min_replicas > 0 else ()
@@ -375,7 +375,9 @@ class RedisStore:
         return Epoch.decode(value.decode())
 
     def ping(self) -> None:
-        self._fail_closed("ping", self._client.ping)
+        # On the thread's own connection, as a request's commands go: within one socket
+        # timeout, where the pool's client (its retry, a health check each) took four.
+        self._execute("ping", ("PING",))
 
     # -- registrations -----------------------------------------------------------------
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import hiredis
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
+from redis.retry import Retry
 
 Argument = str | bytes | int
 Command = tuple[Argument, ...]
@@ -75,10 +77,21 @@ class _Held:
 
 class ThreadConnections:
     """One connection per thread, made with the pool's settings (address, TLS, password,
-    database, Sentinel discovery and timeouts), outside the pool."""
+    database, Sentinel discovery and timeouts), outside the pool.
+
+    But for two, so that a Redis that has gone silent fails a request after one socket
+    timeout, not several: no health-check PING before a fresh connection's first
+    commands (with its retry, two more timeouts), and one attempt to connect, since
+    `execute` decides itself when a failed round trip is tried again.
+    """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
+        self._connection_kwargs = {
+            **pool.connection_kwargs,
+            "health_check_interval": 0,
+            "retry": Retry(NoBackoff(), 0),
+        }
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[Any] = []
@@ -140,7 +153,7 @@ class ThreadConnections:
     def _held(self) -> _Held:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
-            held = _Held(self._pool.connection_class(**self._pool.connection_kwargs))
+            held = _Held(self._pool.connection_class(**self._connection_kwargs))
             self._local.held = held
             with self._lock:
                 self._opened.append(held.connection)

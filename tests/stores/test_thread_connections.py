@@ -5,7 +5,10 @@ connection, and a forked child never talks on its parent's socket."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +17,7 @@ import redis
 from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
-from app.stores.redis import RedisStore, connect
+from app.stores.redis import SOCKET_TIMEOUT_SECONDS, RedisStore, connect
 from app.stores.redis_connections import Command, Script, ThreadConnections, packed
 
 _ECHO = Script("return ARGV[1]")
@@ -192,3 +195,33 @@ def test_a_forked_child_opens_its_own_connection(connections: ThreadConnections)
     assert child.exitcode == 0
     assert child_id != parent
     assert _client_id(connections) == parent  # the parent's socket still answers it
+
+
+@pytest.mark.parametrize("operation", ["revocation_state", "ping"])
+def test_a_silent_redis_fails_each_request_after_one_socket_timeout(
+    redis_server: RedisServer, redis_url: str, operation: str
+) -> None:
+    # A Redis that stopped answering (a partition, a stopped process) holds every request
+    # that needs it for its socket timeout: once, not once per health-check PING and
+    # retry of a fresh connection (2 s, and 4 s for PING through the pool's client, before).
+    store = RedisStore(connect(redis_url))
+    call = {
+        "revocation_state": lambda: store.revocation_state(["rev:jti:x"]),
+        "ping": store.ping,
+    }[operation]
+    call()  # this thread's connection has answered once
+    pid = redis_server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    held: list[float] = []
+    try:
+        for _ in range(3):  # the proven connection, then fresh ones
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                call()
+            held.append(time.monotonic() - started)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        store.close()
+
+    assert all(seconds < 1.5 * SOCKET_TIMEOUT_SECONDS for seconds in held), held

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ from redis.retry import Retry
 
 Argument = str | bytes | int
 Command = tuple[Argument, ...]
+
+# How long after a timeout requests fail without asking Redis (one socket timeout).
+SILENCE_SECONDS = 1.0
 
 # One command in the Redis protocol, packed in C. (hiredis's stub types the command as
 # a one-element tuple; it takes any length.)
@@ -82,10 +86,13 @@ class ThreadConnections:
     But for two, so that a Redis that has gone silent fails a request after one socket
     timeout, not several: no health-check PING before a fresh connection's first
     commands (with its retry, two more timeouts), and one attempt to connect, since
-    `execute` decides itself when a failed round trip is tried again.
+    `execute` decides itself when a failed round trip is tried again. After a timeout,
+    the process's requests fail at once for SILENCE_SECONDS; then one asks again.
     """
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
+    def __init__(
+        self, pool: redis.ConnectionPool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._pool = pool
         self._connection_kwargs = {
             **pool.connection_kwargs,
@@ -95,6 +102,10 @@ class ThreadConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[Any] = []
+        self._clock = clock
+        # Until when (on `clock`) requests fail at once: Redis timed out less than
+        # SILENCE_SECONDS ago. 0: it answers.
+        self._silent_until = 0.0
 
     def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Send `commands` in one write and read every reply, in order.
@@ -103,22 +114,45 @@ class ThreadConnections:
         read would leave them on the socket for the next caller); a connection failure
         raises redis.ConnectionError or redis.TimeoutError.
         """
+        probing = self._admit() if self._silent_until else False
         held = self._held()
         proven = held.proven
         try:
-            return self._round_trip(held, commands)
-        except redis.ConnectionError:
-            if not proven:
-                raise
-        # A connection kept idle may have been closed since its last use (a Redis
-        # restart, a failover, an idle timeout): one more try, on a new connection.
-        # The break may also have come after Redis ran the commands. A replay claim knows
-        # its own claimant, an added registration its own id, and a revocation keeps the
-        # latest moment, so those are safe to send again; a removal or a project
-        # declaration sent again answers as if another client had made it
-        # (docs/reliability.md).
-        # A timeout is not retried: a Redis that does not answer fails the request now.
-        return self._round_trip(held, commands)
+            try:
+                replies = self._round_trip(held, commands)
+            except redis.ConnectionError:
+                if not proven:
+                    raise
+                # A connection kept idle may have been closed since its last use (a
+                # Redis restart, a failover, an idle timeout): one more try, on a new
+                # connection. The break may also have come after Redis ran the commands.
+                # A replay claim knows its own claimant, an added registration its own
+                # id, and a revocation keeps the latest moment, so those are safe to
+                # send again; a removal or a project declaration sent again answers as if
+                # another client had made it (docs/reliability.md).
+                replies = self._round_trip(held, commands)
+        except redis.TimeoutError:
+            # Not retried: a Redis that does not answer fails the request now, and the
+            # requests of the next second fail at once, rather than each holding one of
+            # the process's threads for the timeout while `/healthz` waits for a thread.
+            self._silent_until = self._clock() + SILENCE_SECONDS
+            raise
+        if probing:
+            self._silent_until = 0.0
+        return replies
+
+    def _admit(self) -> bool:
+        """Whether this request asks a Redis that went silent: raises while its last
+        timeout is recent; after that, lets one request through to ask again (True)."""
+        with self._lock:
+            now = self._clock()
+            if now < self._silent_until:
+                raise redis.TimeoutError("Redis did not answer a moment ago: not asked again yet")
+            if not self._silent_until:
+                return False  # another request's probe found it answering
+            # This request asks; the others go on failing at once until it has an answer.
+            self._silent_until = now + SILENCE_SECONDS
+            return True
 
     def call(self, command: Command) -> Any:
         """One command's reply; raises an error reply."""

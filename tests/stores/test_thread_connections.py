@@ -18,7 +18,13 @@ from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
 from app.stores.redis import SOCKET_TIMEOUT_SECONDS, RedisStore, connect
-from app.stores.redis_connections import Command, Script, ThreadConnections, packed
+from app.stores.redis_connections import (
+    SILENCE_SECONDS,
+    Command,
+    Script,
+    ThreadConnections,
+    packed,
+)
 
 _ECHO = Script("return ARGV[1]")
 
@@ -198,12 +204,13 @@ def test_a_forked_child_opens_its_own_connection(connections: ThreadConnections)
 
 
 @pytest.mark.parametrize("operation", ["revocation_state", "ping"])
-def test_a_silent_redis_fails_each_request_after_one_socket_timeout(
+def test_a_silent_redis_fails_a_request_after_one_socket_timeout(
     redis_server: RedisServer, redis_url: str, operation: str
 ) -> None:
-    # A Redis that stopped answering (a partition, a stopped process) holds every request
-    # that needs it for its socket timeout: once, not once per health-check PING and
-    # retry of a fresh connection (2 s, and 4 s for PING through the pool's client, before).
+    # A Redis that stopped answering (a partition, a stopped process) holds a request
+    # that asks it for the socket timeout: once, on the connection that had answered and
+    # on a fresh one, not once per health-check PING and its retry (2 s, and 4 s for PING
+    # through the pool's client, before).
     store = RedisStore(connect(redis_url))
     call = {
         "revocation_state": lambda: store.revocation_state(["rev:jti:x"]),
@@ -215,13 +222,60 @@ def test_a_silent_redis_fails_each_request_after_one_socket_timeout(
     os.kill(pid, signal.SIGSTOP)
     held: list[float] = []
     try:
-        for _ in range(3):  # the proven connection, then fresh ones
+        for _ in range(2):  # the proven connection, then a fresh one
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):
                 call()
             held.append(time.monotonic() - started)
+            time.sleep(SILENCE_SECONDS)  # past the second in which requests fail at once
     finally:
         os.kill(pid, signal.SIGCONT)
         store.close()
 
     assert all(seconds < 1.5 * SOCKET_TIMEOUT_SECONDS for seconds in held), held
+
+
+def test_after_a_timeout_requests_fail_at_once_until_one_has_asked_again(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    now = [0.0]
+    connections = ThreadConnections(client.connection_pool, clock=lambda: now[0])
+    connections.call(("PING",))
+    pid = redis_server.pid
+    assert pid is not None
+    outcomes: list[str] = []
+
+    def ping() -> None:
+        try:
+            connections.call(("PING",))
+            outcomes.append("answered")
+        except redis.TimeoutError as error:
+            outcomes.append("at once" if "not asked again" in str(error) else "timed out")
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        ping()  # waits for the socket timeout
+        ping()  # within the second after it: not sent at all
+        now[0] += SILENCE_SECONDS
+        probe = threading.Thread(target=ping)  # the first to come asks again...
+        probe.start()
+        time.sleep(0.3)
+        ping()  # ...while the others still fail at once
+        probe.join()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    ping()  # the probe timed out a moment ago: still at once
+    now[0] += SILENCE_SECONDS
+    ping()  # asks, and Redis answers
+    ping()  # answering again: every request asks
+    connections.close()
+
+    assert outcomes == [
+        "timed out",
+        "at once",
+        "at once",
+        "timed out",
+        "at once",
+        "answered",
+        "answered",
+    ]

@@ -1,9 +1,9 @@
-"""The audit trail: who did what, when, for every mint and every registration change.
+"""The audit trail: who did what, when, for every mint, registration change and revocation.
 
 Each record is a flat map of strings, appended to a bounded store (a Redis stream
 trimmed to `audit_max_length`) and written as one structured log line (logger
 `app.audit`), so a log pipeline keeps what the stream trims. Records never hold a token
-or a secret: callers pass names, identities, jtis and projects only, and `record`
+or a secret: callers pass names, identities, jtis and projects only, and `prepare`
 accepts only the fields listed in `FIELDS`.
 """
 
@@ -70,8 +70,8 @@ class AuditTrail:
     store: AuditLog
     clock: Callable[[], float]
 
-    def record(self, action: str, actor: str, **fields: str | None) -> None:
-        entry = self.prepare(action, actor, fields)
+    def append(self, entry: Mapping[str, str]) -> None:
+        """Store and log a prepared record that no change's script stored with it."""
         self.store.append_audit(entry)
         self.log(entry)
 

@@ -181,8 +181,7 @@ class TokenExchange:
         for registration in converted:
             self.audit.log(conversions[registration.id])  # stored by the conversion
         record = self._mint_record(identity, frozenset(minted.projects), minted.jti, match)
-        self.audit.store.append_audit(record)
-        self.audit.log(record)
+        self.audit.append(record)
 
 
 # The identity claims an audit record keeps: who published, from where.

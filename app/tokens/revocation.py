@@ -107,11 +107,11 @@ class TokenRevoker:
             # +1: an entry must outlive the last second in which a covered token is valid.
             self.store.revoke_before(scope, moment, expires_at - now + 1, audit=record)
             labelled(metrics().revocations, scope.split(":")[1]).inc()
+            self.audit.log(record)
         else:
             # Every covered token has expired: nothing left to store, but the request
             # is recorded all the same.
-            self.audit.store.append_audit(record)
-        self.audit.log(record)
+            self.audit.append(record)
         return Revocation(scope=scope, before=moment, expires_at=expires_at)
 
 

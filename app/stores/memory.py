@@ -64,6 +64,10 @@ class MemoryStore:
             current = self._values.get(key)
             if current is None or current[0] < moment:
                 self._set(key, moment, now + ttl_seconds)
+            elif current[1] < now + ttl_seconds:
+                # An older moment keeps the entry but must not outlive it: it lives as
+                # long as the longer of the two asks, as Redis's script does.
+                self._set(key, current[0], now + ttl_seconds)
             if audit is not None:
                 self._append_audit_locked(audit)
 

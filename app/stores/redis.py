@@ -4,7 +4,7 @@ Keys (all under the `trustpub:` prefix):
 | key               | value                       | TTL                                  |
 |-------------------|-----------------------------|--------------------------------------|
 | `epoch`           | `<random id>:<unix seconds>`| none (its loss is the signal)         |
-| `jti:<digest>`    | `1`                         | OIDC token exp + leeway               |
+| `jti:<digest>`    | claimant: the upload token's jti | OIDC token exp + leeway          |
 | `rev:<scope>:...` | unix seconds (revoked <= t) | until every token it covers expired  |
 | `registrations`   | hash: id -> registration JSON | none                                |
 | `registrations:pending` | hash: id -> expires_at (unix seconds) | none; expired ones purged |

@@ -93,6 +93,17 @@ def test_entries_expire() -> None:
     assert len(store) == 1
 
 
+def test_an_older_revocation_moment_lengthens_the_entry_it_keeps() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    store.revoke_before("rev:a", 1, 300)
+    store.revoke_before("rev:a", 0, 600)  # as test_redis_entries_carry_ttls for Redis
+
+    clock.now += 400
+
+    assert store.revocation_state(["rev:a"]).revoked_before == (1,)
+
+
 def test_redis_entries_carry_ttls(redis_server: RedisServer, redis_url: str) -> None:
     client = redis_server.client()
     store = RedisStore(connect(redis_url))

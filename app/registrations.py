@@ -33,6 +33,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -153,7 +154,9 @@ class LivePublishers(PublisherRegistry):
             else:
                 usable.append(report)
         try:
-            match = choose(claims, usable)
+            # Each project's maintainers declare its publishers: a more specific one
+            # registered for another project must not take this one's away.
+            match = choose(claims, usable, authority=partial(_declared_by, snapshot))
         except InvalidPublisher:
             if any(report.matches for report in clashing):
                 raise InvalidPendingPublisher(
@@ -308,6 +311,13 @@ def pending_registration(
     if entry is None or not entry[1].pending:
         return None
     return entry[1]
+
+
+def _declared_by(snapshot: PublisherSnapshot, publisher: Publisher) -> str | None:
+    """Who declared `publisher`: its project's maintainers, or the operator (None) for
+    the policy files."""
+    entry = snapshot.registered.get(publisher.source)
+    return None if entry is None else entry[1].project
 
 
 def _expired(snapshot: PublisherSnapshot, publisher: Publisher, now: float) -> bool:

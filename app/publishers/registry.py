@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -69,8 +70,17 @@ class PublisherRegistry:
         return choose(claims, self.explain(claims))
 
 
-def choose(claims: ProviderClaims, reports: Sequence[PublisherReport]) -> PublisherMatch:
-    """The most specific matching publishers; raises InvalidPublisher naming what differs."""
+def choose(
+    claims: ProviderClaims,
+    reports: Sequence[PublisherReport],
+    authority: Callable[[Publisher], Hashable] | None = None,
+) -> PublisherMatch:
+    """The most specific matching publishers; raises InvalidPublisher naming what differs.
+
+    Specificity decides only among publishers of one `authority` (whoever declared
+    them; all of them are one when it is None): a more specific publisher narrows what
+    its own authority's less specific ones grant, and never what another's grant.
+    """
     if not reports:
         raise InvalidPublisher(
             f"no trusted publisher is registered for {claims.lookup_key!r} with this token's issuer"
@@ -83,9 +93,19 @@ def choose(claims: ProviderClaims, reports: Sequence[PublisherReport]) -> Publis
         raise InvalidPublisher("no trusted publisher matches this token", failed(closest.checks))
     if len(matching) == 1:  # the common case: one publisher per repository and workflow
         return PublisherMatch(publishers=(matching[0],), projects=matching[0].projects)
-    best = max(publisher.specificity for publisher in matching)
-    winners = tuple(p for p in matching if p.specificity == best)
+    if authority is None:
+        winners = _most_specific(matching)
+    else:
+        groups: dict[Hashable, list[Publisher]] = defaultdict(list)
+        for publisher in matching:
+            groups[authority(publisher)].append(publisher)
+        winners = tuple(chain.from_iterable(map(_most_specific, groups.values())))
     return PublisherMatch(
         publishers=winners,
         projects=frozenset().union(*(p.projects for p in winners)),
     )
+
+
+def _most_specific(publishers: Sequence[Publisher]) -> tuple[Publisher, ...]:
+    best = max(publisher.specificity for publisher in publishers)
+    return tuple(p for p in publishers if p.specificity == best)

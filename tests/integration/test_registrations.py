@@ -156,6 +156,47 @@ def test_union_with_files_a_duplicate_of_a_file_publisher_is_refused(
     assert upload_token_projects(assert_minted(mint(client, token))) == ["demo-pkg", "filed-pkg"]
 
 
+@pytest.mark.parametrize(
+    ("repository", "project", "owner", "granted"),
+    [
+        # demo-pkg's own publisher, and a more specific one of other-pkg's maintainer.
+        ("octo-org/demo", "other-pkg", "other-maintainer", ["demo-pkg", "other-pkg"]),
+        # The policy file's publisher of octo-org/filed, and a more specific pending one.
+        ("octo-org/filed", "new-pkg", "index", ["filed-pkg", "new-pkg"]),
+    ],
+    ids=["another-project", "a-pending-one-over-a-file"],
+)
+def test_a_more_specific_publisher_of_another_project_takes_nothing_away(
+    managed_app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    repository: str,
+    project: str,
+    owner: str,
+    granted: list[str],
+) -> None:
+    # Anyone may trust any repository for their own project; before, the more specific
+    # publisher won across projects, so a stranger's registration took a repository's
+    # releases away from its own project.
+    client = managed_app.test_client()
+    workflow_ref = f"{repository}/.github/workflows/release.yml@refs/tags/v1.0.0"
+    token = {"repository": repository, "workflow_ref": workflow_ref}
+    token["job_workflow_ref"] = workflow_ref
+    if repository == "octo-org/demo":
+        own = registration(oidc_issuer.url, environment=None)
+        assert add(client, "demo-pkg", own, clients.bearer("demo-maintainer")).status_code == 201
+    stricter = registration(
+        oidc_issuer.url,
+        repository=repository,
+        refs=["refs/tags/*"],
+        pending=owner == "index" or None,
+    )
+
+    assert add(client, project, stricter, clients.bearer(owner)).status_code == 201
+    assert upload_token_projects(assert_minted(mint(client, make_token(**token)))) == granted
+
+
 def test_a_duplicate_registration_is_refused(
     managed_app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer
 ) -> None:

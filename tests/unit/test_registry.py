@@ -9,7 +9,7 @@ from support.claims import github_claims
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.publishers.github import GitHubClaims, GitHubProvider, GitHubPublisher
-from app.publishers.registry import PublisherRegistry
+from app.publishers.registry import PublisherRegistry, choose
 from app.settings import PUBLIC_GITHUB_ISSUER
 
 PUBLIC = PUBLIC_GITHUB_ISSUER
@@ -161,6 +161,36 @@ def test_most_specific_match_wins(
 
     assert sorted(next(iter(p.projects)) for p in match.publishers) == winners
     assert match.projects == projects
+
+
+# Each publisher's authority (who declared it) is the first letter of its project.
+@pytest.mark.parametrize(
+    ("registered", "winners"),
+    [
+        # One authority: its more specific publisher narrows what it grants.
+        ([publisher("a1"), publisher("a2", environment="pypi")], ["a2"]),
+        # Another authority's more specific publisher takes nothing away.
+        ([publisher("a1"), publisher("b1", environment="pypi")], ["a1", "b1"]),
+        (
+            [
+                publisher("a1"),
+                publisher("a2", environment="pypi"),
+                publisher("b1", environment="pypi", repository_id="74"),
+            ],
+            ["a2", "b1"],
+        ),
+    ],
+    ids=["same-authority-narrows", "other-authority-adds", "each-its-own-most-specific"],
+)
+def test_specificity_decides_within_one_authority(
+    registered: list[GitHubPublisher], winners: list[str]
+) -> None:
+    reports = PublisherRegistry(registered).explain(claims(environment="pypi"))
+
+    match = choose(claims(), reports, authority=lambda p: next(iter(p.projects))[0])
+
+    assert sorted(next(iter(p.projects)) for p in match.publishers) == winners
+    assert match.projects == set(winners)
 
 
 def test_projects_of_one_publisher_are_all_granted() -> None:

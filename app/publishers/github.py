@@ -177,7 +177,7 @@ class GitHubPublisher:
             self.repository_owner_id,
             self.repository_id or "",
             self.workflow,
-            (self.environment or "").lower(),
+            _environment_key(self.environment or ""),
             *(rule.key for rule in self.rules),
         )
 
@@ -347,6 +347,11 @@ def _malformed(claim: str, expected: str, received: str) -> InvalidPublisher:
     return InvalidPublisher(
         f"token claim {claim!r} is malformed", (ClaimMismatch(claim, expected, received),)
     )
+
+
+def _environment_key(environment: str) -> str:
+    """What two publishers' environments are compared by, as `_same_environment` does."""
+    return environment.lower() if environment.isascii() else environment
 
 
 def _same_environment(received: str, expected: str) -> bool:

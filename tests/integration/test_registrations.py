@@ -257,8 +257,11 @@ def test_invalid_registrations_are_refused_with_the_field(
     [
         ("-bad-", {"provider": "github"}, 400, "invalid-request"),
         ("demo-pkg", ["not", "an", "object"], 400, "invalid-request"),
+        # `$` alone accepted it: a pending publisher for "demo-pkg\n" passed the check
+        # that its project does not exist, and the first mint created that project.
+        ("demo-pkg%0A", {"provider": "github", "pending": True}, 400, "invalid-request"),
     ],
-    ids=["bad-project-name", "body-not-object"],
+    ids=["bad-project-name", "body-not-object", "trailing-newline"],
 )
 def test_malformed_requests(
     managed_app: Flask,

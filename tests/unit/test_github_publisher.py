@@ -464,6 +464,8 @@ def test_parse_publisher_defaults_and_fields() -> None:
     [
         ({}, {"repository": "OCTO-ORG/Demo"}, True),
         ({"environment": "pypi"}, {"environment": "PyPI"}, True),
+        # Folded as matching folds it: ASCII only (the KELVIN SIGN is no k).
+        ({"environment": "pypi-k8s"}, {"environment": "pypi-\u212a8s"}, False),
         ({}, {"projects": frozenset({"other"})}, True),
         ({}, {"workflow": "Release.yml"}, False),
         ({}, {"environment": "pypi"}, False),
@@ -473,6 +475,7 @@ def test_parse_publisher_defaults_and_fields() -> None:
     ids=[
         "repository-case",
         "environment-case",
+        "environment-unicode-case",
         "projects-do-not-count",
         "workflow-case-counts",
         "environment-counts",

@@ -400,3 +400,29 @@ def test_every_job_workflow_ref_the_schema_admits_loads(ref: str) -> None:
     }
     if Draft202012Validator(schema).is_valid(value):
         assert ReusableWorkflowRule.from_policy(value).text == value
+
+
+def _string_fields(entry: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(field, the entry with a newline after that field's value or first item)."""
+    changed = []
+    for key, value in entry.items():
+        if isinstance(value, str) and key != "provider":
+            changed.append((key, {**entry, key: value + "\n"}))
+        elif isinstance(value, list) and value and isinstance(value[0], str):
+            changed.append((key, {**entry, key: [value[0] + "\n", *value[1:]]}))
+    return changed
+
+
+TRAILING_NEWLINES = [
+    (f"{entry['provider']}-{key}", changed)
+    for entry in VALID
+    for key, changed in _string_fields(entry)
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "entry"), TRAILING_NEWLINES, ids=[field for field, _ in TRAILING_NEWLINES]
+)
+def test_a_trailing_newline_is_refused_in_every_field(field: str, entry: dict[str, Any]) -> None:
+    # Python's `$` (which jsonschema's patterns use) also matches before a final newline.
+    assert schema_errors(entry) != [], field

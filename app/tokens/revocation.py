@@ -5,6 +5,12 @@ before t are revoked". Scopes are one token (its jti), a project, a repository a
 repository's workflow. Introspection reads the entries of exactly the scopes a token
 belongs to, plus the epoch, in one round trip: its cost does not depend on how many
 revocations exist. Entries expire once every token they cover has expired.
+
+A token's `iat` is the clock of the replica that minted it, and replicas may differ by
+up to CLOCK_SKEW_SECONDS (which introspection tolerates). So a moment meant as "now"
+reaches that far ahead, one token's moment is never before its own `iat`, and every
+entry lives that much longer than the tokens it covers: an acknowledged revocation must
+hold on every replica, whichever clock minted the token or checks it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from app.metrics import labelled, metrics
 from app.publishers.model import normalize_project_name
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
-from app.tokens.verify import UploadTokenVerifier
+from app.tokens.verify import CLOCK_SKEW_SECONDS, UploadTokenVerifier
 
 
 @dataclass(frozen=True)
@@ -53,12 +59,14 @@ class TokenRevoker:
             return None
         # Never the token itself in the record: its jti names it.
         record = {"scope": "token", "jti": token.jti}
-        return self._revoke(token_scope(token.jti), now, token.expires_at, actor, record)
+        moment = max(now, token.issued_at)
+        return self._revoke(token_scope(token.jti), moment, token.expires_at, actor, record)
 
     def revoke_jti(self, jti: str, *, actor: str) -> Revocation:
-        now = int(self.clock())
+        # The token is not at hand: minted already, its `iat` is at most this far ahead.
+        moment = int(self.clock()) + CLOCK_SKEW_SECONDS
         record = {"scope": "jti", "jti": jti}
-        return self._revoke(token_scope(jti), now, now + self.max_token_ttl, actor, record)
+        return self._revoke(token_scope(jti), moment, moment + self.max_token_ttl, actor, record)
 
     def revoke_project(self, project: str, before: int | None = None, *, actor: str) -> Revocation:
         moment = self._moment(before)
@@ -88,7 +96,8 @@ class TokenRevoker:
     def _moment(self, before: int | None) -> int:
         now = int(self.clock())
         if before is None:
-            return now
+            # "Everything minted so far", on whichever replica's clock minted it.
+            return now + CLOCK_SKEW_SECONDS
         if before > now:
             raise InvalidRequest("'before' must not be in the future")
         return before
@@ -103,16 +112,18 @@ class TokenRevoker:
     ) -> Revocation:
         now = int(self.clock())
         record = self.audit.prepare("revoke", actor, {**fields, "before": str(moment)})
-        if expires_at >= now:
-            # +1: an entry must outlive the last second in which a covered token is valid.
-            self.store.revoke_before(scope, moment, expires_at - now + 1, audit=record)
+        if expires_at + CLOCK_SKEW_SECONDS >= now:
+            # +1: an entry must outlive the last second in which a covered token is
+            # valid, on a replica whose clock is behind this one's too.
+            ttl = expires_at + CLOCK_SKEW_SECONDS - now + 1
+            self.store.revoke_before(scope, moment, ttl, audit=record)
             labelled(metrics().revocations, scope.split(":")[1]).inc()
             self.audit.log(record)
         else:
             # Every covered token has expired: nothing left to store, but the request
             # is recorded all the same.
             self.audit.append(record)
-        return Revocation(scope=scope, before=moment, expires_at=expires_at)
+        return Revocation(scope=scope, before=moment, expires_at=expires_at + CLOCK_SKEW_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from app.api.wire import JSON_TYPE, json_body
-from app.errors import PayloadTooLarge, TrustpubError
+from app.errors import InvalidPayload, InvalidRequest, PayloadTooLarge, TrustpubError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ OAUTH_PREFIX = "/oauth/"
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(TrustpubError, _render_trustpub_error)
     app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(ParseException, _render_unreadable_body)
     app.register_error_handler(Exception, _render_unexpected)
 
 
@@ -103,6 +105,20 @@ def _render_http_exception(error: HTTPException) -> Response:
         if name.lower() not in ("content-type", "content-length"):
             response.headers[name] = value
     return response
+
+
+def unreadable_body(path: str) -> TrustpubError:
+    """A body the client broke off or framed badly: its fault, answered in its family's words."""
+    description = "the request body could not be read"
+    if path.startswith(OIDC_PREFIX):
+        return InvalidPayload(description)
+    return InvalidRequest(description)
+
+
+def _render_unreadable_body(error: ParseException) -> Response:
+    # A chunked body gunicorn cannot parse (a bad chunk size, a missing terminator):
+    # werkzeug answers 400 for an OSError while reading, but these are not OSErrors.
+    return _render_trustpub_error(unreadable_body(request.path))
 
 
 def _render_unexpected(error: Exception) -> Response:

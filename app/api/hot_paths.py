@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gunicorn.http.errors import ParseException
+
 from app.api.auth import client_with_scope
-from app.api.errors import answer_error, answer_unexpected
+from app.api.errors import answer_error, answer_unexpected, unreadable_body
 from app.api.limits import RateCheck
 from app.api.oauth import URLENCODED, introspection_answer, token_from_urlencoded
 from app.api.observe import StartResponse, WSGIApp, name_request
@@ -76,7 +78,7 @@ class HotPaths:
         name_request(environ, route.endpoint)
         try:
             self._rate_checks[route.endpoint](environ)
-            body = environ["wsgi.input"].read(length) if length else b""
+            body = _read_body(environ, length)
             answer = route.answer(environ, body)
             status, headers = 200, [("Cache-Control", "no-store")]
         except TrustpubError as error:
@@ -95,6 +97,15 @@ class HotPaths:
     def _introspect(self, environ: Mapping[str, Any], body: bytes) -> bytes:
         client_with_scope(self._services.clients, environ.get("HTTP_AUTHORIZATION"), "introspect")
         return introspection_answer(self._services.introspector, token_from_urlencoded(body))
+
+
+def _read_body(environ: Mapping[str, Any], length: int) -> bytes:
+    try:
+        body: bytes = environ["wsgi.input"].read(length) if length else b""
+    except (OSError, ParseException):
+        # The client closed the connection or sent a body gunicorn cannot parse.
+        raise unreadable_body(str(environ.get("PATH_INFO", ""))) from None
+    return body
 
 
 def _content_length(environ: Mapping[str, Any]) -> int | None:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.api.auth import authenticated_client
 from app.api.services import services
+from app.api.wire import json_or_none
 from app.audit import MAX_READ, AuditQuery
 from app.errors import InvalidRequest
 
@@ -25,7 +26,8 @@ def list_publishers(project: str) -> Response:
 @blueprint.post("/projects/<project>/publishers")
 def add_publisher(project: str) -> Response:
     client = authenticated_client()
-    added = services().registrations.add(client, project, request.get_json(silent=True))
+    body = json_or_none(request.get_data(cache=False))
+    added = services().registrations.add(client, project, body)
     response = _no_store(jsonify(added))
     response.status_code = 201
     return response

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.api.auth import require_client
 from app.api.services import services
+from app.api.wire import json_or_none
 from app.errors import InvalidRequest
 from app.settings import PUBLIC_GITHUB_ISSUER
 
@@ -19,7 +20,7 @@ _SCOPES = ("token", "jti", "project", "repository")
 @blueprint.post("/revocations")
 def create_revocation() -> Response:
     client = require_client("revoke")
-    body = request.get_json(silent=True)
+    body = json_or_none(request.get_data(cache=False))
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     chosen = [scope for scope in _SCOPES if scope in body]

@@ -252,7 +252,7 @@ class IntrospectionClient:
             raise IntrospectionUnavailable("trustpub's answer is too large")
         try:
             return json.loads(content, parse_constant=_refuse_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise IntrospectionUnavailable("trustpub's answer is not JSON") from exc
 
     def _parse(self, body: Any) -> ActiveToken | None:

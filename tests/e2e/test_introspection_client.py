@@ -193,6 +193,7 @@ def test_errors_are_not_cached(fake: FakeTrustpub) -> None:
         Answer(200, b'{"active": true, "exp": NaN}'),
         Answer(200, b'{"active": true}'),
         Answer(200, json.dumps({"active": True, "x": "y" * 70_000}).encode()),
+        Answer(200, b"[" * 30_000 + b"]" * 30_000),  # under the size cap: RecursionError
     ],
     ids=[
         "500",
@@ -208,6 +209,7 @@ def test_errors_are_not_cached(fake: FakeTrustpub) -> None:
         "nan",
         "active-without-claims",
         "huge",
+        "deeply-nested",
     ],
 )
 def test_anything_but_a_proper_answer_fails_closed(fake: FakeTrustpub, answer: Answer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -108,3 +109,43 @@ def test_graceful_restart_and_shutdown_under_load_never_answer_500(
     assert exit_code == 0
     assert served_before_stop > 20
     assert set(statuses) == {200}, statuses
+
+
+def raw_exchange(service: Service, request: bytes) -> tuple[int, bytes]:
+    """Send `request` as is, close our side, and read the whole answer."""
+    host, port = service.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+MINT_HEAD = b"POST /_/oidc/mint-token HTTP/1.1\r\nHost: trustpub\r\nConnection: close\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        MINT_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        MINT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n",
+        # Fewer bytes than announced, then the client stops sending (the hot path's read).
+        MINT_HEAD + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"tok',
+    ],
+    ids=["bad-chunk-size", "missing-chunk-terminator", "body-cut-short"],
+)
+def test_a_body_that_cannot_be_read_is_the_clients_error_never_a_500(
+    deployment: Deployment, start_service: Callable[[Deployment], Service], request_bytes: bytes
+) -> None:
+    # gunicorn raises its own parse errors (not OSErrors, which werkzeug answers with
+    # 400) while the app reads such a body: they reached the catch-all 500.
+    service = start_service(deployment, workers=1)
+
+    status, body = raw_exchange(service, request_bytes)
+
+    assert status == 422, body
+    assert b'"code":"invalid-payload"' in body
+    assert "unhandled error" not in service.log.read_text()

@@ -171,6 +171,8 @@ def test_operator_revokes_one_token_by_jti(
         ("operator", {"project": "demo-pkg", "before": "yesterday"}, 400, "invalid-request"),
         ("operator", {"project": "demo-pkg", "before": 4102444800}, 400, "invalid-request"),
         ("operator", {"token": "pypi-garbage"}, 400, "invalid-request"),
+        ("operator", b"[" * 5000 + b"]" * 5000, 400, "invalid-request"),
+        ("operator", b'{"project": "demo-pkg", "project": "other"}', 400, "invalid-request"),
     ],
     ids=[
         "no-credentials",
@@ -181,20 +183,27 @@ def test_operator_revokes_one_token_by_jti(
         "before-not-number",
         "before-in-future",
         "token-not-ours",
+        "deeply-nested",  # was a RecursionError: 500
+        "duplicate-keys",
     ],
 )
 def test_operator_revocation_errors(
     client: FlaskClient,
     clients: Clients,
     headers: Any,
-    body: dict[str, Any],
+    body: dict[str, Any] | bytes,
     status: int,
     code: str,
     store: redis.Redis,
 ) -> None:
     auth = clients.basic(headers) if isinstance(headers, str) else headers
 
-    response = client.post(REVOCATIONS_PATH, json=body, headers=auth)
+    if isinstance(body, bytes):
+        response = client.post(
+            REVOCATIONS_PATH, data=body, content_type="application/json", headers=auth
+        )
+    else:
+        response = client.post(REVOCATIONS_PATH, json=body, headers=auth)
 
     assert response.status_code == status
     assert response.get_json()["error"]["code"] == code

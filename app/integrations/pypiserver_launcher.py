@@ -33,6 +33,7 @@ from app.integrations.introspection import (
     IntrospectionUnavailable,
 )
 from app.integrations.uploads import (
+    CHECKED_UPLOAD,
     DEFAULT_MAX_UPLOAD_BYTES,
     UploadAuthorizer,
     UploadGuard,
@@ -138,10 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("only 'run' can be launched: put 'run ...' after '--'")
     if args.allow_password_uploads and config.password_file in (None, "."):
         parser.error("--allow-password-uploads needs pypiserver's -P password file")
-    config = config.with_updates(
-        auther=authorizer.auther(fallback=config.auther),
-        authenticate=sorted(set(config.authenticate) | {"update"}),
-    )
+    config = with_trustpub_auther(config, authorizer)
 
     pypiserver_main: Any = importlib.import_module("pypiserver.__main__")
     pypiserver_main.init_logging(
@@ -175,6 +173,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _serve(guard, config, pypiserver_main)
     return 0
+
+
+def with_trustpub_auther(config: Any, authorizer: UploadAuthorizer) -> Any:
+    """pypiserver's config with uploads authenticated (`-a update`) by upload tokens,
+    which pass only on the upload request UploadGuard checked (pypiserver asks its auther
+    for downloads and listings too, with `-a download,list`)."""
+    bottle: Any = importlib.import_module("pypiserver.bottle_wrapper")
+
+    def upload_checked() -> bool:
+        return CHECKED_UPLOAD in bottle.request.environ
+
+    return config.with_updates(
+        auther=authorizer.auther(fallback=config.auther, upload_checked=upload_checked),
+        authenticate=sorted(set(config.authenticate) | {"update"}),
+    )
 
 
 def _pypiserver_app(config: Any) -> WSGIApplication:

@@ -44,6 +44,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # Uploads up to this size stay in memory while they are checked; larger ones spool to disk.
 SPOOL_BYTES = 1024 * 1024
 READ_CHUNK = 64 * 1024
+# The environ key under which UploadGuard hands the index an upload it checked: its token.
+CHECKED_UPLOAD = "trustpub.token"
 # What pypiserver (and PyPI) accept as a distribution file name: no paths, no spaces.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.!+-]*")
 _SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -115,16 +117,23 @@ class UploadAuthorizer:
         return self.check_projects(decision.token, projects)
 
     def auther(
-        self, fallback: Callable[[str, str], bool] | None = None
+        self,
+        fallback: Callable[[str, str], bool] | None = None,
+        upload_checked: Callable[[], bool] | None = None,
     ) -> Callable[[str, str], bool]:
         """A `(username, password) -> bool` check for index servers such as pypiserver.
 
-        `__token__` passes with an active upload token. Other users go to `fallback`
-        (the index's own password check) or are refused when there is none.
+        `__token__` passes with an active upload token; given `upload_checked`, only on
+        a request it says `UploadGuard` has checked as an upload: an upload token must
+        not open downloads or listings that the index keeps behind its passwords. Other
+        users go to `fallback` (the index's own password check) or are refused when
+        there is none.
         """
 
         def check(username: str, password: str) -> bool:
             if username == self.username:
+                if upload_checked is not None and not upload_checked():
+                    return False
                 return self.check_token(username, password).allowed
             return fallback(username, password) if fallback is not None else False
 
@@ -199,7 +208,7 @@ class UploadGuard:
             spool.seek(0)
             environ["wsgi.input"] = spool
             environ["CONTENT_LENGTH"] = str(length)
-            environ["trustpub.token"] = token
+            environ[CHECKED_UPLOAD] = token
             return _Closing(self.app(environ, start_response), spool)
         except BaseException:
             spool.close()

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import importlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.integrations.pypiserver_launcher import split_argv
+from app.integrations import IntrospectionClient, UploadAuthorizer, UploadGuard
+from app.integrations.pypiserver_launcher import (
+    _pypiserver_app,
+    split_argv,
+    with_trustpub_auther,
+)
 
-from .fake_trustpub import FakeTrustpub
+from .fake_trustpub import CLIENT_ID, CLIENT_SECRET, FakeTrustpub, active_answer
 from .tools import python_module, run
 
 LAUNCHER = "app.integrations.pypiserver_launcher"
@@ -73,3 +82,39 @@ def test_arguments_after_the_separator_are_pypiservers() -> None:
         ["run", "-p", "8080", "--", "x"],
     )
     assert split_argv(["--cache-ttl", "0"]) == (["--cache-ttl", "0"], [])
+
+
+def test_an_upload_token_opens_no_download_or_listing_behind_passwords(
+    fake: FakeTrustpub, tmp_path: Path
+) -> None:
+    # A private index: pypiserver asks for credentials to download and list too. Its
+    # password file needs passlib, which the tests lack: a refusing auther stands in.
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    (tmp_path / "private_b-1.0.tar.gz").write_bytes(b"not public")
+    client = IntrospectionClient(fake.url, CLIENT_SECRET, client_id=CLIENT_ID)
+    authorizer = UploadAuthorizer(client)
+    config_module: Any = importlib.import_module("pypiserver.config")
+    config = config_module.Config.from_args(["run", "-a", ".", "-P", ".", str(tmp_path)])
+    config = config.with_updates(
+        authenticate=["download", "list"], auther=lambda user, password: False
+    )
+    config = with_trustpub_auther(config, authorizer)
+    index = UploadGuard(_pypiserver_app(config), authorizer)
+
+    def get(path: str) -> str:
+        statuses: list[str] = []
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "index",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"__token__:tok").decode(),
+        }
+        b"".join(index(environ, lambda status, headers, *_: statuses.append(status)))
+        return statuses[0].split()[0]
+
+    assert [get("/simple/private-b/"), get("/packages/private_b-1.0.tar.gz")] == ["403", "403"]
+    assert authorizer.auther()("__token__", "tok")  # the token itself is active

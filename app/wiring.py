@@ -196,14 +196,16 @@ def build_upload_verifier(settings: Settings, key_ring: KeyRing) -> UploadTokenV
 
 def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
     issuers = TrustedIssuers()
-    session = requests.Session()
-    fetcher = HttpKeySetFetcher(session)
-    for name, urls in settings.provider_issuers.items():
-        provider = PROVIDERS[name]
+    configs = [
         # A kill switch covers every issuer of its provider, custom ones included.
-        enabled = name not in settings.disabled_providers
-        for url in urls:
-            issuers.add(provider.issuer_config(url, enabled=enabled), CachedKeySet(url, fetcher))
+        PROVIDERS[name].issuer_config(url, enabled=name not in settings.disabled_providers)
+        for name, urls in settings.provider_issuers.items()
+        for url in urls
+    ]
+    key_origins = {config.url: config.key_origins for config in configs}
+    fetcher = HttpKeySetFetcher(requests.Session(), key_origins=key_origins)
+    for config in configs:
+        issuers.add(config, CachedKeySet(config.url, fetcher))
     if settings.dev:
         key = load_or_create_dev_issuer_key(settings.dev_dir)
         config = dev_issuer_config(enabled="github" not in settings.disabled_providers)

@@ -188,8 +188,11 @@ class HttpKeySetFetcher:
         timeout: float = 2.0,
         deadline: float = 4.0,
         max_bytes: int = 256 * 1024,
+        key_origins: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._session = session
+        # By issuer: the origins besides its own that may serve its keys.
+        self._key_origins = dict(key_origins or {})
         self._timeout = timeout
         self._deadline = deadline
         self._max_bytes = max_bytes
@@ -213,10 +216,11 @@ class HttpKeySetFetcher:
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str):
             raise KeySetFetchError("discovery document has no jwks_uri")
-        # Keys come from the issuer's own origin: a compromised or spoofed discovery
-        # document must not point the verifier at an arbitrary host.
-        if _origin(jwks_uri) != _origin(issuer):
-            raise KeySetFetchError("jwks_uri is not on the issuer's origin")
+        # Keys come from the issuer's own origin or one configured for it: a compromised
+        # or spoofed discovery document must not point the verifier at an arbitrary host.
+        allowed = {_origin(issuer), *map(_origin, self._key_origins.get(issuer, ()))}
+        if _origin(jwks_uri) not in allowed:
+            raise KeySetFetchError("jwks_uri is not on an origin allowed for the issuer")
         return jwks_uri
 
     def _get_json(self, url: str, deadline: float) -> dict[str, Any]:

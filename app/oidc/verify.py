@@ -41,6 +41,9 @@ class IssuerConfig:
     # A provider's kill switch: its issuers stay configured (so policies naming them
     # still load) but their tokens are refused before any key is fetched.
     enabled: bool = True
+    # Origins (https://host[:port]) other than the issuer's own that its discovery
+    # document may name for its keys: Google serves them from www.googleapis.com.
+    key_origins: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

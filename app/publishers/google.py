@@ -30,6 +30,9 @@ from app.publishers.model import (
 )
 from app.settings import GOOGLE_ISSUER
 
+# Where Google's discovery document puts its keys: https://www.googleapis.com/oauth2/v3/certs.
+GOOGLE_KEY_ORIGINS = frozenset({"https://www.googleapis.com"})
+
 # Google ID tokens claim exactly one hour (exp = iat + 3600).
 MAX_TOKEN_LIFETIME = 3600 + LEEWAY_SECONDS
 # ... but a leaked one must not be exchangeable for that hour: only a fresh token is
@@ -106,6 +109,7 @@ class GoogleProvider:
             max_age=MAX_TOKEN_AGE,
             requires_jti=False,
             enabled=enabled,
+            key_origins=GOOGLE_KEY_ORIGINS if url == GOOGLE_ISSUER else frozenset(),
         )
 
     def parse_publisher(self, entry: Mapping[str, Any], source: str) -> GooglePublisher:

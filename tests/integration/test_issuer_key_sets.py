@@ -21,8 +21,10 @@ from support.oidc_issuer import OIDCIssuer
 from support.tls import TestCA
 
 from app.errors import InvalidToken, KeySetUnavailable
-from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher, KeySetPolicy
+from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher, KeySetFetchError, KeySetPolicy
 from app.oidc.verify import IssuerConfig, TrustedIssuers, verify_identity_token
+from app.publishers.google import GoogleProvider
+from app.settings import GOOGLE_ISSUER
 
 from .conftest import MakeApp, MakeClaims, MakeToken
 from .exchange_api import AUDIENCE, assert_failure, assert_minted, mint, run_together
@@ -403,3 +405,32 @@ def test_trickling_issuer_is_answered_within_five_seconds(
         response = mint(client, token)
         assert time.monotonic() - started < 5
         assert_failure(response, 503, "issuer-keys-unavailable")
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["origin-configured", "not-configured"])
+def test_keys_come_from_another_origin_only_where_configured(
+    oidc_issuer: OIDCIssuer,
+    make_oidc_issuer: Callable[..., OIDCIssuer],
+    session: requests.Session,
+    allowed: bool,
+) -> None:
+    # Google's discovery document names www.googleapis.com for its keys.
+    elsewhere = make_oidc_issuer()
+    oidc_issuer.override_discovery(jwks_uri=elsewhere.jwks_url)
+    origins = {oidc_issuer.url: frozenset({elsewhere.url})} if allowed else {}
+    fetcher = HttpKeySetFetcher(session, key_origins=origins)
+
+    if allowed:
+        assert fetcher.fetch(oidc_issuer.url)
+    else:
+        with pytest.raises(KeySetFetchError, match="not on an origin allowed"):
+            fetcher.fetch(oidc_issuer.url)
+    assert elsewhere.requests() == (1 if allowed else 0)
+
+
+def test_only_the_public_google_issuer_takes_its_keys_from_googleapis() -> None:
+    public = GoogleProvider().issuer_config(GOOGLE_ISSUER, enabled=True)
+    custom = GoogleProvider().issuer_config("https://accounts.example.com", enabled=True)
+
+    assert public.key_origins == {"https://www.googleapis.com"}
+    assert custom.key_origins == frozenset()

@@ -84,7 +84,8 @@ class TokenExchange:
         # Counted per publisher identity after matching, so tokens of other
         # repositories cannot spend this one's budget, and before the jti is claimed,
         # so a refused token can be retried.
-        retry_after = self.publisher_limits.hit(f"{claims.issuer}\x00{claims.lookup_key}")
+        limit_key = f"{claims.issuer}\x00{claims.lookup_key}"
+        retry_after = self.publisher_limits.hit(limit_key)
         if retry_after is not None:
             raise RateLimited("too many upload tokens for this publisher; retry later", retry_after)
         # Claimed after matching (a token that matches nothing is not burned) and
@@ -107,6 +108,9 @@ class TokenExchange:
             replay_key, jti, replay_record_ttl(identity, now), audit=record
         )
         if not claim.first:
+            # A replay spends nothing of its publisher's budget: anyone holding a used
+            # token could otherwise keep the publisher refused with 429.
+            self.publisher_limits.refund(limit_key)
             raise InvalidReuseToken("this OIDC token has already been exchanged")
         epoch = claim.epoch
         if identity.issued_at <= epoch.created_at:

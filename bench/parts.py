@@ -103,6 +103,9 @@ class _Unlimited:
     def hit(self, _key: str) -> None:
         return None
 
+    def refund(self, _key: str) -> None:
+        return None
+
 
 @contextmanager
 def _without_rate_limits(app: WSGICall) -> Iterator[None]:

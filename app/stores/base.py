@@ -95,6 +95,10 @@ class RateLimiter(Protocol):
         """Count one request for `key`: None if allowed, else seconds until it would be."""
         ...
 
+    def refund(self, key: str) -> None:
+        """Give back one request that `hit` allowed for `key`."""
+        ...
+
 
 class HealthCheck(Protocol):
     def ping(self) -> None:

@@ -78,6 +78,11 @@ class MemoryRateLimiter:
                 window[1] += 1
         return None
 
+    def refund(self, key: str) -> None:
+        with self._lock:
+            for window in self._windows.get(key, ()):
+                window[1] = max(0.0, window[1] - 1)
+
     def __len__(self) -> int:
         """Keys held: what the sweep bounds."""
         return len(self._windows)
@@ -136,6 +141,17 @@ class SharedRateLimiter:
             )
             return self._fallback.hit(key)
         return None
+
+    def refund(self, key: str) -> None:
+        if self._clock() < self._shared_again_at:
+            self._fallback.refund(key)
+            return
+        try:
+            for limit in self._limits:
+                self._limiter.hit(limit, self._namespace, key, cost=-1)
+        except Exception:
+            # Best effort: the request counted stays counted until its window ends.
+            log.warning("rate limit storage unavailable; a refund was not made")
 
     def _retry_after(self, limit: limits.RateLimitItem, key: str) -> int:
         reset_at, _ = self._limiter.get_window_stats(limit, self._namespace, key)

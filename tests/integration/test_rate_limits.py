@@ -94,6 +94,25 @@ def test_mint_is_limited_per_publisher_without_burning_the_token(
     assert_minted(mint(client, other_repository(make_token)))
 
 
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_replays_spend_nothing_of_the_publishers_budget(
+    make_app: MakeApp, make_token: MakeToken, redis_url: str, storage: str
+) -> None:
+    # Anyone holding a used token could otherwise keep its publisher at 429.
+    limits = {"rate_limit_storage": redis_url} if storage == "redis" else {}
+    client = make_app(publisher_rate_limit="3/minute", **limits).test_client()
+    used = make_token()
+    assert_minted(mint(client, used))
+
+    for n in range(5):
+        replay = client.post("/_/oidc/mint-token", json={"token": used}, **address(f"192.0.2.{n}"))
+        assert_failure(replay, 422, "invalid-reuse-token")
+
+    assert_minted(mint(client, make_token()))
+    assert_minted(mint(client, make_token()))
+    assert_failure(mint(client, make_token()), 429, "rate-limited")  # 3 of 3 spent
+
+
 def test_introspection_is_limited_per_client(
     make_app: MakeApp, make_token: MakeToken, tmp_path: Path
 ) -> None:

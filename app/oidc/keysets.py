@@ -11,8 +11,11 @@ requests into outbound fetches.
 Every refresh runs on its own thread, at most one per issuer, and a request waits for
 it at most `max_wait` seconds from the moment it started. Per-read socket timeouts do
 not bound a fetch: a server that trickles its headers or body a byte at a time keeps
-every read within them, forever. The request still gets its answer in time, and no
-lock is held across the network, so requests never queue behind a stuck fetch.
+every read within them. The fetch checks its deadline after every read of the body, so
+a trickled body ends it there; trickled headers (which http.client reads line by line)
+can still hold it, and that issuer's next refresh, for as long as they last. The
+request still gets its answer in time, and no lock is held across the network, so
+requests never queue behind a stuck fetch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
+import urllib3
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -149,9 +153,19 @@ class CachedKeySet:
                 return None
             refresh = _Refresh(threading.Event(), time.monotonic() + self._policy.max_wait)
             self._refresh = refresh
-        threading.Thread(
-            target=self._run_refresh, args=(refresh,), name="keyset-refresh", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=self._run_refresh, args=(refresh,), name="keyset-refresh", daemon=True
+            ).start()
+        except RuntimeError:
+            # No thread to be had (the process is out of them): a failed fetch, recorded
+            # as one, or this issuer would wait for its running refresh forever.
+            log.error("key set refresh for issuer %s could not start a thread", self._issuer)
+            with self._lock:
+                self._refresh = None
+                self._next_attempt_at = now + self._policy.failure_backoff
+            refresh.done.set()
+            return None
         return refresh
 
     def _run_refresh(self, refresh: _Refresh) -> None:
@@ -239,13 +253,16 @@ class HttpKeySetFetcher:
                 if response.status_code != 200:
                     raise KeySetFetchError(f"{url} answered HTTP {response.status_code}")
                 body = bytearray()
-                for chunk in response.iter_content(chunk_size=16 * 1024):
+                # read1: what one read brings, so the deadline is checked after every
+                # read (each within the timeout) where a chunk of 16 KiB could take a
+                # trickled body past it many times over.
+                while chunk := response.raw.read1(16 * 1024):
                     body += chunk
                     if len(body) > self._max_bytes:
                         raise KeySetFetchError(f"{url} answered more than {self._max_bytes} bytes")
                     if time.monotonic() > deadline:
                         raise KeySetFetchError(f"{url} was too slow")
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise KeySetFetchError(f"{url}: {type(exc).__name__}") from exc
         try:
             document = json.loads(bytes(body).decode("utf-8"))

@@ -10,6 +10,7 @@ are checked on a `CachedKeySet` built with a clock the test moves, through
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -434,3 +435,59 @@ def test_only_the_public_google_issuer_takes_its_keys_from_googleapis() -> None:
 
     assert public.key_origins == {"https://www.googleapis.com"}
     assert custom.key_origins == frozenset()
+
+
+def test_a_trickled_body_ends_the_fetch_at_its_deadline(
+    test_ca: TestCA, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each byte comes within the read timeout: before, the fetch waited for 16 KiB of
+    # them before it looked at its deadline, and held the issuer's refreshes that long.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
+    outcome: list[BaseException] = []
+    with TricklingIssuer(test_ca, part="body") as trickler:
+        fetcher = HttpKeySetFetcher(session, timeout=0.5, deadline=1.0)
+
+        def fetch() -> None:
+            try:
+                fetcher.fetch(trickler.url)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=fetch, daemon=True)
+        thread.start()
+        thread.join(timeout=5)
+        elapsed = time.monotonic() - started
+
+    assert not thread.is_alive()
+    assert elapsed < 2.0  # the deadline and one read past it
+    assert [type(exc) for exc in outcome] == [KeySetFetchError]
+    assert str(outcome[0]).endswith("was too slow")
+
+
+def test_a_refresh_without_a_thread_fails_like_a_fetch_and_is_tried_again(
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    session: requests.Session,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before, its running-refresh mark stayed: no refresh for the issuer until restart.
+    policy = KeySetPolicy(failure_backoff=10.0)
+    issuers = trusted(
+        oidc_issuer.url,
+        CachedKeySet(oidc_issuer.url, HttpKeySetFetcher(session), policy, clock=clock),
+    )
+    real_start = threading.Thread.start
+
+    def no_thread(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(KeySetUnavailable):
+        verify(make_token(), issuers)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    clock.now += 11
+
+    verify(make_token(), issuers)
+    assert oidc_issuer.requests() >= 1

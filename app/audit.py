@@ -1,4 +1,5 @@
-"""The audit trail: who did what, when, for every mint, registration change and revocation.
+"""The audit trail: who did what, when, for every mint, refusal of a verified token,
+registration change and revocation.
 
 Each record is a flat map of strings, appended to a bounded store (a Redis stream
 trimmed to `audit_max_length`) and written as one structured log line (logger
@@ -41,6 +42,10 @@ FIELDS = frozenset(
         "jti",
         "scope",
         "before",
+        # A refused mint: the error's code and description, and the token's `sub`.
+        "code",
+        "reason",
+        "subject",
     }
 )
 

@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.errors import InvalidReuseToken, NotEnabled, RateLimited, TrustpubError
+from app.errors import (
+    InvalidReuseToken,
+    NotEnabled,
+    RateLimited,
+    StoreUnavailable,
+    TrustpubError,
+)
 from app.explain import public_source
 from app.metrics import labelled, metrics
 from app.oidc.verify import (
@@ -63,16 +69,7 @@ class TokenExchange:
             minted = self._mint_for(identity, now)
         except TrustpubError as exc:
             labelled(metrics().mints, provider, exc.code).inc()
-            # The token verified, so its claims are the issuer's word: worth a log line
-            # for whoever debugs a failing publish. repr() keeps a hostile value on one line.
-            log.info(
-                # `sub` names the caller for every provider (repository, project, account).
-                "exchange refused: code=%s issuer=%s sub=%r reason=%r",
-                exc.code,
-                identity.issuer.url,
-                identity.claims.get("sub"),
-                exc.description,
-            )
+            self._record_refusal(identity, exc)
             raise
         labelled(metrics().mints, provider, "success").inc()
         return minted
@@ -139,6 +136,31 @@ class TokenExchange:
         elif self.audit is not None:
             self._record_conversion(claims.identity, minted, match, converted, conversions)
         return minted
+
+    def _record_refusal(self, identity: VerifiedIdentity, refusal: TrustpubError) -> None:
+        """Every refusal of a verified token is audited (security.md): its claims are the
+        issuer's word, worth a record for whoever debugs a failing publish or looks for
+        someone trying to publish as a project. The refusal stands whether or not the
+        record could be stored."""
+        # `sub` names the caller for every provider (repository, project, account).
+        subject = identity.claims.get("sub")
+        fields = {
+            "code": refusal.code,
+            "reason": refusal.description,
+            "issuer": identity.issuer.url,
+            "subject": subject if isinstance(subject, str) else None,
+        }
+        if self.audit is None:
+            log.info("exchange refused: %r", fields)  # repr(): a hostile value stays on one line
+            return
+        record = self.audit.prepare("mint-refused", identity.issuer.provider, fields)
+        if isinstance(refusal, StoreUnavailable):
+            self.audit.log(record)  # the store cannot take it: the log line at least
+            return
+        try:
+            self.audit.append(record)
+        except StoreUnavailable:
+            self.audit.log(record)
 
     def _mint_record(
         self,

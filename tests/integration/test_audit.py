@@ -175,6 +175,37 @@ def test_a_maintainer_reads_only_its_projects(app: Flask, clients: ManagementCli
     api_error(client.get(AUDIT_PATH + "?limit=0", headers=demo), 400, "invalid-request")
 
 
+def test_refusals_of_verified_tokens_are_recorded_and_others_are_not(
+    app: Flask, clients: ManagementClients, make_token: MakeToken, oidc_issuer: OIDCIssuer
+) -> None:
+    client = app.test_client()
+    used = make_token()
+    assert_minted(mint(client, used))
+
+    mint(client, used)  # a replay
+    ref = "octo-org/other/.github/workflows/release.yml@refs/tags/v1.0.0"
+    no_publisher = make_token(repository="octo-org/other", workflow_ref=ref, job_workflow_ref=ref)
+    mint(client, no_publisher)
+    mint(client, used[:-8] + "AAAAAAAA")  # a signature that does not verify: no record
+
+    other, replay, minted = audit(client, clients.bearer("admin"))
+    assert minted["action"] == "mint"
+    assert (replay["action"], replay["code"], replay["actor"]) == (
+        "mint-refused",
+        "invalid-reuse-token",
+        "github",
+    )
+    assert (replay["issuer"], replay["subject"]) == (
+        oidc_issuer.url,
+        unverified_claims(used)["sub"],
+    )
+    assert (other["code"], other["reason"]) == (
+        "invalid-publisher",
+        "no trusted publisher is registered for 'octo-org/other' with this token's issuer",
+    )
+    assert used not in json.dumps([replay, other])
+
+
 def test_revocations_are_recorded_without_the_token(
     app: Flask, clients: ManagementClients, make_token: MakeToken
 ) -> None:

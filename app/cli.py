@@ -336,7 +336,12 @@ def tokens() -> None:
 @click.option(
     "--issuer", default=None, help="With --repository: the CI issuer (default github.com)."
 )
-@click.option("--before", type=int, default=None, help="Unix seconds; default now.")
+@click.option(
+    "--before",
+    type=int,
+    default=None,
+    help="Unix seconds; default now plus 30 s, the clock skew allowed between replicas.",
+)
 def tokens_revoke(
     token_file: Any,
     jti: str | None,

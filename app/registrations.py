@@ -36,8 +36,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from app.audit import AuditQuery, AuditTrail
 from app.auth.clients import Client
 from app.errors import (
@@ -54,8 +52,8 @@ from app.errors import (
     StoreUnavailable,
 )
 from app.explain import public_source
-from app.publishers.model import Provider, ProviderClaims, Publisher, normalize_project_name
-from app.publishers.policy_files import policy_schema, policy_schema_errors
+from app.publishers.model import Provider, ProviderClaims, Publisher
+from app.publishers.policy_files import normalized_project, policy_schema_errors
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import RegistrationState, RegistrationStore, StoredRegistration
 
@@ -63,7 +61,6 @@ log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "registered: "
 ID_PREFIX = "rp_"
-PROJECT_NAME_MAX = 200
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -363,17 +360,6 @@ def parse_entry(
 def _field(path: Iterable[Any]) -> str:
     parts = [str(part) for part in list(path)[2:]]  # below publisher[0]
     return ".".join(parts) or "(body)"
-
-
-def normalized_project(name: str) -> str:
-    """A project name from a URL, checked like a policy's and normalised (PEP 503)."""
-    schema = policy_schema()["$defs"]["projectName"]
-    if not Draft202012Validator(schema).is_valid(name):
-        raise InvalidRequest(
-            f"{name[:PROJECT_NAME_MAX]!r} is not a valid project name (PEP 508: letters, "
-            "digits, . _ -, starting and ending with a letter or digit)"
-        )
-    return normalize_project_name(name)
 
 
 def unique_key(publisher: Publisher, project: str) -> str:

@@ -143,7 +143,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         exchange=exchange,
         explainer=explainer,
         introspector=TokenIntrospector(verifier, stores.revocations, time.time),
-        revoker=TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit),
+        revoker=TokenRevoker(
+            verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers.urls()
+        ),
         clients=clients,
         key_ring=key_ring,
         health_checks=stores.health,
@@ -177,12 +179,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def build_revoker(settings: Settings) -> TokenRevoker:
-    """The revocation service alone, for the CLI: keys and store, no policies or issuers."""
+    """The revocation service alone, for the CLI: keys, store and the issuers' names,
+    no policies and no key sets."""
     key_ring = build_key_ring(settings)
     verifier = build_upload_verifier(settings, key_ring)
     stores = build_stores(settings)
     audit = AuditTrail(stores.audit, time.time)
-    return TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit)
+    issuers = build_trusted_issuers(settings).urls()
+    return TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers)
 
 
 def build_upload_verifier(settings: Settings, key_ring: KeyRing) -> UploadTokenVerifier:

@@ -14,8 +14,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from app.errors import ConfigurationError
-from app.publishers.model import Publisher
+from app.errors import ConfigurationError, InvalidRequest
+from app.publishers.model import Publisher, normalize_project_name
 from app.publishers.providers import PROVIDERS
 
 
@@ -31,6 +31,16 @@ def policy_schema() -> Mapping[str, Any]:
     schema: Mapping[str, Any] = json.loads(text)
     Draft202012Validator.check_schema(schema)
     return schema
+
+
+def normalized_project(name: str) -> str:
+    """A project name from a request, checked like a policy's and normalised (PEP 503)."""
+    if not Draft202012Validator(policy_schema()["$defs"]["projectName"]).is_valid(name):
+        raise InvalidRequest(
+            f"{name[:200]!r} is not a valid project name (PEP 508: letters, "
+            "digits, . _ -, starting and ending with a letter or digit)"
+        )
+    return normalize_project_name(name)
 
 
 def load_policy_dir(

@@ -22,7 +22,7 @@ from typing import Any
 from app.audit import AuditTrail
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
-from app.publishers.model import normalize_project_name
+from app.publishers.policy_files import normalized_project
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import CLOCK_SKEW_SECONDS, UploadTokenVerifier
@@ -49,6 +49,8 @@ class TokenRevoker:
     # The longest an upload token can live: how long a bulk entry must be kept.
     max_token_ttl: int
     audit: AuditTrail
+    # The CI issuers this deployment trusts: a repository of any other was never minted for.
+    issuers: frozenset[str]
 
     def revoke_token(self, raw_token: str, *, actor: str) -> Revocation | None:
         """Revoke a token that trustpub minted; None for anything else (RFC 7009: not an error)."""
@@ -69,8 +71,11 @@ class TokenRevoker:
         return self._revoke(token_scope(jti), moment, moment + self.max_token_ttl, actor, record)
 
     def revoke_project(self, project: str, before: int | None = None, *, actor: str) -> Revocation:
+        # Checked as every project name is: a name no token can carry would be
+        # acknowledged as revoked and revoke nothing.
+        project = normalized_project(project)
         moment = self._moment(before)
-        record = {"scope": "project", "project": normalize_project_name(project)}
+        record = {"scope": "project", "project": project}
         scope = project_scope(project)
         return self._revoke(scope, moment, moment + self.max_token_ttl, actor, record)
 
@@ -83,6 +88,10 @@ class TokenRevoker:
         *,
         actor: str,
     ) -> Revocation:
+        if issuer not in self.issuers:
+            raise InvalidRequest(f"{issuer!r} is not a CI issuer this service trusts")
+        if repository != repository.strip().strip("/") or "://" in repository:
+            raise InvalidRequest("'repository' is a repository's path (owner/name), not a URL")
         moment = self._moment(before)
         scope = publisher_scope(issuer, repository, workflow)
         record = {

@@ -84,9 +84,12 @@ def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
     moment = int(time.time()) - 10
     result = run("tokens", "revoke", "--project", "Demo_Pkg", "--before", str(moment), env=env)
     missing = run("tokens", "revoke", env=env)
+    no_such_name = run("tokens", "revoke", "--project", "demo-pkg\n", env=env)
 
     assert result.returncode == 0, result.stderr
     assert f"tokens issued at or before {moment}" in result.stdout
+    assert no_such_name.returncode != 0
+    assert "is not a valid project name" in no_such_name.stderr
     (key,) = redis_server.client().keys("trustpub:rev:project:*")
     assert redis_server.client().get(key) == str(moment).encode()
     assert 3500 < redis_server.client().ttl(key) <= 3600 + CLOCK_SKEW_SECONDS

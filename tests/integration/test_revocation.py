@@ -172,6 +172,20 @@ def test_operator_revokes_one_token_by_jti(
         ("operator", {"project": "demo-pkg", "before": 4102444800}, 400, "invalid-request"),
         ("operator", {"token": "pypi-garbage"}, 400, "invalid-request"),
         ("operator", b"[" * 5000 + b"]" * 5000, 400, "invalid-request"),
+        # Targets no token can carry were acknowledged as revoked and revoked nothing.
+        ("operator", {"project": "demo-pkg\n"}, 400, "invalid-request"),
+        ("operator", {"project": " demo_pkg"}, 400, "invalid-request"),
+        ("operator", {"repository": "https://github.com/octo-org/demo"}, 400, "invalid-request"),
+        ("operator", {"repository": "octo-org/demo/"}, 400, "invalid-request"),
+        (
+            "operator",
+            {
+                "repository": "octo-org/demo",
+                "issuer": "https://token.actions.githubusercontent.com/",
+            },
+            400,
+            "invalid-request",
+        ),
         ("operator", b'{"project": "demo-pkg", "project": "other"}', 400, "invalid-request"),
     ],
     ids=[
@@ -184,6 +198,11 @@ def test_operator_revokes_one_token_by_jti(
         "before-in-future",
         "token-not-ours",
         "deeply-nested",  # was a RecursionError: 500
+        "project-trailing-newline",
+        "project-leading-space",
+        "repository-url",
+        "repository-trailing-slash",
+        "issuer-not-trusted",
         "duplicate-keys",
     ],
 )

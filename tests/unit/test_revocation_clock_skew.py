@@ -23,9 +23,10 @@ from app.tokens.verify import UploadTokenVerifier
 
 ISSUER, AUDIENCE, TTL, NOW = "urn:trustpub:t", "urn:trustpub:upload:t", 900, 1_800_000_000
 SKEW = 20  # within CLOCK_SKEW_SECONDS
+ISSUER_OF_CI = "https://token.actions.githubusercontent.com"
 PUBLISHER = {
     "provider": "github",
-    "issuer": "https://token.actions.githubusercontent.com",
+    "issuer": ISSUER_OF_CI,
     "repository": "octo-org/demo",
     "workflow": "release.yml",
 }
@@ -67,7 +68,9 @@ def cluster(keys: KeyRing) -> tuple[Clock, MemoryStore, dict[str, Replica]]:
         return Replica(
             clock,
             UploadTokenMinter(keys, ISSUER, AUDIENCE, TTL, "pypi-"),
-            TokenRevoker(verifier, store, clock, 3600, AuditTrail(store, clock)),
+            TokenRevoker(
+                verifier, store, clock, 3600, AuditTrail(store, clock), frozenset({ISSUER_OF_CI})
+            ),
             TokenIntrospector(verifier, store, clock),
         )
 

@@ -132,7 +132,8 @@ MINT_HEAD = b"POST /_/oidc/mint-token HTTP/1.1\r\nHost: trustpub\r\nConnection: 
     [
         MINT_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
         MINT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n",
-        # Fewer bytes than announced, then the client stops sending (the hot path's read).
+        # Fewer bytes than announced, then the client stops sending: gunicorn hands the
+        # hot path a short body (not JSON), no error.
         MINT_HEAD + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"tok',
     ],
     ids=["bad-chunk-size", "missing-chunk-terminator", "body-cut-short"],

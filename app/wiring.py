@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         explainer=explainer,
         introspector=TokenIntrospector(verifier, stores.revocations, time.time),
         revoker=TokenRevoker(
-            verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers.urls()
+            verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers.providers()
         ),
         clients=clients,
         key_ring=key_ring,
@@ -185,7 +185,7 @@ def build_revoker(settings: Settings) -> TokenRevoker:
     verifier = build_upload_verifier(settings, key_ring)
     stores = build_stores(settings)
     audit = AuditTrail(stores.audit, time.time)
-    issuers = build_trusted_issuers(settings).urls()
+    issuers = build_trusted_issuers(settings).providers()
     return TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers)
 
 

@@ -81,6 +81,10 @@ class TrustedIssuers:
     def get(self, issuer: str) -> tuple[IssuerConfig, KeySet] | None:
         return self.entries.get(issuer)
 
+    def providers(self) -> dict[str, str]:
+        """Each issuer's provider, by URL."""
+        return {url: config.provider for url, (config, _) in self.entries.items()}
+
     def urls(self, provider: str | None = None) -> frozenset[str]:
         return frozenset(
             url for url, (config, _) in self.entries.items() if provider in (None, config.provider)

@@ -49,8 +49,9 @@ class TokenRevoker:
     # The longest an upload token can live: how long a bulk entry must be kept.
     max_token_ttl: int
     audit: AuditTrail
-    # The CI issuers this deployment trusts: a repository of any other was never minted for.
-    issuers: frozenset[str]
+    # The CI issuers this deployment trusts, with their provider: a repository of any
+    # other was never minted for.
+    issuers: Mapping[str, str]
 
     def revoke_token(self, raw_token: str, *, actor: str) -> Revocation | None:
         """Revoke a token that trustpub minted; None for anything else (RFC 7009: not an error)."""
@@ -88,10 +89,14 @@ class TokenRevoker:
         *,
         actor: str,
     ) -> Revocation:
-        if issuer not in self.issuers:
+        provider = self.issuers.get(issuer)
+        if provider is None:
             raise InvalidRequest(f"{issuer!r} is not a CI issuer this service trusts")
         if repository != repository.strip().strip("/") or "://" in repository:
             raise InvalidRequest("'repository' is a repository's path (owner/name), not a URL")
+        if provider == "github" and workflow is not None and "/" in workflow:
+            # GitHub tokens name the workflow by its file; GitLab's by its path.
+            raise InvalidRequest("'workflow' is the workflow's file name (release.yml), not a path")
         moment = self._moment(before)
         scope = publisher_scope(issuer, repository, workflow)
         record = {

@@ -186,6 +186,12 @@ def test_operator_revokes_one_token_by_jti(
             400,
             "invalid-request",
         ),
+        (
+            "operator",
+            {"repository": "octo-org/demo", "workflow": ".github/workflows/release.yml"},
+            400,
+            "invalid-request",
+        ),
         ("operator", b'{"project": "demo-pkg", "project": "other"}', 400, "invalid-request"),
     ],
     ids=[
@@ -203,6 +209,7 @@ def test_operator_revokes_one_token_by_jti(
         "repository-url",
         "repository-trailing-slash",
         "issuer-not-trusted",
+        "github-workflow-path",
         "duplicate-keys",
     ],
 )
@@ -267,3 +274,17 @@ def test_data_loss_never_forgets_a_revocation_or_a_used_oidc_token(
     time.sleep(1.05)  # the new epoch began within the last second; issue strictly after it
     fresh = minted(client, make_token)
     assert is_active(client, fresh, clients.basic("index"))
+
+
+def test_a_gitlab_workflow_is_revoked_by_its_path(client: FlaskClient, clients: Clients) -> None:
+    # GitLab names the CI file by its path: only GitHub's workflows are bare file names.
+    body = {"repository": "group/sub/project", "workflow": "ci/release.yml"}
+
+    response = client.post(
+        REVOCATIONS_PATH,
+        json={**body, "issuer": "https://gitlab.com"},
+        headers=clients.basic("operator"),
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["revoked"]["scope"] == "repository"

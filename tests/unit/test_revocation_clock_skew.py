@@ -69,7 +69,7 @@ def cluster(keys: KeyRing) -> tuple[Clock, MemoryStore, dict[str, Replica]]:
             clock,
             UploadTokenMinter(keys, ISSUER, AUDIENCE, TTL, "pypi-"),
             TokenRevoker(
-                verifier, store, clock, 3600, AuditTrail(store, clock), frozenset({ISSUER_OF_CI})
+                verifier, store, clock, 3600, AuditTrail(store, clock), {ISSUER_OF_CI: "github"}
             ),
             TokenIntrospector(verifier, store, clock),
         )

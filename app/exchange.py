@@ -154,13 +154,13 @@ class TokenExchange:
             log.info("exchange refused: %r", fields)  # repr(): a hostile value stays on one line
             return
         record = self.audit.prepare("mint-refused", identity.issuer.provider, fields)
-        if isinstance(refusal, StoreUnavailable):
-            self.audit.log(record)  # the store cannot take it: the log line at least
-            return
-        try:
-            self.audit.append(record)
-        except StoreUnavailable:
-            self.audit.log(record)
+        if not isinstance(refusal, StoreUnavailable):
+            try:
+                self.audit.append(record)
+                return
+            except StoreUnavailable:
+                pass
+        self.audit.log(record)  # the store cannot take it: the log line at least
 
     def _mint_record(
         self,

@@ -78,7 +78,7 @@ class HotPaths:
         name_request(environ, route.endpoint)
         try:
             self._rate_checks[route.endpoint](environ)
-            body = _read_body(environ, length)
+            body = _read_body(environ, length, path)
             answer = route.answer(environ, body)
             status, headers = 200, [("Cache-Control", "no-store")]
         except TrustpubError as error:
@@ -99,12 +99,12 @@ class HotPaths:
         return introspection_answer(self._services.introspector, token_from_urlencoded(body))
 
 
-def _read_body(environ: Mapping[str, Any], length: int) -> bytes:
+def _read_body(environ: Mapping[str, Any], length: int, path: str) -> bytes:
     try:
         body: bytes = environ["wsgi.input"].read(length) if length else b""
     except (OSError, ParseException):
         # The client closed the connection or sent a body gunicorn cannot parse.
-        raise unreadable_body(str(environ.get("PATH_INFO", ""))) from None
+        raise unreadable_body(path) from None
     return body
 
 

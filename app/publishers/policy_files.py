@@ -25,6 +25,10 @@ class PolicyError(ConfigurationError):
         self.errors = errors
 
 
+# The schema's `projectName` maxLength: how much of a refused name an error repeats.
+PROJECT_NAME_MAX = 200
+
+
 @cache
 def policy_schema() -> Mapping[str, Any]:
     text = resources.files("app.publishers").joinpath("policy.schema.json").read_text("utf-8")
@@ -37,7 +41,7 @@ def normalized_project(name: str) -> str:
     """A project name from a request, checked like a policy's and normalised (PEP 503)."""
     if not Draft202012Validator(policy_schema()["$defs"]["projectName"]).is_valid(name):
         raise InvalidRequest(
-            f"{name[:200]!r} is not a valid project name (PEP 508: letters, "
+            f"{name[:PROJECT_NAME_MAX]!r} is not a valid project name (PEP 508: letters, "
             "digits, . _ -, starting and ending with a letter or digit)"
         )
     return normalize_project_name(name)

@@ -46,6 +46,8 @@ FIELDS = frozenset(
         "code",
         "reason",
         "subject",
+        # Claims a publisher pinned from its first token: `claim=value,...`.
+        "pins",
     }
 )
 

@@ -27,7 +27,7 @@ from app.oidc.verify import (
     replay_record_ttl,
     verify_identity_token,
 )
-from app.publishers.model import Provider
+from app.publishers.model import Provider, ProviderClaims, Publisher
 from app.publishers.registry import PublisherMatch, PublisherRegistry
 from app.stores.base import RateLimiter, ReplayStore, StoredRegistration
 from app.tokens.mint import MintedToken, UploadTokenMinter, new_jti
@@ -85,6 +85,12 @@ class TokenExchange:
         retry_after = self.publisher_limits.hit(limit_key)
         if retry_after is not None:
             raise RateLimited("too many upload tokens for this publisher; retry later", retry_after)
+        if match.first_use and self.registrations is not None:
+            # A publisher without immutable IDs pins them from its first token; until
+            # this process's snapshot holds them, every match asks the store (rare: a
+            # publisher's first mints only).
+            for publisher, pin_key in match.first_use:
+                self._pin_on_first_use(publisher, pin_key, claims)
         # Claimed after matching (a token that matches nothing is not burned) and
         # before minting (two concurrent exchanges cannot both mint). A token without a
         # jti (Google) is identified by what its issuer signed: it is exchanged once too.
@@ -136,6 +142,26 @@ class TokenExchange:
         elif self.audit is not None:
             self._record_conversion(claims.identity, minted, match, converted, conversions)
         return minted
+
+    def _pin_on_first_use(self, publisher: Publisher, pin_key: str, claims: ProviderClaims) -> None:
+        assert self.registrations is not None
+        if self.audit is None:
+            self.registrations.pin_on_first_use(publisher, pin_key, claims)
+            return
+        pins = ",".join(
+            f"{claim}={claims.values.get(claim)}" for claim in publisher.pins_on_first_use
+        )
+        fields: dict[str, str | None] = {
+            "publisher_source": public_source(publisher.source),
+            "projects": ",".join(sorted(publisher.projects)),
+            "pins": pins,
+        }
+        fields |= {key: claims.identity.get(key) or None for key in _AUDITED_IDENTITY}
+        record = self.audit.prepare(
+            "publisher-pin", claims.identity.get("provider", "oidc"), fields
+        )
+        if self.registrations.pin_on_first_use(publisher, pin_key, claims, audit=record):
+            self.audit.log(record)  # stored by the pin itself
 
     def _record_refusal(self, identity: VerifiedIdentity, refusal: TrustpubError) -> None:
         """Every refusal of a verified token is audited (security.md): its claims are the

@@ -19,6 +19,13 @@ converts it into a normal publisher, atomically in the store (which checks that 
 still pending and that its project still does not exist). They expire after
 `pending_ttl` seconds and never reserve a name: until converted, other pending
 publishers may name the same project, and the first exchange wins.
+
+A publisher that names none of its provider's immutable IDs (a GitLab project or group
+can be deleted and its path taken by someone else) pins them from the first token it
+matches, in the store, under its registration's id (removed with it) or, for a policy
+file's, a digest of its provider, issuer and repository. Every snapshot applies the pins
+it read; a mint whose snapshot has none yet pins, or learns what an earlier mint pinned,
+in the store.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from typing import Any
 from app.audit import AuditQuery, AuditTrail
 from app.auth.clients import Client
 from app.errors import (
+    ClaimMismatch,
     DuplicatePublisher,
     Forbidden,
     InvalidPendingPublisher,
@@ -52,7 +60,7 @@ from app.errors import (
     StoreUnavailable,
 )
 from app.explain import public_source
-from app.publishers.model import Provider, ProviderClaims, Publisher
+from app.publishers.model import Provider, ProviderClaims, Publisher, pinned_on_first_use
 from app.publishers.policy_files import normalized_project, policy_schema_errors
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import RegistrationState, RegistrationStore, StoredRegistration
@@ -61,6 +69,8 @@ log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "registered: "
 ID_PREFIX = "rp_"
+# Pin keys of policy-file publishers; a registered publisher's is its id (ID_PREFIX).
+FILE_PIN_PREFIX = "file:"
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -82,6 +92,11 @@ class PublisherSnapshot:
     existing: frozenset[str]
     # (identity key, project) -> source of the publisher that holds it.
     identities: Mapping[IdentityKey, str]
+    # Claims pinned on first use, by pin key.
+    pins: Mapping[str, Mapping[str, str]]
+    # Whether any publisher has yet to pin claims from its first token: when none has,
+    # a match does not look (the mint path).
+    unpinned: bool
 
 
 class LivePublishers(PublisherRegistry):
@@ -101,6 +116,10 @@ class LivePublishers(PublisherRegistry):
     ) -> None:
         super().__init__(())
         self._files = tuple(file_publishers)
+        # By source: the pin keys of the policy-file publishers that pin on first use.
+        self._file_pin_keys = {
+            p.source: file_pin_key(p) for p in self._files if p.pins_on_first_use
+        }
         self._file_projects = frozenset().union(*(p.projects for p in self._files))
         self._store = store
         self._providers = providers
@@ -141,7 +160,7 @@ class LivePublishers(PublisherRegistry):
         snapshot = self.current()
         reports = self._explain(snapshot, claims)
         if not snapshot.registered:  # policy files only: nothing is pending
-            return choose(claims, reports)
+            return self._with_first_use(snapshot, choose(claims, reports))
         usable: list[PublisherReport] = []
         clashing: list[PublisherReport] = []
         for report in reports:
@@ -168,7 +187,63 @@ class LivePublishers(PublisherRegistry):
             for publisher in match.publishers
             if (registration := pending_registration(snapshot, publisher)) is not None
         )
-        return replace(match, pending=pending_winners) if pending_winners else match
+        if pending_winners:
+            match = replace(match, pending=pending_winners)
+        return self._with_first_use(snapshot, match)
+
+    def _with_first_use(self, snapshot: PublisherSnapshot, match: PublisherMatch) -> PublisherMatch:
+        if not snapshot.unpinned:
+            return match
+        first_use = tuple(
+            (publisher, key)
+            for publisher in match.publishers
+            if publisher.pins_on_first_use
+            and (key := self._pin_key(snapshot, publisher)) is not None
+        )
+        return replace(match, first_use=first_use) if first_use else match
+
+    def _pin_key(self, snapshot: PublisherSnapshot, publisher: Publisher) -> str | None:
+        """Where `publisher`'s first-use pins are kept: its registration's id, or its
+        file key (None for a policy file's that names its IDs)."""
+        entry = snapshot.registered.get(publisher.source)
+        return entry[1].id if entry is not None else self._file_pin_keys.get(publisher.source)
+
+    def pins_of(
+        self, snapshot: PublisherSnapshot, publisher: Publisher
+    ) -> Mapping[str, str] | None:
+        """What `publisher` pinned from its first token, if it pinned anything yet."""
+        key = self._pin_key(snapshot, publisher)
+        return None if key is None else snapshot.pins.get(key)
+
+    def pin_on_first_use(
+        self,
+        publisher: Publisher,
+        key: str,
+        claims: ProviderClaims,
+        audit: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Pin the claims `publisher` pins on first use to `claims`' values, under `key`
+        (one of `match.first_use`), with `audit`; or, if a token pinned them first (the
+        match's snapshot predates it), check `claims` against those. Raises
+        InvalidPublisher if they differ; returns whether this call pinned them."""
+        wanted: dict[str, str] = {}
+        for claim in publisher.pins_on_first_use:
+            value = claims.values.get(claim)
+            if value is None:
+                raise InvalidPublisher(
+                    "token is missing a claim its publisher pins",
+                    (ClaimMismatch(claim, "a string", None),),
+                )
+            wanted[claim] = value
+        pinned, created = self._store.pin_on_first_use(key, wanted, audit=audit)
+        differing = tuple(
+            ClaimMismatch(claim, pinned_on_first_use(pinned.get(claim)), value)
+            for claim, value in wanted.items()
+            if pinned.get(claim) != value
+        )
+        if differing:
+            raise InvalidPublisher("no trusted publisher matches this token", differing)
+        return created
 
     def convert_matched(
         self,
@@ -250,6 +325,7 @@ class LivePublishers(PublisherRegistry):
         now = self._clock()
         registered: dict[str, tuple[Publisher, StoredRegistration]] = {}
         parsed: dict[tuple[str, str], Publisher] = {}
+        pins = state.pins
         for registration in state.registrations:
             if registration.expired(now):
                 continue
@@ -265,22 +341,32 @@ class LivePublishers(PublisherRegistry):
                     log.warning("registration %s ignored: %s", registration.id, exc.description)
                     continue
             parsed[key] = publisher
-            registered[publisher.source] = (publisher, registration)
+            registered[publisher.source] = (
+                _with_pins(publisher, pins.get(registration.id)),
+                registration,
+            )
         self._parsed = parsed
+        files = self._files
+        if pins and self._file_pin_keys:
+            files = tuple(
+                _with_pins(p, pins.get(self._file_pin_keys.get(p.source, ""))) for p in files
+            )
         identities: dict[IdentityKey, str] = {}
-        for publisher in self._files:
+        for publisher in files:
             for project in publisher.projects:
                 identities.setdefault((publisher.identity_key, project), publisher.source)
         for publisher, registration in registered.values():
             identities.setdefault((publisher.identity_key, registration.project), publisher.source)
-        everything = [*self._files, *(publisher for publisher, _ in registered.values())]
+        everything = [*files, *(publisher for publisher, _ in registered.values())]
         return PublisherSnapshot(
             version=version,
             registry=PublisherRegistry(everything),
-            file_publishers=self._files,
+            file_publishers=files,
             registered=registered,
             existing=self._file_projects | state.projects,
             identities=identities,
+            pins=pins,
+            unpinned=any(publisher.pins_on_first_use for publisher in everything),
         )
 
 
@@ -299,6 +385,21 @@ def _poll(owner_ref: weakref.ref[LivePublishers], interval: float) -> None:
         except Exception:
             log.exception("registrations: reload failed; serving the last loaded set")
         del owner
+
+
+def _with_pins(publisher: Publisher, pins: Mapping[str, str] | None) -> Publisher:
+    return (
+        publisher.with_pins(pins) if pins is not None and publisher.pins_on_first_use else publisher
+    )
+
+
+def file_pin_key(publisher: Publisher) -> str:
+    """Where a policy-file publisher's first-use pins are kept: one key for every
+    policy-file publisher of one repository at one issuer, which its IDs belong to, so
+    that no edit of the files but pinning them explicitly lets another repository in."""
+    identity = [publisher.provider, publisher.issuer, publisher.lookup_key]
+    material = json.dumps(identity).encode("utf-8")
+    return FILE_PIN_PREFIX + hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
 def pending_registration(
@@ -384,13 +485,14 @@ class PublisherRegistrations:
         self._require_manager(client, project)
         snapshot = self.publishers.refresh()
         now = self.clock()
+        pins_of = partial(self.publishers.pins_of, snapshot)
         listed = [
-            _file_dict(publisher, project)
+            _file_dict(publisher, project, pins_of(publisher))
             for publisher in snapshot.file_publishers
             if project in publisher.projects
         ]
         listed += [
-            _registration_dict(publisher, registration)
+            _registration_dict(publisher, registration, pins_of(publisher))
             for publisher, registration in snapshot.registered.values()
             if registration.project == project and not registration.expired(now)
         ]
@@ -456,7 +558,7 @@ class PublisherRegistrations:
             raise DuplicatePublisher(_duplicate_message(project, registration_source(refused)))
         self.audit.log(record)
         self.publishers.try_refresh()  # answer once this process uses it
-        return _registration_dict(publisher, registration)
+        return _registration_dict(publisher, registration, None)
 
     def remove(self, client: Client, project_name: str, registration_id: str) -> dict[str, Any]:
         project = normalized_project(project_name)
@@ -553,7 +655,9 @@ def _file_id(publisher: Publisher) -> str:
     return public_source(publisher.source)
 
 
-def _file_dict(publisher: Publisher, project: str) -> dict[str, Any]:
+def _file_dict(
+    publisher: Publisher, project: str, pins: Mapping[str, str] | None
+) -> dict[str, Any]:
     return {
         "id": _file_id(publisher),
         "project": project,
@@ -567,10 +671,17 @@ def _file_dict(publisher: Publisher, project: str) -> dict[str, Any]:
             "issuer": publisher.issuer,
             "identity": publisher.lookup_key,
         },
+        "pinned_on_first_use": _pins_dict(pins),
     }
 
 
-def _registration_dict(publisher: Publisher, registration: StoredRegistration) -> dict[str, Any]:
+def _pins_dict(pins: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if pins is None else dict(pins)
+
+
+def _registration_dict(
+    publisher: Publisher, registration: StoredRegistration, pins: Mapping[str, str] | None
+) -> dict[str, Any]:
     entry = {key: value for key, value in registration.entry.items() if key != "projects"}
     entry.setdefault("issuer", publisher.issuer)
     return {
@@ -582,4 +693,5 @@ def _registration_dict(publisher: Publisher, registration: StoredRegistration) -
         "created_by": registration.created_by,
         "created_at": registration.created_at,
         "publisher": entry,
+        "pinned_on_first_use": _pins_dict(pins),
     }

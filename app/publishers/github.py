@@ -181,6 +181,13 @@ class GitHubPublisher:
             *(rule.key for rule in self.rules),
         )
 
+    @property
+    def pins_on_first_use(self) -> tuple[str, ...]:
+        return ()  # the IDs it needs are required when it is registered
+
+    def with_pins(self, pins: Mapping[str, str]) -> GitHubPublisher:
+        return self
+
     def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
         return failed(self.checks(claims))
 

@@ -6,14 +6,16 @@ from, read from `ci_config_ref_uri` (`HOST/PROJECT//PATH/FILE.yml@REF`; subdirec
 allowed; compared exactly), and the issuer of its instance: a token of one instance never
 matches a publisher of another, because publishers are looked up per issuer. GitLab
 environment names are case-sensitive, unlike GitHub's. `namespace_id` and `project_id`
-may be pinned against resurrection of a deleted group or project. `sub` is never parsed.
+may be pinned against resurrection of a deleted group or project; a publisher that pins
+neither pins both from the first token it matches (trust on first use: a registration
+cannot look them up). `sub` is never parsed.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -34,6 +36,7 @@ from app.publishers.model import (
     ProviderClaims,
     failed,
     normalize_project_name,
+    pinned_on_first_use,
     string_claims,
 )
 from app.settings import PUBLIC_GITLAB_ISSUER
@@ -91,6 +94,9 @@ PROJECT_PATH = re.compile(rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})+$")
 _CI_FILE = re.compile(r"^[^\s@]*[^\s@/]\.ya?ml$")
 
 # Policy keys that constrain a run beyond its identity, and the claim each one reads.
+# The immutable IDs a publisher without either pins from its first token.
+FIRST_USE_PINS = ("namespace_id", "project_id")
+
 CONSTRAINTS: Mapping[str, RuleFactory] = {
     "refs": matches_any("ref_path"),
     "ref_protected": is_true("ref_protected"),
@@ -119,6 +125,9 @@ class GitLabPublisher:
     namespace_id: str | None = None
     project_id: str | None = None
     rules: tuple[Rule, ...] = ()
+    # (claim, value) pinned by the first token it matched, when it names no ID itself;
+    # None stands for a pin the store lost a part of, which no token can pass.
+    first_use_pins: tuple[tuple[str, str | None], ...] = ()
     provider: str = field(default="gitlab", init=False)
 
     @property
@@ -147,6 +156,14 @@ class GitLabPublisher:
             self.project_id or "",
             *(rule.key for rule in self.rules),
         )
+
+    @property
+    def pins_on_first_use(self) -> tuple[str, ...]:
+        unpinned = self.namespace_id is None and self.project_id is None
+        return FIRST_USE_PINS if unpinned and not self.first_use_pins else ()
+
+    def with_pins(self, pins: Mapping[str, str]) -> GitLabPublisher:
+        return replace(self, first_use_pins=tuple((c, pins.get(c)) for c in FIRST_USE_PINS))
 
     def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
         return failed(self.checks(claims))
@@ -184,6 +201,10 @@ class GitLabPublisher:
         ):
             if pinned is not None:
                 checks.append(ClaimCheck(claim, described, received, received == pinned))
+        for claim, first in self.first_use_pins:
+            carried = claims.values.get(claim)
+            passed = first is not None and carried == first
+            checks.append(ClaimCheck(claim, pinned_on_first_use(first), carried, passed))
         if self.rules:
             checks.extend(check_rules(self.rules, claims.values))
         return tuple(checks)

@@ -76,6 +76,13 @@ class GooglePublisher:
     def identity_key(self) -> tuple[str, ...]:
         return (self.provider, self.issuer, self.email, self.subject or "")
 
+    @property
+    def pins_on_first_use(self) -> tuple[str, ...]:
+        return ()  # the IDs it needs are required when it is registered
+
+    def with_pins(self, pins: Mapping[str, str]) -> GooglePublisher:
+        return self
+
     def mismatches(self, claims: ProviderClaims) -> tuple[ClaimMismatch, ...]:
         return failed(self.checks(claims))
 

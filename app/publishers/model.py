@@ -44,6 +44,11 @@ class ClaimCheck(NamedTuple):
         return ClaimMismatch(self.claim, self.expected, self.received)
 
 
+def pinned_on_first_use(value: str | None) -> str:
+    """What a check of a claim pinned on first use expects, in words."""
+    return f"{value!r} (pinned by the first token it matched)"
+
+
 def failed(checks: Iterable[ClaimCheck]) -> tuple[ClaimMismatch, ...]:
     """The mismatches among `checks`: `mismatches()` is always derived from `checks()`."""
     return tuple(check.mismatch for check in checks if not check.ok)
@@ -76,6 +81,17 @@ class Publisher(Protocol):
     @property
     def identity_key(self) -> tuple[str, ...]:
         """Two publishers with the same identity key are duplicates."""
+        ...
+
+    @property
+    def pins_on_first_use(self) -> tuple[str, ...]:
+        """The claims to pin from the first token it matches, because it names no
+        immutable ID of its own (trust on first use); empty once pinned, or if it needs
+        none. Pins are no constraint: they change neither specificity nor identity key."""
+        ...
+
+    def with_pins(self, pins: Mapping[str, str]) -> Publisher:
+        """This publisher, also checking that a token's claims equal `pins`."""
         ...
 
     def checks(self, claims: ProviderClaims) -> tuple[ClaimCheck, ...]:

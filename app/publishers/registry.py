@@ -27,6 +27,9 @@ class PublisherMatch:
     # The registrations among `publishers` that are still pending, read from the same
     # snapshot that decided the match (registered publishers only; files have none).
     pending: tuple[StoredRegistration, ...] = ()
+    # The publishers among them that pin claims from this, their first token, each with
+    # the key its pins are kept under (from the same snapshot).
+    first_use: tuple[tuple[Publisher, str], ...] = ()
 
 
 class PublisherReport(NamedTuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 
@@ -171,6 +171,9 @@ class RegistrationState:
     # Projects that exist for trustpub: declared by the index, or that had a
     # non-pending publisher registered (sticky: removing publishers frees no name).
     projects: frozenset[str]
+    # Claims pinned on first use, by pin key (a registration's id, or a policy-file
+    # publisher's key): what the publisher's first token carried.
+    pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class RegistrationStore(Protocol):
@@ -213,6 +216,14 @@ class RegistrationStore(Protocol):
 
     def purge_expired(self, now: int) -> int:
         """Remove expired pending registrations; how many were removed."""
+        ...
+
+    def pin_on_first_use(
+        self, key: str, values: Mapping[str, str], audit: Mapping[str, str] | None = None
+    ) -> tuple[Mapping[str, str], bool]:
+        """Pin `values` under `key`, with `audit`, unless something is pinned there
+        already: what is pinned after the call, and whether this call pinned it. Removing
+        a registration removes the pins under its id."""
         ...
 
 

@@ -31,6 +31,7 @@ class MemoryStore:
         self._registrations: dict[str, StoredRegistration] = {}
         self._unique: dict[str, str] = {}
         self._projects: set[str] = set()
+        self._pins: dict[str, Mapping[str, str]] = {}
         self._version = 0
         self._audit: deque[AuditRecord] = deque(maxlen=audit_max_length)
         self._audit_sequence = 0
@@ -92,7 +93,10 @@ class MemoryStore:
     def load_registrations(self) -> RegistrationState:
         with self._lock:
             return RegistrationState(
-                self._version, tuple(self._registrations.values()), frozenset(self._projects)
+                self._version,
+                tuple(self._registrations.values()),
+                frozenset(self._projects),
+                dict(self._pins),
             )
 
     def add_registration(
@@ -107,6 +111,7 @@ class MemoryStore:
                 if held is not None and not held.expired(now):
                     return holder
                 self._registrations.pop(holder, None)
+                self._pins.pop(holder, None)
             if registration.pending and registration.project in self._projects:
                 return ""
             self._registrations[registration.id] = registration
@@ -127,6 +132,7 @@ class MemoryStore:
                 return None
             if self._unique.get(registration.unique_key) == registration_id:
                 del self._unique[registration.unique_key]
+            self._pins.pop(registration_id, None)
             self._version += 1
             if audit is not None:
                 if "pending" in audit:
@@ -172,9 +178,23 @@ class MemoryStore:
                 del self._registrations[registration.id]
                 if self._unique.get(registration.unique_key) == registration.id:
                     del self._unique[registration.unique_key]
+                self._pins.pop(registration.id, None)
             if expired:
                 self._version += 1
             return len(expired)
+
+    def pin_on_first_use(
+        self, key: str, values: Mapping[str, str], audit: Mapping[str, str] | None = None
+    ) -> tuple[Mapping[str, str], bool]:
+        with self._lock:
+            pinned = self._pins.get(key)
+            if pinned is not None:
+                return pinned, False
+            self._pins[key] = dict(values)
+            self._version += 1
+            if audit is not None:
+                self._append_audit_locked(audit)
+            return self._pins[key], True
 
     # -- audit trail -------------------------------------------------------------------
 

@@ -10,12 +10,14 @@ Keys (all under the `trustpub:` prefix):
 | `registrations:pending` | hash: id -> expires_at (unix seconds) | none; expired ones purged |
 | `registrations:unique`  | hash: identity+project digest -> id | none                       |
 | `registrations:version` | counter, INCR on every change | none (pollers reload on change) |
+| `registrations:pins`    | hash: pin key -> pinned claims (JSON) | none; removed with its id |
 | `projects`        | set of projects that exist   | none                                 |
 | `audit`           | stream, `MAXLEN ~ audit_max_length` | trimmed by length              |
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -114,7 +116,7 @@ return 1
 # and the version that pollers watch can never disagree, and a change and its audit
 # record are written together or not at all (an optional record: a JSON array of field,
 # value, ... as the claim's, appended to the stream under its length bound).
-# KEYS: registrations, pending, unique, version, projects, audit
+# KEYS: registrations, pending, unique, version, projects, audit, pins
 # ARGV: id, json, unique key, project, expires_at ('' = not pending), now,
 #       audit length bound, [record]
 _ADD_REGISTRATION = Script(
@@ -135,6 +137,7 @@ if holder then
   end
   redis.call('HDEL', KEYS[1], holder)
   redis.call('HDEL', KEYS[2], holder)
+  redis.call('HDEL', KEYS[7], holder)
 end
 if ARGV[5] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[4]) == 1 then
   return ''
@@ -152,7 +155,8 @@ return false
 """
 )
 
-# KEYS: registrations, pending, unique, version, audit; ARGV: id, audit length bound, [record]
+# KEYS: registrations, pending, unique, version, audit, pins
+# ARGV: id, audit length bound, [record]
 _REMOVE_REGISTRATION = Script(
     """
 local fields = ARGV[3] and cjson.decode(ARGV[3])
@@ -163,6 +167,7 @@ local unique = cjson.decode(value)['unique_key']
 if redis.call('HGET', KEYS[3], unique) == ARGV[1] then redis.call('HDEL', KEYS[3], unique) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('INCR', KEYS[4])
 if fields then
   -- The record's `pending` says what was removed as this store held it: a pending
@@ -194,7 +199,7 @@ return 'converted'
 """
 )
 
-# KEYS: registrations, pending, unique, version; ARGV: now
+# KEYS: registrations, pending, unique, version, pins; ARGV: now
 _PURGE = Script(
     """
 local pending = redis.call('HGETALL', KEYS[2])
@@ -210,6 +215,7 @@ for i = 1, #pending, 2 do
     end
     redis.call('HDEL', KEYS[1], pending[i])
     redis.call('HDEL', KEYS[2], pending[i])
+    redis.call('HDEL', KEYS[5], pending[i])
     removed = removed + 1
   end
 end
@@ -228,6 +234,21 @@ if added == 1 and fields then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
 end
 return added
+"""
+)
+
+# What a publisher's first token carried, pinned once: the first writer wins, and every
+# later caller learns what it pinned.
+# KEYS: pins, version, audit; ARGV: pin key, pinned JSON, audit length bound, [record]
+_PIN = Script(
+    """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then return {held, 0} end
+local fields = ARGV[4] and cjson.decode(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+if fields then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields)) end
+return {ARGV[2], 1}
 """
 )
 
@@ -320,6 +341,7 @@ class RedisStore:
             prefix + "registrations:version",
         ]
         self._projects_key = prefix + "projects"
+        self._pins_key = prefix + "registrations:pins"
         self._audit_key = prefix + "audit"
         self._prefix = prefix
         self._epoch_key = prefix + "epoch"
@@ -396,7 +418,8 @@ class RedisStore:
         pipe.hgetall(registrations)
         pipe.hgetall(pending)
         pipe.smembers(self._projects_key)
-        version_value, entries, expiries, projects = self._fail_closed(
+        pipe.hgetall(self._pins_key)
+        version_value, entries, expiries, projects, pins = self._fail_closed(
             "load_registrations", pipe.execute
         )
         expires = {key.decode(): int(value) for key, value in expiries.items()}
@@ -407,6 +430,7 @@ class RedisStore:
                 for key, value in entries.items()
             ),
             projects=frozenset(project.decode() for project in projects),
+            pins={key.decode(): _decode_pins(value) for key, value in pins.items()},
         )
 
     def add_registration(
@@ -416,7 +440,7 @@ class RedisStore:
         result = self._write(
             "add_registration",
             _ADD_REGISTRATION,
-            [*self._registrations_keys, self._projects_key, self._audit_key],
+            [*self._registrations_keys, self._projects_key, self._audit_key, self._pins_key],
             [
                 registration.id,
                 registration.encode(),
@@ -435,7 +459,7 @@ class RedisStore:
         result = self._write(
             "remove_registration",
             _REMOVE_REGISTRATION,
-            [*self._registrations_keys, self._audit_key],
+            [*self._registrations_keys, self._audit_key, self._pins_key],
             [registration_id, *self._record_arguments(audit)],
         )
         if not result:
@@ -465,8 +489,21 @@ class RedisStore:
         return bool(added)
 
     def purge_expired(self, now: int) -> int:
-        (removed,) = self._run("purge_expired", _PURGE, self._registrations_keys, [now])
+        (removed,) = self._run(
+            "purge_expired", _PURGE, [*self._registrations_keys, self._pins_key], [now]
+        )
         return int(removed)
+
+    def pin_on_first_use(
+        self, key: str, values: Mapping[str, str], audit: Mapping[str, str] | None = None
+    ) -> tuple[Mapping[str, str], bool]:
+        pinned, created = self._write(
+            "pin_on_first_use",
+            _PIN,
+            [self._pins_key, self._registrations_keys[3], self._audit_key],
+            [key, compact(dict(values)), *self._record_arguments(audit)],
+        )
+        return _decode_pins(pinned), bool(created)
 
     # -- audit trail -------------------------------------------------------------------
 
@@ -547,6 +584,17 @@ class RedisStore:
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc
+
+
+def _decode_pins(value: bytes) -> dict[str, str]:
+    try:
+        pins = json.loads(value)
+    except ValueError:
+        pins = None
+    if not isinstance(pins, dict) or not all(isinstance(v, str) for v in pins.values()):
+        # Only this module writes pins: anything else is no pin to trust, nor to ignore.
+        raise StoreUnavailable("the token store holds a malformed pin")
+    return pins
 
 
 def _record_argument(audit: Mapping[str, str]) -> bytes:

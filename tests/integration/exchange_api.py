@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from support.claims import unverified_claims
+from support.claims import gitlab_claims, unverified_claims
+from support.oidc_issuer import OIDCIssuer
 from werkzeug.test import Client, TestResponse
 
 AUDIENCE = "trustpub-test.example"
@@ -28,6 +29,16 @@ FAILURE_MESSAGE = "Token request failed"
 REPLAY_KEY_PATTERN = "trustpub:jti:*"
 
 T = TypeVar("T")
+
+GITLAB_PROJECT = "group/sub/project"
+
+
+def gitlab_token(issuer: OIDCIssuer, ref_path: str = "refs/heads/main", **overrides: Any) -> str:
+    """A token of `issuer` shaped like GitLab's, its CI file URI on the issuer's own host."""
+    host = issuer.url.removeprefix("https://")
+    uri = f"{host}/{GITLAB_PROJECT}//.gitlab-ci.yml@{ref_path}"
+    overrides.setdefault("ci_config_ref_uri", uri)
+    return issuer.sign(gitlab_claims(issuer.url, AUDIENCE, ref_path=ref_path, **overrides))
 
 
 def mint(client: FlaskClient, token: str, path: str = MINT_PATH) -> TestResponse:

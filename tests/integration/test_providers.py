@@ -26,9 +26,11 @@ from .conftest import MakeApp, MakeClaims
 from .exchange_api import (
     AUDIENCE,
     AUDIENCE_PATH,
+    GITLAB_PROJECT,
     MINT_PATH,
     assert_failure,
     assert_minted,
+    gitlab_token,
     mint,
     replay_keys,
     upload_token_projects,
@@ -36,14 +38,7 @@ from .exchange_api import (
 from .policies import github_publisher, gitlab_publisher, google_publisher, policy_toml
 
 MakeIssuer = Callable[..., OIDCIssuer]
-PROJECT = "group/sub/project"
-
-
-def gitlab_token(issuer: OIDCIssuer, ref_path: str = "refs/heads/main", **overrides: Any) -> str:
-    """A token of `issuer` shaped like GitLab's, its CI file URI on the issuer's own host."""
-    host = issuer.url.removeprefix("https://")
-    overrides.setdefault("ci_config_ref_uri", f"{host}/{PROJECT}//.gitlab-ci.yml@{ref_path}")
-    return issuer.sign(gitlab_claims(issuer.url, AUDIENCE, ref_path=ref_path, **overrides))
+PROJECT = GITLAB_PROJECT
 
 
 def google_token(issuer: OIDCIssuer, **overrides: Any) -> str:

@@ -21,6 +21,8 @@ def test_a_pollers_reload_is_left_out_and_the_rest_is_kept(
         pipe.smembers("trustpub:projects")
         pipe.execute()
         request.get("trustpub:epoch")
+        # A request's own script on a registrations key (a pin) is the request's.
+        request.eval("return redis.call('HSETNX', KEYS[1], 'k', 'v')", 1, _PINS)
 
     try:
         sent = commands_sent(redis_server, action)
@@ -28,7 +30,14 @@ def test_a_pollers_reload_is_left_out_and_the_rest_is_kept(
         request.close()
         poller.close()
 
-    assert [command.command for command in sent] == [
-        "SET trustpub:jti:x 1",
-        "GET trustpub:epoch",
+    assert [(command.name, command.by_script) for command in sent] == [
+        ("SET", False),
+        ("GET", False),
+        ("EVAL", False),
+        ("HSETNX", True),
     ]
+    assert sent[0].command == "SET trustpub:jti:x 1"
+    assert sent[-1].command == f"HSETNX {_PINS} k v"
+
+
+_PINS = "trustpub:registrations:pins"

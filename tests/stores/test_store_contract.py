@@ -277,6 +277,62 @@ def test_expired_pending_registrations_are_purged_and_free_their_key(
     assert [r.id for r in store.load_registrations().registrations] == ["rp_new"]
 
 
+_IDS = {"namespace_id": "4231", "project_id": "58112"}
+_OTHER_IDS = {"namespace_id": "9999", "project_id": "77777"}
+
+
+def test_the_first_pin_wins_and_every_later_caller_learns_it(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    start = store.registrations_version()
+
+    assert store.pin_on_first_use("rp_1", _IDS) == (_IDS, True)
+    assert store.pin_on_first_use("rp_1", _OTHER_IDS) == (_IDS, False)
+    assert store.pin_on_first_use("rp_1", _IDS) == (_IDS, False)
+    assert store.pin_on_first_use("file:k", _OTHER_IDS) == (_OTHER_IDS, True)
+
+    state = store.load_registrations()
+    assert state.pins == {"rp_1": _IDS, "file:k": _OTHER_IDS}
+    # Pollers reload on the version: once for each pin, never for a pin already held.
+    assert state.version == store.registrations_version() == start + 2
+
+
+def test_concurrent_pins_have_exactly_one_winner_that_all_learn(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    offers = [{"namespace_id": "1", "project_id": str(n)} for n in range(32)]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda ids: store.pin_on_first_use("rp_race", ids), offers))
+
+    assert sum(created for _, created in results) == 1
+    assert len({tuple(pinned.items()) for pinned, _ in results}) == 1
+    assert store.load_registrations().pins["rp_race"] in offers
+
+
+def test_pins_go_with_their_registration_and_no_other(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    now = int(time.time())
+    store.add_registration(_registration("rp_kept", "demo-pkg", "a"), now)
+    store.add_registration(_registration("rp_removed", "demo-pkg", "b"), now)
+    store.add_registration(_registration("rp_purged", "new-pkg", "c", expires_at=now - 1), now)
+    store.add_registration(_registration("rp_replaced", "new-pkg", "d", expires_at=now - 1), now)
+    for key in ("rp_kept", "rp_removed", "rp_purged", "rp_replaced", "file:k"):
+        store.pin_on_first_use(key, _IDS)
+
+    store.remove_registration("rp_removed")
+    # An expired pending registration gives its unique key to a new one, and its pins go.
+    replacement = _registration("rp_new", "new-pkg", "d", expires_at=now + 60)
+    assert store.add_registration(replacement, now) is None
+    assert store.purge_expired(now) == 1
+
+    assert set(store.load_registrations().pins) == {"rp_kept", "file:k"}
+    # A registration added again under a removed one's id would start unpinned.
+    assert store.pin_on_first_use("rp_removed", _OTHER_IDS) == (_OTHER_IDS, True)
+
+
 def _change_records(store: Store) -> list[tuple[str, str, str]]:
     """(action, subject, pending) of every record, oldest first."""
     records = store.read_audit(since_ms=None, until_ms=None, limit=100, accept=lambda f: True)
@@ -324,6 +380,15 @@ def _declare(project: str) -> Callable[[Store], object]:
         return store.declare_project(
             project, audit={"action": "project-declare", "project": project}
         )
+
+    return change
+
+
+def _pin(key: str, ids: dict[str, str]) -> Callable[[Store], object]:
+    def change(store: Store) -> object:
+        record = {"action": "publisher-pin", "publisher_id": key}
+        pinned, created = store.pin_on_first_use(key, ids, audit=record)
+        return dict(pinned), created
 
     return change
 
@@ -380,6 +445,11 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
             [True, False],
             [("project-declare", "new-pkg", "")],
         ),
+        (
+            [_pin("rp_1", _IDS), _pin("rp_1", _OTHER_IDS), _pin("rp_1", _IDS)],
+            [(_IDS, True), (_IDS, False), (_IDS, False)],
+            [("publisher-pin", "rp_1", "")],  # only the call that pinned is recorded
+        ),
     ],
     ids=[
         "duplicate-add",
@@ -389,6 +459,7 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
         "convert-twice",
         "convert-gone",
         "declare-twice",
+        "pin-thrice",
     ],
 )
 def test_a_registration_change_and_its_record_are_stored_together_or_not_at_all(

@@ -620,3 +620,52 @@ def test_issuer_config(enabled: bool) -> None:
         enabled=enabled,
     )
     assert PROVIDER.issuer_config(SELF_MANAGED, enabled=True).requires_jti
+
+
+@pytest.mark.parametrize(
+    ("changes", "pins"),
+    [
+        ({}, ("namespace_id", "project_id")),
+        ({"environment": "pypi"}, ("namespace_id", "project_id")),
+        ({"project_id": "58112"}, ()),
+        ({"namespace_id": "4231"}, ()),
+        ({"first_use_pins": (("namespace_id", "4231"), ("project_id", "58112"))}, ()),
+    ],
+    ids=["no-ids", "environment-is-no-id", "project-id", "namespace-id", "pinned-already"],
+)
+def test_a_publisher_naming_no_id_pins_both_on_first_use(
+    changes: dict[str, Any], pins: tuple[str, ...]
+) -> None:
+    assert publisher(**changes).pins_on_first_use == pins
+
+
+@pytest.mark.parametrize(
+    ("pins", "overrides", "mismatched"),
+    [
+        ({"namespace_id": "4231", "project_id": "58112"}, {}, ()),
+        ({"namespace_id": "4231", "project_id": "58112"}, {"project_id": "99"}, ("project_id",)),
+        ({"namespace_id": "4231", "project_id": "58112"}, {"namespace_id": "7"}, ("namespace_id",)),
+        # A pin the store lost a part of lets no token through.
+        ({"namespace_id": "4231"}, {}, ("project_id",)),
+    ],
+    ids=["same-ids", "recreated-project", "recreated-group", "partial-pin"],
+)
+def test_pinned_ids_are_checked_like_named_ones(
+    pins: dict[str, str], overrides: dict[str, Any], mismatched: tuple[str, ...]
+) -> None:
+    pinned = publisher().with_pins(pins)
+
+    assert tuple(m.claim for m in pinned.mismatches(parse(**overrides))) == mismatched
+    assert pinned.pins_on_first_use == ()
+
+
+def test_pins_are_no_constraint() -> None:
+    # Pinning must not change which of one author's publishers wins, nor what counts
+    # as a duplicate registration.
+    plain = publisher(environment="pypi")
+    pinned = plain.with_pins({"namespace_id": "4231", "project_id": "58112"})
+
+    assert (pinned.specificity, pinned.identity_key) == (plain.specificity, plain.identity_key)
+    check = pinned.checks(parse(project_id="99"))[-1]
+    assert check.expected == "'58112' (pinned by the first token it matched)"
+    assert (check.received, check.ok) == ("99", False)

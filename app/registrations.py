@@ -17,8 +17,9 @@ Pending publishers register a trusted publisher for a project that does not exis
 They match only while their project does not exist; the first exchange that matches one
 converts it into a normal publisher, atomically in the store (which checks that it is
 still pending and that its project still does not exist). They expire after
-`pending_ttl` seconds and never reserve a name: until converted, other pending
-publishers may name the same project, and the first exchange wins.
+`pending_ttl` seconds (ignored at once, purged from the store by the first poll after)
+and never reserve a name: until converted, other pending publishers may name the same
+project, and the first exchange wins.
 
 A publisher that names none of its provider's immutable IDs (a GitLab project or group
 can be deleted and its path taken by someone else) pins them from the first token it
@@ -97,6 +98,8 @@ class PublisherSnapshot:
     # Whether any publisher has yet to pin claims from its first token: when none has,
     # a match does not look (the mint path).
     unpinned: bool
+    # When the first pending registration read expires (unix seconds), if any does.
+    next_expiry: int | None
 
 
 class LivePublishers(PublisherRegistry):
@@ -288,7 +291,13 @@ class LivePublishers(PublisherRegistry):
     # -- keeping the snapshot current ------------------------------------------------
 
     def refresh(self) -> PublisherSnapshot:
-        """Reload if the store's version changed; raises StoreUnavailable."""
+        """Reload if the store's version changed, once expired pending publishers are
+        purged; raises StoreUnavailable."""
+        expiry = self._snapshot.next_expiry
+        if expiry is not None and expiry <= self._clock():
+            # Any process may purge: the store removes each registration once, and
+            # changes the version (so every process reloads) only when it removed one.
+            self._store.purge_expired(int(self._clock()))
         version = self._store.registrations_version()
         if version == self._snapshot.version:
             return self._snapshot
@@ -367,6 +376,10 @@ class LivePublishers(PublisherRegistry):
             identities=identities,
             pins=pins,
             unpinned=any(publisher.pins_on_first_use for publisher in everything),
+            next_expiry=min(
+                (r.expires_at for r in state.registrations if r.expires_at is not None),
+                default=None,
+            ),
         )
 
 

@@ -115,3 +115,28 @@ def test_the_conversion_follows_the_snapshot_the_match_was_decided_on(
         with pytest.raises(InvalidPendingPublisher):
             publishers.convert_matched(match, NOW)
         assert PROJECT not in store.load_registrations().projects
+
+
+def test_expired_pending_publishers_are_purged_by_the_first_refresh_after_they_expire() -> None:
+    clock = [float(NOW)]
+    store = MemoryStore(clock=lambda: clock[0])
+    registered(store, pending=True)  # expires a day after NOW
+    publishers = LivePublishers((), store, PROVIDERS, TRUSTED, clock=lambda: clock[0])
+    publishers.refresh()
+    unexpired = store.registrations_version()
+
+    publishers.refresh()
+    clock[0] = NOW + 86400 - 1
+    publishers.refresh()
+    assert store.registrations_version() == unexpired  # nothing expired, nothing purged
+
+    clock[0] = NOW + 86400
+    publishers.refresh()
+
+    assert store.load_registrations().registrations == ()
+    assert publishers.current().registered == {}
+    assert publishers.current().next_expiry is None
+    purged = store.registrations_version()
+    assert purged == unexpired + 1
+    publishers.refresh()
+    assert store.registrations_version() == purged  # once

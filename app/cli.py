@@ -461,50 +461,77 @@ def publishers() -> None:
     """Trusted publishers of a project, through the management API (TRUSTPUB_URL)."""
 
 
+# Per provider: the options `publishers add` takes, each with the policy key it fills,
+# and those it requires. Another provider's option is refused, not ignored: an `--owner-id`
+# dropped in silence would register a publisher its maintainer believes pinned.
+_PROVIDER_OPTIONS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "github": (
+        {
+            "repository": "repository",
+            "workflow": "workflow",
+            "owner_id": "repository_owner_id",
+            "repository_id": "repository_id",
+            "environment": "environment",
+            "issuer": "issuer",
+        },
+        ("repository", "workflow"),
+    ),
+    "gitlab": (
+        {
+            "repository": "project_path",
+            "workflow": "workflow_filepath",
+            "namespace_id": "namespace_id",
+            "project_id": "project_id",
+            "environment": "environment",
+            "issuer": "issuer",
+        },
+        ("repository", "workflow"),
+    ),
+    "google": ({"email": "email", "subject": "sub", "issuer": "issuer"}, ("email",)),
+}
+
+
+def publisher_entry(provider: str, options: dict[str, str | None]) -> dict[str, Any]:
+    """The policy entry `publishers add` registers for `provider`, from its options."""
+    keys, required = _PROVIDER_OPTIONS[provider]
+    given = {name: value for name, value in options.items() if value}
+    if foreign := [name for name in given if name not in keys]:
+        raise click.UsageError(f"{provider} takes no {_flags(foreign)}")
+    if missing := [name for name in required if name not in given]:
+        raise click.UsageError(f"{provider} needs {_flags(missing)}")
+    return {"provider": provider} | {keys[name]: value for name, value in given.items()}
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
 @publishers.command("add")
 @click.argument("project")
-@click.option("--provider", type=click.Choice(["github", "gitlab", "google"]), default="github")
+@click.option("--provider", type=click.Choice(sorted(_PROVIDER_OPTIONS)), default="github")
 @click.option("--repository", help="GitHub owner/name (or GitLab group/project).")
 @click.option("--owner-id", help="GitHub: the owner's numeric ID (looked up if omitted).")
 @click.option("--repository-id", help="GitHub: pin the repository's numeric ID.")
+@click.option("--namespace-id", help="GitLab: pin the group's numeric ID.")
+@click.option("--project-id", help="GitLab: pin the project's numeric ID.")
 @click.option("--workflow", help="GitHub: workflow file name (release.yml); GitLab: CI file path.")
 @click.option("--environment", help="Optional deployment environment.")
 @click.option("--email", help="Google: the service account's e-mail.")
+@click.option("--subject", help="Google: pin the service account's numeric ID (sub).")
 @click.option("--issuer", help="The CI issuer, when not the provider's public one.")
 @click.option("--pending", is_flag=True, help="For a project that does not exist yet.")
-def publishers_add(
-    project: str,
-    provider: str,
-    repository: str | None,
-    owner_id: str | None,
-    repository_id: str | None,
-    workflow: str | None,
-    environment: str | None,
-    email: str | None,
-    issuer: str | None,
-    pending: bool,
-) -> None:
+def publishers_add(project: str, provider: str, pending: bool, **options: str | None) -> None:
     """Register a trusted publisher for PROJECT and print its id."""
     api = _Api()
-    entry: dict[str, Any] = {"provider": provider}
-    if provider == "github":
-        if not repository or not workflow:
-            raise click.UsageError("github needs --repository OWNER/NAME and --workflow FILE")
-        entry.update(repository=repository, workflow=workflow)
-        entry["repository_owner_id"] = owner_id or _github_owner_id(repository)
-        if repository_id:
-            entry["repository_id"] = repository_id
-    elif provider == "gitlab":
-        if not repository or not workflow:
-            raise click.UsageError("gitlab needs --repository GROUP/PROJECT and --workflow PATH")
-        entry.update(project_path=repository, workflow_filepath=workflow)
-    else:
-        if not email:
-            raise click.UsageError("google needs --email")
-        entry["email"] = email
-    for key, value in (("environment", environment), ("issuer", issuer)):
-        if value:
-            entry[key] = value
+    entry = publisher_entry(provider, options)
+    if provider == "github" and "repository_owner_id" not in entry:
+        entry["repository_owner_id"] = _github_owner_id(entry["repository"])
+    if provider == "gitlab" and not {"namespace_id", "project_id"} & entry.keys():
+        click.echo(
+            "note: without --namespace-id or --project-id, the first token this publisher "
+            "matches pins both",
+            err=True,
+        )
     if pending:
         entry["pending"] = True
     added = api.call("POST", f"/api/v1/projects/{project}/publishers", json=entry)
@@ -544,16 +571,25 @@ def publishers_list(project: str, as_json: bool) -> None:
         click.echo(json.dumps(listed, indent=2))
         return
     for item in listed:
-        publisher = item["publisher"]
-        identity = (
-            publisher.get("identity")
-            or publisher.get("repository")
-            or publisher.get("project_path")
-            or publisher.get("email")
-        )
-        workflow = publisher.get("workflow") or publisher.get("workflow_filepath") or ""
-        state = "pending" if item["pending"] else item["source"]
-        click.echo(f"{item['id']}\t{state}\t{publisher['provider']}\t{identity}\t{workflow}")
+        click.echo(listing_line(item))
+
+
+def listing_line(item: dict[str, Any]) -> str:
+    """One publisher of `publishers list`: id, state, provider, identity, workflow, and
+    the IDs it pinned from its first token (empty if none)."""
+    publisher = item["publisher"]
+    identity = (
+        publisher.get("identity")
+        or publisher.get("repository")
+        or publisher.get("project_path")
+        or publisher.get("email")
+    )
+    workflow = publisher.get("workflow") or publisher.get("workflow_filepath") or ""
+    state = "pending" if item["pending"] else item["source"]
+    pins = ",".join(
+        f"{claim}={value}" for claim, value in (item.get("pinned_on_first_use") or {}).items()
+    )
+    return "\t".join((item["id"], state, publisher["provider"], identity, workflow, pins))
 
 
 @publishers.command("remove")

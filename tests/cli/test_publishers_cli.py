@@ -88,12 +88,41 @@ def test_add_list_remove_and_audit(service: dict[str, str]) -> None:
     assert (project, state) == ("cli-pkg", "active")
     listing = run("publishers", "list", "cli-pkg", "--json", env=service)
     assert [p["id"] for p in json.loads(listing.stdout)] == [publisher_id]
+    plain = run("publishers", "list", "cli-pkg", env=service).stdout
+    assert plain == f"{publisher_id}\tregistered\tgithub\tocto-org/demo\trelease.yml\t\n"
     assert run("publishers", "remove", "cli-pkg", publisher_id, env=service).returncode == 0
     assert json.loads(run("publishers", "list", "cli-pkg", "--json", env=service).stdout) == []
     records = run("audit", "--project", "cli-pkg", env=service)
     assert records.returncode == 0, records.stderr
     actions = [json.loads(line)["action"] for line in records.stdout.splitlines()]
     assert actions == ["publisher-remove", "publisher-add"]
+
+
+def test_a_gitlab_publisher_pins_the_ids_given_and_says_when_none_are(
+    service: dict[str, str],
+) -> None:
+    pinned = run(
+        "publishers", "add", "cli-pkg", "--provider", "gitlab", "--repository", "grp/proj",
+        "--workflow", ".gitlab-ci.yml", "--namespace-id", "7", "--project-id", "9", env=service,
+    )  # fmt: skip
+    unpinned = run(
+        "publishers", "add", "cli-pkg", "--provider", "gitlab", "--repository", "grp/other",
+        "--workflow", ".gitlab-ci.yml", env=service,
+    )  # fmt: skip
+    foreign = run(
+        "publishers", "add", "cli-pkg", "--provider", "gitlab", "--repository", "grp/proj",
+        "--workflow", "release.yml", "--owner-id", "65", env=service,
+    )  # fmt: skip
+
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stderr == ""
+    assert unpinned.returncode == 0, unpinned.stderr
+    assert "the first token this publisher matches pins both" in unpinned.stderr
+    listed = json.loads(run("publishers", "list", "cli-pkg", "--json", env=service).stdout)
+    ids = {p["publisher"]["project_path"]: p["publisher"].get("project_id") for p in listed}
+    assert ids == {"grp/proj": "9", "grp/other": None}
+    assert foreign.returncode == 2
+    assert "gitlab takes no --owner-id" in foreign.stderr
 
 
 def test_errors_are_clear(service: dict[str, str], tmp_path: Path) -> None:

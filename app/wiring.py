@@ -209,7 +209,7 @@ def build_trusted_issuers(settings: Settings) -> TrustedIssuers:
     key_origins = {config.url: config.key_origins for config in configs}
     fetcher = HttpKeySetFetcher(requests.Session(), key_origins=key_origins)
     for config in configs:
-        issuers.add(config, CachedKeySet(config.url, fetcher))
+        issuers.add(config, CachedKeySet(config.url, fetcher, provider=config.provider))
     if settings.dev:
         key = load_or_create_dev_issuer_key(settings.dev_dir)
         config = dev_issuer_config(enabled="github" not in settings.disabled_providers)

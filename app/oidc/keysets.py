@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.errors import InvalidToken, KeySetUnavailable
+from app.metrics import labelled, metrics
 from app.oidc.jws import PublicKey
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,10 @@ class CachedKeySet:
         fetcher: KeySetFetcher,
         policy: KeySetPolicy | None = None,
         clock: Clock = time.monotonic,
+        provider: str = "unknown",
     ) -> None:
         self._issuer = issuer
+        self._provider = provider  # the refreshes metric's label: bounded, unlike the URL
         self._fetcher = fetcher
         self._policy = policy or KeySetPolicy()
         # The cache's notion of time (TTL, intervals, staleness); waiting for a running
@@ -178,9 +181,11 @@ class CachedKeySet:
                 log.exception("key set refresh crashed for issuer %s", self._issuer)
             else:
                 log.warning("key set refresh failed for issuer %s: %s", self._issuer, exc)
+            labelled(metrics().key_set_refreshes, self._provider, "error").inc()
             with self._lock:
                 self._next_attempt_at = self._clock() + self._policy.failure_backoff
         else:
+            labelled(metrics().key_set_refreshes, self._provider, "success").inc()
             now = self._clock()
             with self._lock:
                 self._snapshot = _Snapshot(keys=keys, fetched_at=now)
@@ -248,10 +253,16 @@ class HttpKeySetFetcher:
                 timeout=(timeout, timeout),
                 stream=True,
                 allow_redirects=False,
-                headers={"Accept": "application/json"},
+                # The body is read raw, undecoded, and capped in bytes: asked for as is,
+                # or the session's default "gzip, deflate" lets an issuer's CDN answer
+                # bytes that no parser here reads, and every fetch fails.
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
             ) as response:
                 if response.status_code != 200:
                     raise KeySetFetchError(f"{url} answered HTTP {response.status_code}")
+                encoding = response.headers.get("Content-Encoding", "identity")
+                if encoding.strip().lower() != "identity":
+                    raise KeySetFetchError(f"{url} answered an encoded body nobody asked for")
                 body = bytearray()
                 # read1: what one read brings, so the deadline is checked after every
                 # read (each within the timeout) where a chunk of 16 KiB could take a

@@ -288,6 +288,26 @@ def test_discovery_naming_another_issuer_is_503(
     assert oidc_issuer.requests(JWKS) == 0
 
 
+def test_an_issuer_that_compresses_when_offered_is_asked_for_plain_json(
+    oidc_issuer: OIDCIssuer, session: requests.Session
+) -> None:
+    # What a CDN in front of an issuer does; the fetcher reads the body undecoded.
+    oidc_issuer.compress("offered")
+
+    keys = HttpKeySetFetcher(session).fetch(oidc_issuer.url)
+
+    assert set(keys) == set(oidc_issuer.kids)
+
+
+def test_an_encoded_answer_nobody_asked_for_is_refused(
+    oidc_issuer: OIDCIssuer, session: requests.Session
+) -> None:
+    oidc_issuer.compress("always")
+
+    with pytest.raises(KeySetFetchError, match="encoded body nobody asked for"):
+        HttpKeySetFetcher(session).fetch(oidc_issuer.url)
+
+
 def test_jwks_uri_on_another_origin_is_never_fetched(
     client: FlaskClient,
     oidc_issuer: OIDCIssuer,

@@ -8,11 +8,12 @@ import re
 
 import pytest
 from flask.testing import FlaskClient
+from support.oidc_issuer import OIDCIssuer
 
 from app.observability import FIELDS_KEY, REQUEST_ID, JsonFormatter, TextFormatter
 
 from .conftest import MakeApp, MakeToken
-from .exchange_api import mint
+from .exchange_api import assert_failure, assert_minted, mint
 
 
 def counter(client: FlaskClient, name: str, **labels: str) -> float:
@@ -45,6 +46,33 @@ def test_mints_are_counted_by_provider_and_outcome(
     assert token not in exposition
     assert "octo-org" not in exposition
     assert "trustpub_request_duration_seconds_bucket" in exposition
+
+
+def test_key_set_refreshes_are_counted_by_provider_and_result(
+    make_app: MakeApp, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    results = ("success", "error")
+
+    def refreshes(client: FlaskClient) -> dict[str, float]:
+        return {
+            result: counter(
+                client, "trustpub_key_set_refreshes_total", provider="github", result=result
+            )
+            for result in results
+        }
+
+    client = make_app().test_client()  # a cold key cache: the first mint fetches
+    before = refreshes(client)
+    assert_minted(mint(client, make_token()))
+    oidc_issuer.fail_with(500)
+    failing = make_app().test_client()
+    assert_failure(mint(failing, make_token()), 503, "issuer-keys-unavailable")
+
+    after = refreshes(client)
+    assert {result: after[result] - before[result] for result in results} == {
+        "success": 1.0,
+        "error": 1.0,
+    }
 
 
 def test_request_id_is_echoed_or_made(client: FlaskClient) -> None:

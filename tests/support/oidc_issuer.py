@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import hmac
 import json
@@ -69,6 +70,9 @@ class _Faults:
     status: int | None = None
     garbage: bytes | None = None
     delay: float = 0.0
+    # Gzip the answer: "offered" when the client's Accept-Encoding offers it (what a CDN
+    # in front of an issuer does), "always" even when it does not.
+    gzip: str | None = None
     discovery_overrides: dict[str, object] = dataclasses.field(default_factory=dict)
 
     def snapshot(self) -> _Faults:
@@ -275,6 +279,12 @@ class OIDCIssuer:
         with self._lock:
             self._faults.delay = seconds
 
+    def compress(self, when: str) -> None:
+        """Gzip answers: "offered" when the request's Accept-Encoding offers gzip,
+        "always" whatever it asks for."""
+        with self._lock:
+            self._faults.gzip = when
+
     def override_discovery(self, **fields: object) -> None:
         """Replace fields of the discovery document (e.g. a wrong ``issuer``)."""
         with self._lock:
@@ -300,11 +310,20 @@ class OIDCIssuer:
 
     # -- serving (called from handler threads) ----------------------------------
 
-    def _respond(self, raw_path: str) -> tuple[int, bytes]:
+    def _respond(self, raw_path: str, accept_encoding: str) -> tuple[int, bytes, str | None]:
+        """Status, body and Content-Encoding of the answer to a GET of `raw_path`."""
+        with self._lock:
+            faults = self._faults.snapshot()
+        status, body = self._answer(raw_path, faults)
+        offered = "gzip" in accept_encoding.lower()
+        if faults.gzip == "always" or (faults.gzip == "offered" and offered):
+            return status, gzip.compress(body), "gzip"
+        return status, body, None
+
+    def _answer(self, raw_path: str, faults: _Faults) -> tuple[int, bytes]:
         path = raw_path.split("?", 1)[0]
         with self._lock:
             self._counts[path] += 1
-            faults = self._faults.snapshot()
         if faults.delay > 0:
             self._stopping.wait(faults.delay)
         if path == self.path + DISCOVERY_SUFFIX:
@@ -380,9 +399,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _TLSServer
 
     def do_GET(self) -> None:
-        status, body = self.server.issuer._respond(self.path)
+        accept_encoding = self.headers.get("Accept-Encoding", "")
+        status, body, encoding = self.server.issuer._respond(self.path, accept_encoding)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if encoding is not None:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

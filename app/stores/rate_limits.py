@@ -26,6 +26,7 @@ import limits
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from app.errors import ConfigurationError
 from app.stores.base import RateLimiter
 from app.stores.redis import fail_fast_options
 
@@ -112,7 +113,14 @@ class SharedRateLimiter:
         options: dict[str, Any] = fail_fast_options()
         if "+sentinel://" in storage_uri:
             options["sentinel_kwargs"] = fail_fast_options()
-        storage = storage_from_string(storage_uri, **options)
+        try:
+            storage = storage_from_string(storage_uri, **options)
+        except (ValueError, limits.errors.ConfigurationError):
+            # Not chained: the library's message quotes the URL, and with it the password.
+            raise ConfigurationError(
+                "rate_limit_storage is not a storage URL of the limits library: memory:// or "
+                "redis://[:PASSWORD@]HOST:PORT/DB (not shown: it may hold a password)"
+            ) from None
         self._limiter = FixedWindowRateLimiter(storage)
         self._limits = limits.parse_many(limit)
         self._namespace = namespace

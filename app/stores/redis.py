@@ -270,9 +270,16 @@ def connect(url: str) -> redis.Redis:
         "retry": Retry(NoBackoff(), 1),
         "health_check_interval": 30,
     }
-    if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
-        return _connect_sentinel(url, options)
-    client: redis.Redis = redis.Redis.from_url(url, **options)
+    try:
+        if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            return _connect_sentinel(url, options)
+        client: redis.Redis = redis.Redis.from_url(url, **options)
+    except ValueError:
+        # Not chained: redis-py's message quotes the URL, and with it the password.
+        raise ConfigurationError(
+            "redis_url is not a URL of Redis: redis://[:PASSWORD@]HOST:PORT/DB, rediss://…, "
+            "unix:///PATH or redis+sentinel://…/MASTER_NAME (not shown: it may hold a password)"
+        ) from None
     return client
 
 

@@ -156,6 +156,46 @@ def test_serve_refuses_in_memory_stores_with_several_workers() -> None:
     assert "in-memory stores" in result.stderr
 
 
+def _production_env(tmp_path: Path, **variables: str) -> dict[str, str]:
+    assert run("keys", "generate", "--dir", str(tmp_path / "keys")).returncode == 0
+    (tmp_path / "policies").mkdir()
+    return {
+        "TRUSTPUB_AUDIENCE": "pypi.example.com",
+        "TRUSTPUB_SIGNING_KEYS": str(tmp_path / "keys"),
+        "TRUSTPUB_POLICIES_DIR": str(tmp_path / "policies"),
+        **variables,
+    }
+
+
+def test_serve_refuses_in_memory_stores_outside_development(tmp_path: Path) -> None:
+    # An empty variable (an empty key of a Secret) counts as unset: it must stop the start.
+    env = _production_env(tmp_path, TRUSTPUB_REDIS_URL="")
+
+    result = run("serve", "--bind", f"127.0.0.1:{free_port()}", env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: in-memory stores are for development")
+
+
+def test_a_store_url_its_library_cannot_read_stops_serve_without_being_quoted(
+    tmp_path: Path,
+) -> None:
+    password = "S3CRET-pw"
+    env = _production_env(
+        tmp_path,
+        TRUSTPUB_REDIS_URL="redis://127.0.0.1:1/0",  # never connected to: the start stops first
+        TRUSTPUB_RATE_LIMIT_STORAGE=f"reddis://:{password}@redis.internal:6379/0",
+    )
+
+    result = run("serve", "--bind", f"127.0.0.1:{free_port()}", env=env)
+
+    assert result.returncode == 1
+    last_line = result.stderr.splitlines()[-1]
+    assert last_line.startswith("Error: rate_limit_storage is not a storage URL")
+    assert "Traceback" not in result.stderr
+    assert password not in result.stderr
+
+
 def test_serve_runs_gunicorn_and_stops_gracefully(
     tmp_path: Path, redis_server: RedisServer, redis_url: str
 ) -> None:

@@ -436,12 +436,20 @@ class _Api:
         secret = os.environ.get("TRUSTPUB_CLIENT_SECRET") or config.get("secret")
         if not isinstance(url, str) or not url:
             raise click.ClickException(f"set TRUSTPUB_URL (or url in {path})")
-        if not isinstance(secret, str) or not secret:
+        if not isinstance(secret, str) or not secret.strip():
             raise click.ClickException(f"set TRUSTPUB_CLIENT_SECRET (or secret in {path})")
+        secret = secret.strip()  # a secret file written with `echo` ends in a line break
+        if not (secret.isascii() and secret.isprintable()) or " " in secret:
+            # Said without the secret: requests and http.client quote a header value they
+            # refuse in their errors, which would print it.
+            raise click.ClickException(
+                f"TRUSTPUB_CLIENT_SECRET (or secret in {path}) holds a space, a control or a "
+                "non-ASCII character: copy the secret again"
+            )
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {secret}"}
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         import requests
 
         try:
@@ -459,6 +467,12 @@ class _Api:
             if isinstance(error, dict):
                 raise click.ClickException(f"{error.get('code')}: {error.get('description')}")
             raise click.ClickException(f"HTTP {response.status_code} from {self.url}{path}")
+        if not isinstance(body, dict):
+            # Say, an index answering the paths it does not route to trustpub.
+            raise click.ClickException(
+                f"HTTP {response.status_code} from {self.url}{path} is no answer of trustpub's: "
+                "does TRUSTPUB_URL name the service?"
+            )
         return body
 
 

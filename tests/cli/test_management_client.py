@@ -1,0 +1,123 @@
+"""How the management commands reach the service: the credential they send, and what
+they say when TRUSTPUB_URL answers something that is not trustpub. In process, against
+a loopback HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from app.cli import cli
+
+SECRET = "tpc_" + "s3cr3t" * 7
+
+
+class _Server(ThreadingHTTPServer):
+    answer_json = True
+    authorizations: list[str]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _answer(self) -> None:
+        self.server.authorizations.append(self.headers.get("Authorization", ""))
+        if self.server.answer_json:
+            body, kind = json.dumps({"records": []}).encode(), "application/json"
+        else:  # an index's page for a path it does not route to trustpub
+            body, kind = b"<html><body>Simple index</body></html>", "text/html"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_DELETE(self) -> None:
+        self._answer()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.authorizations = []
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _invoke(server: _Server, tmp_path: Path, args: list[str], secret: str = SECRET) -> Result:
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "TRUSTPUB_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        "TRUSTPUB_CLIENT_SECRET": secret,
+    }
+    return CliRunner().invoke(cli, args, env=env)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publishers", "list", "demo-pkg"],
+        ["publishers", "add", "demo-pkg", "--repository", "o/r", "--owner-id", "1",
+         "--workflow", "r.yml"],
+        ["publishers", "remove", "demo-pkg", "rp_1"],
+        ["audit"],
+    ],
+)  # fmt: skip
+def test_an_answer_that_is_not_trustpubs_is_a_clear_error(
+    server: _Server, tmp_path: Path, args: list[str]
+) -> None:
+    server.answer_json = False
+
+    result = _invoke(server, tmp_path, args)
+
+    assert result.exit_code == 1, repr(result.exception)
+    assert "is no answer of trustpub's" in result.output
+
+
+@pytest.mark.parametrize("secret", [SECRET + "\n", f"  {SECRET}\r\n"])
+def test_a_secret_is_sent_without_surrounding_whitespace(
+    server: _Server, tmp_path: Path, secret: str
+) -> None:
+    result = _invoke(server, tmp_path, ["audit"], secret)
+
+    assert result.exit_code == 0, result.output
+    assert server.authorizations == [f"Bearer {SECRET}"]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "tpc_…",  # maintainers.md's placeholder, pasted as is
+        SECRET[:10] + " " + SECRET[10:],
+        SECRET[:10] + "\n" + SECRET[10:],
+        SECRET[:10] + "\x7f" + SECRET[10:],
+    ],
+)
+def test_a_secret_no_header_can_carry_is_refused_without_being_printed(
+    server: _Server, tmp_path: Path, secret: str
+) -> None:
+    result = _invoke(server, tmp_path, ["audit"], secret)
+
+    assert result.exit_code == 1, repr(result.exception)
+    assert "copy the secret again" in result.output
+    assert SECRET[10:] not in result.output
+    assert server.authorizations == []

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.auth.clients import presented_credential
 from app.errors import RateLimited
 from app.settings import Settings
 from app.stores.base import RateLimiter
@@ -96,13 +97,20 @@ def _limited(view: Callable[..., Any], check: RateCheck) -> Any:
     return limited_view
 
 
+_RATE_KEY_DOMAIN = b"trustpub rate-limit key\x00"
+
+
 def _client_address(environ: Mapping[str, Any]) -> str:
     return str(environ.get("REMOTE_ADDR") or "unknown")
 
 
 def _api_client(environ: Mapping[str, Any]) -> str:
-    """One bucket per credential (hashed: no secret in the limit store), else per address."""
-    authorization = environ.get("HTTP_AUTHORIZATION")
-    if not authorization:
+    """One bucket per credential, else per address. Keyed by the secret however the header
+    spells it (scheme case, spaces, Basic or Bearer), or each spelling of one leaked key
+    would get a budget of its own; hashed apart from the clients file's digests, so that
+    the limit store holds no secret, nor a copy of a digest."""
+    presented = presented_credential(environ.get("HTTP_AUTHORIZATION"))
+    if presented is None:
         return "addr:" + _client_address(environ)
-    return "client:" + hashlib.sha256(authorization.encode("utf-8", "replace")).hexdigest()[:32]
+    secret = presented[1].encode("utf-8", "replace")
+    return "client:" + hashlib.sha256(_RATE_KEY_DOMAIN + secret).hexdigest()[:32]

@@ -74,24 +74,13 @@ class ClientRegistry:
 
     def authenticate(self, authorization: str | None) -> Client | None:
         """The client named by an `Authorization` header (Basic or Bearer), or None."""
-        if not authorization:
+        presented = presented_credential(authorization)
+        if presented is None:
             return None
-        scheme, _, value = authorization.strip().partition(" ")
-        scheme = scheme.lower()
-        if scheme == "basic":
-            return self._basic(value.strip())
-        if scheme == "bearer":
-            return self._bearer(value.strip())
-        return None
+        name, secret = presented
+        return self._bearer(secret) if name is None else self._basic(name, secret)
 
-    def _basic(self, value: str) -> Client | None:
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-        name, colon, secret = decoded.partition(":")
-        if not colon:
-            return None
+    def _basic(self, name: str, secret: str) -> Client | None:
         credential = self._by_name.get(name)
         expected = credential.digest if credential else self._dummy
         matches = hmac.compare_digest(hash_secret(secret), expected)
@@ -106,6 +95,26 @@ class ClientRegistry:
             if hmac.compare_digest(presented, credential.digest):
                 found = credential.client
         return found
+
+
+def presented_credential(authorization: str | None) -> tuple[str | None, str] | None:
+    """(client name, secret) of an `Authorization` header: Basic carries both, Bearer the
+    secret alone (name None); None for a header that carries neither. The one reading of
+    the header: whatever keys on a credential (rate limits) reads it as authentication does."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return None, value.strip()
+    if scheme != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    name, colon, secret = decoded.partition(":")
+    return (name, secret) if colon else None
 
 
 def load_clients_file(path: Path) -> ClientRegistry:

@@ -11,7 +11,7 @@ from flask import Flask
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, replay_keys
-from .oauth_api import Clients, introspect
+from .oauth_api import INTROSPECT_PATH, Clients, introspect
 from .policies import github_publisher
 
 
@@ -127,6 +127,34 @@ def test_introspection_is_limited_per_client(
     assert answers[2].get_json()["error"] == "temporarily_unavailable"
     assert "Retry-After" in answers[2].headers
     assert other_client.status_code == 200
+
+
+def test_one_key_spelled_many_ways_from_many_addresses_has_one_budget(
+    make_app: MakeApp, make_token: MakeToken, tmp_path: Path
+) -> None:
+    clients = Clients(tmp_path / "clients.toml")
+    client = make_app(clients_file=clients.path, introspect_rate_limit="3/minute").test_client()
+    token = assert_minted(mint(client, make_token()))["token"]
+    secret = clients.secrets["index"]
+    # Every spelling authenticates: each must not open a budget of its own.
+    spellings = [
+        clients.basic("index"),
+        {"Authorization": f"Bearer {secret}"},
+        {"Authorization": f"bearer {secret}"},
+        {"Authorization": f"  Bearer   {secret} "},
+    ]
+
+    statuses = [
+        client.post(
+            INTROSPECT_PATH,
+            data={"token": token},
+            headers=headers,
+            environ_base={"REMOTE_ADDR": f"192.0.2.{number}"},
+        ).status_code
+        for number, headers in enumerate(spellings, start=1)
+    ]
+
+    assert statuses == [200, 200, 200, 429]
 
 
 def test_limits_shared_through_redis_hold_across_app_instances(

@@ -66,7 +66,7 @@ OPTIONAL_CLAIMS = (
 # Deliberately not checked: `sub` (customisable template) and descriptive claims.
 IGNORED_CLAIMS = ("sub", "repository_visibility", "run_number", "enterprise", "enterprise_id")
 
-_REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
 _WORKFLOW_FILE = re.compile(r"^[^/@\s]+\.ya?ml$")
 _WORKFLOWS_DIR = "/.github/workflows/"
 
@@ -122,7 +122,7 @@ def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
     file_name, at, ref = rest.partition("@")
     if not (marker and at and ref and "@" not in ref):
         return None
-    if not (_REPOSITORY.fullmatch(repository) and _WORKFLOW_FILE.fullmatch(file_name)):
+    if not (REPOSITORY.fullmatch(repository) and _WORKFLOW_FILE.fullmatch(file_name)):
         return None
     return repository, file_name, ref
 
@@ -286,7 +286,7 @@ class GitHubProvider:
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitHubClaims:
         values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         repository = values["repository"]
-        _require(_REPOSITORY.fullmatch(repository), "repository", "owner/name", repository)
+        _require(REPOSITORY.fullmatch(repository), "repository", "owner/name", repository)
         if values["event_name"] == "pull_request_target":
             # pull_request_target runs with the base repository's credentials on events
             # that forks control: never a publishing context.

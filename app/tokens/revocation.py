@@ -15,6 +15,7 @@ hold on every replica, whichever clock minted the token or checks it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,17 @@ from typing import Any
 from app.audit import AuditTrail
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
+from app.publishers import github, gitlab
 from app.publishers.policy_files import normalized_project
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import CLOCK_SKEW_SECONDS, UploadTokenVerifier
+
+# The repository a token of each provider carries, as its publishers name it.
+_REPOSITORY_FORMS: Mapping[str, tuple[re.Pattern[str], str]] = {
+    "github": (github.REPOSITORY, "a GitHub repository's OWNER/NAME"),
+    "gitlab": (gitlab.PROJECT_PATH, "a GitLab project's path (GROUP/PROJECT)"),
+}
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class TokenRevoker:
             raise InvalidRequest(f"{issuer!r} is not a CI issuer this service trusts")
         if repository != repository.strip().strip("/") or "://" in repository:
             raise InvalidRequest("'repository' is a repository's path (owner/name), not a URL")
+        form = _REPOSITORY_FORMS.get(provider)
+        if form is not None and not form[0].fullmatch(repository):
+            # An owner alone, a host in front: acknowledged, it would revoke nothing.
+            raise InvalidRequest(f"'repository' is {form[1]}")
         if provider == "github" and workflow is not None and "/" in workflow:
             # GitHub tokens name the workflow by its file; GitLab's by its path.
             raise InvalidRequest("'workflow' is the workflow's file name (release.yml), not a path")

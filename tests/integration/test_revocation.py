@@ -236,6 +236,33 @@ def test_operator_revocation_errors(
     assert store.keys("trustpub:rev:*") == []
 
 
+@pytest.mark.parametrize(
+    ("repository", "status"),
+    [
+        ("github.com/octo-org/demo", 400),  # a host in front
+        ("octo-org", 400),  # an owner alone: no scope covers a whole owner
+        ("octo-org/demo/extra", 400),
+        ("OCTO-ORG/Demo", 200),  # GitHub compares repositories ignoring case
+    ],
+)
+def test_a_repository_no_token_of_its_issuer_carries_is_refused(
+    client: FlaskClient,
+    clients: Clients,
+    make_token: MakeToken,
+    oidc_issuer: Any,
+    repository: str,
+    status: int,
+) -> None:
+    token = assert_minted(mint(client, make_token()))["token"]
+    body = {"repository": repository, "issuer": oidc_issuer.url}
+
+    response = client.post(REVOCATIONS_PATH, json=body, headers=clients.basic("operator"))
+
+    assert response.status_code == status
+    # Acknowledged only when it revoked the token of octo-org/demo.
+    assert is_active(client, token, clients.basic("index")) is (status == 400)
+
+
 def test_store_down_revocation_answers_503_not_success(
     client: FlaskClient, make_token: MakeToken, clients: Clients, redis_server: Any
 ) -> None:

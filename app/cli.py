@@ -633,16 +633,24 @@ def audit_command(
     """Print the audit trail, newest first, one JSON record per line."""
     import json
 
-    query = {
+    query: dict[str, str | int] = {
         key: value
         for key, value in (
             ("project", project),
             ("repository", repository),
             ("since", since),
             ("until", until),
-            ("limit", limit),
         )
         if value is not None
     }
-    for record in _Api().call("GET", "/api/v1/audit", params=query)["records"]:
-        click.echo(json.dumps(record, sort_keys=True))
+    api = _Api()
+    remaining = limit
+    while remaining:
+        # One answer looks at a bounded part of the trail: go on where it stopped.
+        page = api.call("GET", "/api/v1/audit", params={**query, "limit": remaining})
+        for record in page["records"]:
+            click.echo(json.dumps(record, sort_keys=True))
+        remaining -= len(page["records"])
+        if not page.get("next_before"):
+            break
+        query["before"] = page["next_before"]

@@ -624,7 +624,7 @@ class PublisherRegistrations:
         self.publishers.try_refresh()
         return {"project": project, "created": created}
 
-    def read_audit(self, client: Client, query: AuditQuery) -> list[dict[str, Any]]:
+    def read_audit(self, client: Client, query: AuditQuery) -> dict[str, Any]:
         if query.project is not None:
             query = replace(query, project=normalized_project(query.project))
         if not client.allows("admin"):

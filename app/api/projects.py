@@ -5,6 +5,8 @@ Views parse, make one call to `PublisherRegistrations` (app.registrations), rend
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, jsonify, request
 
 from app.api.auth import authenticated_client
@@ -14,6 +16,9 @@ from app.audit import MAX_READ, AuditQuery
 from app.errors import InvalidRequest
 
 blueprint = Blueprint("projects", __name__, url_prefix="/api/v1")
+
+# A stream record's id: MILLISECONDS-SEQUENCE, each at most 2**64 - 1.
+_RECORD_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 @blueprint.get("/projects/<project>/publishers")
@@ -54,9 +59,18 @@ def read_audit() -> Response:
         since=_seconds("since"),
         until=_seconds("until"),
         limit=_seconds("limit") or 100,
+        before=_record_id("before"),
     )
-    records = services().registrations.read_audit(client, query)
-    return _no_store(jsonify({"records": records}))
+    return _no_store(jsonify(services().registrations.read_audit(client, query)))
+
+
+def _record_id(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not _RECORD_ID.fullmatch(value) or max(map(int, value.split("-"))) >= 2**64:
+        raise InvalidRequest(f"{name!r} must be a record id, as an earlier answer's next_before")
+    return value
 
 
 def _text(name: str) -> str | None:

@@ -235,6 +235,21 @@ class AuditRecord:
     fields: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    # Where a further read goes on, passed as its `before`: the id of the last record
+    # scanned when the page filled or the scan reached its bound; None when nothing is
+    # left in the window.
+    next_before: str | None
+
+
+def stream_position(record_id: str) -> tuple[int, int]:
+    """A record id (`MILLISECONDS-SEQUENCE`) as what orders it."""
+    milliseconds, _, sequence = record_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
 class AuditLog(Protocol):
     def append_audit(self, fields: Mapping[str, str]) -> str:
         """Append a record (only strings, never a token or secret); its id."""
@@ -247,6 +262,10 @@ class AuditLog(Protocol):
         until_ms: int | None,
         limit: int,
         accept: Callable[[Mapping[str, str]], bool],
-    ) -> list[AuditRecord]:
-        """The newest `limit` records in [since, until] that `accept` keeps, newest first."""
+        before: str | None = None,
+        scan_limit: int | None = None,
+    ) -> AuditPage:
+        """The newest `limit` records in [since, until] and older than the record id
+        `before` that `accept` keeps, newest first, looking at `scan_limit` records at
+        most; and where to go on."""
         ...

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from app.stores.base import (
+    AuditPage,
     AuditRecord,
     ClaimResult,
     Epoch,
@@ -20,6 +21,7 @@ from app.stores.base import (
     RevocationState,
     StoredRegistration,
     new_epoch_id,
+    stream_position,
 )
 
 
@@ -209,20 +211,29 @@ class MemoryStore:
         until_ms: int | None,
         limit: int,
         accept: Callable[[Mapping[str, str]], bool],
-    ) -> list[AuditRecord]:
+        before: str | None = None,
+        scan_limit: int | None = None,
+    ) -> AuditPage:
         with self._lock:
             records = list(self._audit)
+        below = None if before is None else stream_position(before)
         found = []
+        scanned = 0
         for record in reversed(records):
             if until_ms is not None and record.at_ms > until_ms:
                 continue
+            if below is not None and stream_position(record.id) >= below:
+                continue
             if since_ms is not None and record.at_ms < since_ms:
                 break
+            scanned += 1
             if accept(record.fields):
                 found.append(record)
                 if len(found) >= limit:
-                    break
-        return found
+                    return AuditPage(found, record.id)
+            if scan_limit is not None and scanned >= scan_limit:
+                return AuditPage(found, record.id)
+        return AuditPage(found, None)
 
     def __len__(self) -> int:
         with self._lock:

@@ -32,6 +32,7 @@ from app.errors import ConfigurationError, StoreUnavailable
 from app.json_text import compact
 from app.metrics import labelled, metrics
 from app.stores.base import (
+    AuditPage,
     AuditRecord,
     ClaimResult,
     Epoch,
@@ -39,6 +40,7 @@ from app.stores.base import (
     RevocationState,
     StoredRegistration,
     new_epoch_id,
+    stream_position,
 )
 from app.stores.redis_connections import Argument, Command, Script, ThreadConnections
 
@@ -254,6 +256,8 @@ return {ARGV[2], 1}
 
 # How many stream entries one read of the audit trail asks for at a time.
 _AUDIT_BATCH = 500
+# The greatest sequence number of a stream id: `MS-_MAX_SEQUENCE` ends millisecond MS.
+_MAX_SEQUENCE = 2**64 - 1
 
 
 def connect(url: str) -> redis.Redis:
@@ -526,19 +530,25 @@ class RedisStore:
         until_ms: int | None,
         limit: int,
         accept: Callable[[Mapping[str, str]], bool],
-    ) -> list[AuditRecord]:
-        # Newest first, in batches: the stream is bounded (MAXLEN), so is this scan.
+        before: str | None = None,
+        scan_limit: int | None = None,
+    ) -> AuditPage:
+        # Newest first, in batches, at most `scan_limit` records: a filtered read of a
+        # long stream would otherwise decode all of it in one request.
+        if before is not None and stream_position(before) == (0, 0):
+            return AuditPage([], None)  # nothing precedes it (and Redis refuses "(0-0")
         found: list[AuditRecord] = []
-        upper = "+" if until_ms is None else f"{until_ms}-18446744073709551615"
+        upper = "+" if until_ms is None else f"{until_ms}-{_MAX_SEQUENCE}"
+        if before is not None and (
+            until_ms is None or stream_position(before) <= (until_ms, _MAX_SEQUENCE)
+        ):
+            upper = "(" + before
         lower = "-" if since_ms is None else f"{since_ms}-0"
-        while len(found) < limit:
+        scanned = 0
+        while True:
+            count = _AUDIT_BATCH if scan_limit is None else min(_AUDIT_BATCH, scan_limit - scanned)
             batch = self._fail_closed(
-                "read_audit",
-                self._client.xrevrange,
-                self._audit_key,
-                upper,
-                lower,
-                count=_AUDIT_BATCH,
+                "read_audit", self._client.xrevrange, self._audit_key, upper, lower, count=count
             )
             for raw_id, raw_fields in batch:
                 record_id = raw_id.decode()
@@ -546,11 +556,13 @@ class RedisStore:
                 if accept(fields):
                     found.append(AuditRecord(record_id, int(record_id.split("-")[0]), fields))
                     if len(found) >= limit:
-                        break
-            if len(batch) < _AUDIT_BATCH:
-                break
+                        return AuditPage(found, record_id)
+            scanned += len(batch)
+            if len(batch) < count:
+                return AuditPage(found, None)
             upper = "(" + batch[-1][0].decode()
-        return found
+            if scan_limit is not None and scanned >= scan_limit:
+                return AuditPage(found, upper[1:])
 
     def _record_arguments(self, audit: Mapping[str, str] | None) -> list[Argument]:
         """A registration script's last arguments: the stream's bound, and the record."""

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
@@ -21,6 +23,9 @@ SECRET = "tpc_" + "s3cr3t" * 7
 class _Server(ThreadingHTTPServer):
     answer_json = True
     authorizations: list[str]
+    # Audit answers by the `before` asked for, and the queries asked.
+    audit_pages: dict[str | None, dict[str, Any]]
+    queries: list[dict[str, list[str]]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -28,8 +33,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.server.authorizations.append(self.headers.get("Authorization", ""))
+        query = parse_qs(urlsplit(self.path).query)
+        self.server.queries.append(query)
         if self.server.answer_json:
-            body, kind = json.dumps({"records": []}).encode(), "application/json"
+            before = query.get("before", [None])[0]
+            answer = self.server.audit_pages.get(before, {"records": [], "next_before": None})
+            body, kind = json.dumps(answer).encode(), "application/json"
         else:  # an index's page for a path it does not route to trustpub
             body, kind = b"<html><body>Simple index</body></html>", "text/html"
         self.send_response(200)
@@ -55,6 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[_Server]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.authorizations = []
+    server.audit_pages = {}
+    server.queries = []
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         yield server
@@ -121,3 +132,28 @@ def test_a_secret_no_header_can_carry_is_refused_without_being_printed(
     assert "copy the secret again" in result.output
     assert SECRET[10:] not in result.output
     assert server.authorizations == []
+
+
+@pytest.mark.parametrize(
+    ("limit", "printed", "limits_asked"),
+    [
+        ("100", ["1-0", "2-0", "3-0"], ["100", "98", "98"]),
+        ("2", ["1-0", "2-0"], ["2"]),
+        ("3", ["1-0", "2-0", "3-0"], ["3", "1", "1"]),
+    ],
+)
+def test_audit_goes_on_where_each_answer_stopped_until_it_has_its_limit(
+    server: _Server, tmp_path: Path, limit: str, printed: list[str], limits_asked: list[str]
+) -> None:
+    server.audit_pages = {
+        None: {"records": [{"id": "1-0"}, {"id": "2-0"}], "next_before": "2-0"},
+        "2-0": {"records": [], "next_before": "5-0"},  # the answer's scan found nothing
+        "5-0": {"records": [{"id": "3-0"}], "next_before": None},
+    }
+
+    result = _invoke(server, tmp_path, ["audit", "--project", "demo-pkg", "--limit", limit])
+
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == printed
+    assert [query["limit"][0] for query in server.queries] == limits_asked
+    assert all(query["project"] == ["demo-pkg"] for query in server.queries)

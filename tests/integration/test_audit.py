@@ -175,6 +175,49 @@ def test_a_maintainer_reads_only_its_projects(app: Flask, clients: ManagementCli
     api_error(client.get(AUDIT_PATH + "?limit=0", headers=demo), 400, "invalid-request")
 
 
+def test_a_read_looks_at_a_bounded_part_of_the_trail_and_says_where_to_go_on(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("app.audit.SCAN_LIMIT", 3)
+    client = app.test_client()
+    assert_minted(mint(client, make_token()))  # demo-pkg's one record, the oldest
+    for number in range(7):
+        body = registration(oidc_issuer.url, repository="octo-org/x", workflow=f"r{number}.yml")
+        add(client, "other-pkg", body, clients.bearer("admin"))
+    demo = clients.bearer("demo-maintainer")
+
+    actions: list[str] = []
+    query = "?project=demo-pkg"
+    answers = 0
+    while True:
+        response = client.get(AUDIT_PATH + query, headers=demo)
+        assert response.status_code == 200
+        answers += 1
+        actions += [record["action"] for record in response.get_json()["records"]]
+        next_before = response.get_json()["next_before"]
+        if next_before is None:
+            break
+        query = f"?project=demo-pkg&before={next_before}"
+
+    assert actions == ["mint"]
+    assert answers == 3  # 8 records, 3 looked at per answer
+
+
+@pytest.mark.parametrize("before", ["x", "1", "1-", "-1", "1-2-3", f"{2**64}-0", f"0-{2**64}"])
+def test_a_malformed_record_id_is_refused(
+    app: Flask, clients: ManagementClients, before: str
+) -> None:
+    response = app.test_client().get(
+        f"{AUDIT_PATH}?before={before}", headers=clients.bearer("admin")
+    )
+
+    api_error(response, 400, "invalid-request")
+
+
 def test_refusals_of_verified_tokens_are_recorded_and_others_are_not(
     app: Flask, clients: ManagementClients, make_token: MakeToken, oidc_issuer: OIDCIssuer
 ) -> None:

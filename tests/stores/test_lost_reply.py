@@ -53,7 +53,9 @@ def test_a_claim_whose_reply_was_lost_is_still_the_first(
         assert 0 < direct.ttl("trustpub:jti:lost") <= 60  # written again, expiry kept
     finally:
         direct.close()
-    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    records = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: True
+    ).records
     assert [record.fields for record in records] == [_RECORD]  # stored once
     # Anyone else is still refused.
     assert store.claim_once("jti:lost", "exchange-2", 60).first is False
@@ -131,7 +133,9 @@ def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
 
     assert proxy.replies_lost == 2
     assert (removed, created) == (None, False)
-    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    records = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: True
+    ).records
     assert [record.fields["action"] for record in records] == [
         "project-declare",
         "publisher-remove",

@@ -335,7 +335,9 @@ def test_pins_go_with_their_registration_and_no_other(make_store: Callable[[], S
 
 def _change_records(store: Store) -> list[tuple[str, str, str]]:
     """(action, subject, pending) of every record, oldest first."""
-    records = store.read_audit(since_ms=None, until_ms=None, limit=100, accept=lambda f: True)
+    records = store.read_audit(
+        since_ms=None, until_ms=None, limit=100, accept=lambda f: True
+    ).records
     return [
         (
             r.fields["action"],
@@ -483,7 +485,9 @@ def test_every_revocation_stores_its_record_with_it(make_store: Callable[[], Sto
     store.revoke_before("rev:project:y", 7, 60)  # no record given, none stored
 
     assert store.revocation_state(["rev:project:x"]).revoked_before == (100,)
-    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    records = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: True
+    ).records
     assert [r.fields["before"] for r in reversed(records)] == ["100", "50"]
 
 
@@ -500,14 +504,75 @@ def test_audit_records_read_newest_first_with_filters(make_store: Callable[[], S
     for index in range(5):
         store.append_audit({"action": "mint", "n": str(index)})
 
-    records = store.read_audit(since_ms=None, until_ms=None, limit=3, accept=lambda f: True)
+    records = store.read_audit(since_ms=None, until_ms=None, limit=3, accept=lambda f: True).records
     odd = store.read_audit(
         since_ms=None, until_ms=None, limit=10, accept=lambda f: int(f["n"]) % 2 == 1
-    )
+    ).records
 
     assert [r.fields["n"] for r in records] == ["4", "3", "2"]
     assert [r.fields["n"] for r in odd] == ["3", "1"]
-    assert store.read_audit(since_ms=None, until_ms=1, limit=10, accept=lambda f: True) == []
+    assert (
+        store.read_audit(since_ms=None, until_ms=1, limit=10, accept=lambda f: True).records == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "scan_limit", "every", "reads"),
+    [
+        (3, None, 1, 9),  # 25 records, 3 a page: 9 pages, the last one short
+        (5, None, 1, 6),  # full pages all along: a sixth, empty, says nothing is left
+        (100, 7, 10, 4),  # 3 matches in 25 records, 7 looked at per read
+        (1, 7, 10, 6),  # a full page stops the scan too
+        (100, 500, 1, 1),
+    ],
+)
+def test_audit_reads_go_on_where_the_last_one_stopped(
+    make_store: Callable[[], Store], limit: int, scan_limit: int | None, every: int, reads: int
+) -> None:
+    store = make_store()
+    ids = [store.append_audit({"action": "mint", "n": str(n)}) for n in range(25)]
+    wanted = [record_id for n, record_id in enumerate(ids) if n % every == 0][::-1]
+
+    found: list[str] = []
+    pages = []
+    before = None
+    while True:
+        page = store.read_audit(
+            since_ms=None,
+            until_ms=None,
+            limit=limit,
+            accept=lambda f: int(f["n"]) % every == 0,
+            before=before,
+            scan_limit=scan_limit,
+        )
+        pages.append(page)
+        found += [record.id for record in page.records]
+        assert len(page.records) <= limit
+        if page.next_before is None:
+            break
+        before = page.next_before
+
+    assert found == wanted  # newest first, none twice, none left out
+    assert len(pages) == reads
+
+
+def test_an_audit_read_before_a_record_keeps_its_time_window(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    ids = [store.append_audit({"action": "mint", "n": str(n)}) for n in range(4)]
+    newest_ms = int(ids[-1].split("-")[0])
+
+    def read(before: str, until_ms: int | None) -> list[str]:
+        page = store.read_audit(
+            since_ms=None, until_ms=until_ms, limit=10, accept=lambda f: True, before=before
+        )
+        return [record.id for record in page.records]
+
+    assert read(ids[2], None) == [ids[1], ids[0]]
+    assert read(ids[2], newest_ms) == [ids[1], ids[0]]
+    assert read(ids[3], int(ids[0].split("-")[0]) - 1) == []  # the window ends first
+    assert read("0-0", None) == []  # nothing precedes the first id a stream can hold
 
 
 def test_the_audit_trail_is_bounded(redis_server: RedisServer, redis_url: str) -> None:
@@ -517,7 +582,9 @@ def test_the_audit_trail_is_bounded(redis_server: RedisServer, redis_url: str) -
     ):
         for index in range(3000):
             store.append_audit({"n": str(index)})
-        kept = store.read_audit(since_ms=None, until_ms=None, limit=10_000, accept=lambda f: True)
+        kept = store.read_audit(
+            since_ms=None, until_ms=None, limit=10_000, accept=lambda f: True
+        ).records
         # Redis trims approximately (whole macro nodes), never below the length asked for.
         assert 1000 <= len(kept) <= 1200
         assert kept[0].fields["n"] == "2999"
@@ -555,7 +622,9 @@ def test_a_claim_stores_its_audit_record_once_fields_in_order(
     first = store.claim_once("jti:audited", "exchange-1", 60, audit=record)
     replay = store.claim_once("jti:audited", "exchange-2", 60, audit={**record, "jti": "b" * 32})
 
-    (stored,) = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    (stored,) = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: True
+    ).records
     assert (first.first, replay.first) == (True, False)
     assert list(stored.fields.items()) == list(record.items())
 
@@ -582,5 +651,7 @@ def test_the_claimant_holding_a_key_is_told_it_is_first_and_records_once(
     ]
 
     assert results == firsts
-    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    records = store.read_audit(
+        since_ms=None, until_ms=None, limit=10, accept=lambda f: True
+    ).records
     assert [record.fields["jti"] for record in records] == ["one"]

@@ -113,15 +113,21 @@ class _ActiveCache:
             self._entries.move_to_end(key)
             return token
 
-    def put(self, key: str, token: ActiveToken) -> None:
+    def now(self) -> float:
+        return self._monotonic()
+
+    def put(self, key: str, token: ActiveToken, asked_at: float) -> None:
+        """Cache `token`, answered to a question sent at `asked_at` (monotonic): the TTL
+        counts from then, since trustpub may have seen a revocation any time after."""
         if not self.enabled:
             return
+        now = self._monotonic()
         # Never past the token's own expiry, whatever the TTL.
-        lifetime = min(self.ttl, token.expires_at - self._clock())
-        if lifetime <= 0:
+        fresh_until = min(asked_at + self.ttl, now + token.expires_at - self._clock())
+        if fresh_until <= now:
             return
         with self._lock:
-            self._entries[key] = (token, self._monotonic() + lifetime)
+            self._entries[key] = (token, fresh_until)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -181,9 +187,10 @@ class IntrospectionClient:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        asked_at = self.cache.now()
         answer = self._parse(self._post(token))
         if answer is not None:
-            self.cache.put(key, answer)
+            self.cache.put(key, answer, asked_at)
         return answer
 
     def probe(self) -> None:

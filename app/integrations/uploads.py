@@ -302,7 +302,9 @@ class _Request:
     @property
     def content_length(self) -> int | None:
         raw = str(self.environ.get("CONTENT_LENGTH") or "").strip()
-        return int(raw) if raw.isdigit() else None
+        # ASCII digits only ("²".isdigit() is true, int() refuses it), and few of them
+        # (int() refuses more than 4300): anything else is "no usable length", not a 500.
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
     def deny(self, start_response: StartResponse, status: int, reason: str) -> list[bytes]:
         self._drain()

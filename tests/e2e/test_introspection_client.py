@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from app.integrations import (
     IntrospectionClient,
@@ -123,6 +125,27 @@ def test_a_revocation_is_seen_once_the_cache_ttl_has_passed(
     fake.answer("tok", INACTIVE)  # revoked at trustpub
     assert client.introspect("tok") is not None  # within the documented delay
     mono.advance(10)
+    assert client.introspect("tok") is None
+
+
+def test_the_cache_ttl_counts_from_when_trustpub_was_asked(
+    fake: FakeTrustpub, wall: Clock, mono: Clock
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+
+    class SlowAnswers(requests.Session):
+        def post(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            response = super().post(*args, **kwargs)
+            fake.answer("tok", INACTIVE)  # revoked just after trustpub answered
+            mono.advance(4)  # and the answer took 4 s to arrive
+            wall.advance(4)
+            return response
+
+    client = make_client(fake, wall, mono, cache_ttl=10, session_factory=SlowAnswers)
+    assert client.introspect("tok") is not None
+
+    mono.advance(6)  # 10 s after trustpub answered: the revocation must be seen
+    wall.advance(6)
     assert client.introspect("tok") is None
 
 

@@ -295,6 +295,26 @@ def test_chunked_or_unsized_or_oversized_bodies_are_refused(guard: UploadGuard) 
     assert (chunked.status, unsized.status, huge.status) == (411, 411, 413)
 
 
+@pytest.mark.parametrize(
+    # isdigit() but not int(): a latin-1 byte wsgiref passes on; more digits than int() takes.
+    "content_length",
+    ["\xb2", "9" * 5000],
+)
+@pytest.mark.parametrize("credentials", [True, False])
+def test_a_length_no_integer_reads_is_refused_not_raised(
+    guard: UploadGuard, index: Index, content_length: str, credentials: bool
+) -> None:
+    body, content_type = twine_like()
+    anonymous = {} if credentials else {"authorization": None}
+
+    response, _ = call(
+        guard, body=body, content_type=content_type, CONTENT_LENGTH=content_length, **anonymous
+    )
+
+    assert response.status == (411 if credentials else 401)
+    assert index.calls == []
+
+
 # -- bodies that another parser could read differently ----------------------------
 
 

@@ -374,6 +374,12 @@ def tokens_revoke(
     ]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --token, --jti, --project, --repository")
+    # Refused where they do not apply, not ignored: a --workflow dropped in silence
+    # would revoke a whole project.
+    if (workflow or issuer) and not repository:
+        raise click.UsageError("--workflow and --issuer go with --repository")
+    if before is not None and (token_file is not None or jti):
+        raise click.UsageError("--before goes with --project or --repository")
     settings = _settings(dev=None)
     if settings.redis_url is None:
         raise click.ClickException(

@@ -520,6 +520,8 @@ class PublisherRegistrations:
             raise InvalidRegistration("invalid publisher: pending: must be true or false")
         if pending:
             if not (client.allows("pending") or client.manages(project)):
+                if "manage" in client.scopes:  # as for every other change of a project
+                    raise ProjectForbidden(f"this client does not manage {project!r}")
                 raise Forbidden("registering a pending publisher needs the 'pending' scope")
         else:
             self._require_manager(client, project)

@@ -14,7 +14,15 @@ from app.settings import PUBLIC_GITHUB_ISSUER
 
 blueprint = Blueprint("revocations", __name__, url_prefix="/api/v1")
 
-_SCOPES = ("token", "jti", "project", "repository")
+# Each scope, and the other fields it takes. A field it does not take is refused, not
+# ignored: a `workflow` dropped in silence would revoke a whole project, a `before`
+# another moment than the one asked for.
+_SCOPES: dict[str, frozenset[str]] = {
+    "token": frozenset(),
+    "jti": frozenset(),
+    "project": frozenset({"before"}),
+    "repository": frozenset({"issuer", "workflow", "before"}),
+}
 
 
 @blueprint.post("/revocations")
@@ -27,6 +35,8 @@ def create_revocation() -> Response:
     if len(chosen) != 1:
         raise InvalidRequest(f"name exactly one of {', '.join(_SCOPES)}")
     scope = chosen[0]
+    if unknown := sorted(set(body) - {scope} - _SCOPES[scope]):
+        raise InvalidRequest(f"a {scope} revocation takes no {', '.join(map(repr, unknown))}")
     value = _string(body, scope)
     before = _before(body)
     revoker = services().revoker
@@ -57,6 +67,6 @@ def _before(body: dict[str, Any]) -> int | None:
     before = body.get("before")
     if before is None:
         return None
-    if isinstance(before, bool) or not isinstance(before, int):
+    if isinstance(before, bool) or not isinstance(before, int) or before < 0:
         raise InvalidRequest("'before' must be unix seconds")
     return before

@@ -296,6 +296,8 @@ def test_a_project_key_cannot_touch_another_project(
     api_error(
         client.get("/api/v1/projects/other-pkg/publishers", headers=demo), 403, "project-forbidden"
     )
+    pending = registration(oidc_issuer.url, pending=True)
+    api_error(add(client, "unborn-pkg", pending, demo), 403, "project-forbidden")
     api_error(remove(client, "other-pkg", other["id"], demo), 403, "project-forbidden")
     # Its id under its own project is not found there: ids do not cross projects.
     api_error(remove(client, "demo-pkg", other["id"], demo), 404, "not-found")

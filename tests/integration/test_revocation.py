@@ -193,6 +193,11 @@ def test_operator_revokes_one_token_by_jti(
             "invalid-request",
         ),
         ("operator", b'{"project": "demo-pkg", "project": "other"}', 400, "invalid-request"),
+        # Fields the scope does not take were ignored: a project revoked whole.
+        ("operator", {"project": "demo-pkg", "workflow": "release.yml"}, 400, "invalid-request"),
+        ("operator", {"jti": "x", "before": 1}, 400, "invalid-request"),
+        ("operator", {"project": "demo-pkg", "befor": 1}, 400, "invalid-request"),
+        ("operator", {"project": "demo-pkg", "before": -1}, 400, "invalid-request"),
     ],
     ids=[
         "no-credentials",
@@ -211,6 +216,10 @@ def test_operator_revokes_one_token_by_jti(
         "issuer-not-trusted",
         "github-workflow-path",
         "duplicate-keys",
+        "workflow-beside-project",
+        "before-beside-jti",
+        "unknown-field",
+        "before-negative",
     ],
 )
 def test_operator_revocation_errors(

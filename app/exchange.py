@@ -22,6 +22,7 @@ from app.errors import (
 from app.explain import public_source
 from app.metrics import labelled, metrics
 from app.oidc.verify import (
+    LEEWAY_SECONDS,
     TrustedIssuers,
     VerifiedIdentity,
     replay_record_ttl,
@@ -54,6 +55,11 @@ class TokenExchange:
     # audit trail; None where only policy files exist (the CLI's explain).
     registrations: LivePublishers | None = None
     audit: AuditTrail | None = None
+    # Seconds after the replay store's epoch began during which a token's `iat` may still
+    # predate the data loss that began it: `iat` is the issuer's clock, accepted up to
+    # LEEWAY_SECONDS ahead of ours. 0 for in-memory stores (development only), whose
+    # epoch is the process's start, so that a fresh `make run` mints at once.
+    epoch_margin: int = LEEWAY_SECONDS
 
     def exchange(self, raw_token: str) -> MintedToken:
         if not self.enabled:
@@ -116,10 +122,11 @@ class TokenExchange:
             self.publisher_limits.refund(limit_key)
             raise InvalidReuseToken("this OIDC token has already been exchanged")
         epoch = claim.epoch
-        if identity.issued_at <= epoch.created_at:
+        if identity.issued_at <= epoch.created_at + self.epoch_margin:
             # The store lost its data after this token was issued: it may have been
             # exchanged before the loss, and the record of that is gone. `iat` has
-            # whole seconds, so a token of the epoch's own second is ambiguous: refused.
+            # whole seconds, so a token of the epoch's own second is ambiguous: refused;
+            # so is one whose issuer's clock, ahead of ours, may have dated it later.
             raise InvalidReuseToken(
                 "this OIDC token predates a reset of the replay store; request a new token"
             )

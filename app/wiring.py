@@ -29,7 +29,7 @@ from app.oidc.dev_issuer import (
     load_or_create_dev_issuer_key,
 )
 from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher
-from app.oidc.verify import TrustedIssuers
+from app.oidc.verify import LEEWAY_SECONDS, TrustedIssuers
 from app.private_files import write_private_file
 from app.publishers.policy_files import load_policy_dir
 from app.publishers.providers import PROVIDERS
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         clock=time.time,
         registrations=registry,
         audit=audit,
+        epoch_margin=0 if stores.in_memory else LEEWAY_SECONDS,
     )
     # The same issuers, providers and registry as the exchange: its report cannot
     # differ from what the exchange decides.

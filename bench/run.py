@@ -160,7 +160,7 @@ class Bench:
         self.stack.callback(self.redis.close)
         self.redis_pid = int(self.redis.info("server")["process_id"])
         # A deployment that has run for an hour: the tokens made from now on are newer
-        # than its epoch (app.exchange refuses a token of the epoch's second or before).
+        # than its epoch (app.exchange refuses a token issued before its first minute ended).
         self.redis.set(EPOCH_KEY, f"bench:{int(time.time()) - 3600}")
 
         ca = TestCA.create(self.work / "ca")

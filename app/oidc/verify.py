@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import InvalidPayload, InvalidToken, NotEnabled
 from app.oidc.jws import check_header, parse_compact_jws, read_unverified_routing, verify_signature
 from app.oidc.keysets import KeySet
@@ -114,8 +115,9 @@ def verify_identity_token(
 
 
 def replay_record_ttl(identity: VerifiedIdentity, now: int) -> int:
-    """Seconds a replay record must live: until the token is refused as expired anyway."""
-    return max(1, identity.expires_at + LEEWAY_SECONDS - now + 1)
+    """Seconds a replay record must live: until the token is refused as expired anyway,
+    by every replica: one whose clock is behind this one's accepts it that much longer."""
+    return max(1, identity.expires_at + LEEWAY_SECONDS + CLOCK_SKEW_SECONDS - now + 1)
 
 
 def _check_registered_claims(

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.audit import AuditTrail
+from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
 from app.publishers import github, gitlab
 from app.publishers.policy_files import normalized_project
 from app.stores.base import RevocationStore
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
-from app.tokens.verify import CLOCK_SKEW_SECONDS, UploadTokenVerifier
+from app.tokens.verify import UploadTokenVerifier
 
 # The repository a token of each provider carries, as its publishers name it.
 _REPOSITORY_FORMS: Mapping[str, tuple[re.Pattern[str], str]] = {

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import InvalidPayload, InvalidToken
 from app.oidc.jws import parse_compact_jws, reject_forbidden_headers, verify_signature
 from app.tokens.keys import KeyRing
 from app.tokens.mint import UPLOAD_TOKEN_TYPE
 from app.tokens.scopes import scopes_of
-
-# Replicas' clocks differ a little: a token minted by one must be usable at another at once.
-CLOCK_SKEW_SECONDS = 30
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from support.redis_server import RedisServer
 
 from app import create_app
 from app.auth.clients import load_clients_file
+from app.clocks import CLOCK_SKEW_SECONDS
 from app.settings import load_settings
 from app.tokens.keys import load_key_ring
-from app.tokens.verify import CLOCK_SKEW_SECONDS
 
 TRUSTPUB = str(Path(sys.executable).with_name("trustpub"))
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from support.claims import unverified_claims
 
+from app.clocks import CLOCK_SKEW_SECONDS
+from app.oidc.verify import LEEWAY_SECONDS
 from app.settings import MAX_TOKEN_TTL
-from app.tokens.verify import CLOCK_SKEW_SECONDS
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint
@@ -306,10 +307,23 @@ def test_data_loss_never_forgets_a_revocation_or_a_used_oidc_token(
     # The replay record is gone, yet the exchanged OIDC token stays refused.
     assert_failure(mint(client, oidc_token), 422, "invalid-reuse-token")
     assert store.get("trustpub:epoch") is not None
-    # Tokens issued after the loss exchange normally and are active.
-    time.sleep(1.05)  # the new epoch began within the last second; issue strictly after it
-    fresh = minted(client, make_token)
+    # Tokens issued after the loss exchange normally and are active: issued, that is, more
+    # than the leeway after the new epoch began, as an issuer's clock may be that far ahead.
+    time.sleep(1.05)  # the new epoch began within the last second
+    fresh = minted(client, make_token, now=int(time.time()) + LEEWAY_SECONDS)
     assert is_active(client, fresh, clients.basic("index"))
+
+
+@pytest.mark.parametrize("ahead", [1, 30, LEEWAY_SECONDS])
+def test_a_token_of_an_issuer_clock_ahead_is_not_exchanged_again_after_a_data_loss(
+    client: FlaskClient, make_token: MakeToken, store: redis.Redis, ahead: int
+) -> None:
+    oidc_token = make_token(now=int(time.time()) + ahead)  # within the leeway: accepted
+    assert_minted(mint(client, oidc_token))
+
+    store.flushall()  # a moment later: the replay record is gone, a new epoch begins
+
+    assert_failure(mint(client, oidc_token), 422, "invalid-reuse-token")
 
 
 def test_a_gitlab_workflow_is_revoked_by_its_path(client: FlaskClient, clients: Clients) -> None:

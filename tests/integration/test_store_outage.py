@@ -10,6 +10,8 @@ import time
 from flask.testing import FlaskClient
 from support.redis_server import RedisServer
 
+from app.oidc.verify import LEEWAY_SECONDS
+
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, replay_keys
 
@@ -36,14 +38,15 @@ def test_exchange_fails_closed_while_redis_is_down_and_recovers(
 
     redis_server.restart()  # same port, empty data set
     # The restarted store is empty: its new epoch begins at the next exchange, and a
-    # token not issued strictly after it is refused as possibly replayed. This one is
-    # issued two seconds ahead (well within the leeway) so it is newer than the epoch.
-    fresh = make_token(now=int(time.time()) + 2)
+    # token it cannot tell from one exchanged before the loss is refused: one not issued
+    # more than the leeway after the epoch began (the issuer's clock may be that far ahead).
+    assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")
+    fresh = token_past_the_epoch(make_token)
     assert_minted(mint(client, fresh))
     assert client.get("/readyz").status_code == 200
     store = redis_server.client()
     try:
-        assert len(replay_keys(store)) == 1
+        assert len(replay_keys(store)) == 2
     finally:
         store.close()
     # The new store records exchanges again: the same token is not minted twice.
@@ -65,4 +68,12 @@ def test_app_starts_while_redis_is_down_and_serves_once_it_is_back(
 
     redis_server.restart()
     assert client.get("/readyz").status_code == 200
-    assert_minted(mint(client, make_token(now=int(time.time()) + 2)))  # see above
+    assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")  # see above
+    assert_minted(mint(client, token_past_the_epoch(make_token)))
+
+
+def token_past_the_epoch(make_token: MakeToken) -> str:
+    """A token a store's epoch, begun within the last second, cannot have seen: dated
+    the leeway ahead of a later second (as far ahead as an issuer's clock may be)."""
+    time.sleep(1.05)
+    return make_token(now=int(time.time()) + LEEWAY_SECONDS)

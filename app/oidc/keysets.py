@@ -300,7 +300,15 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, PublicKey]:
             continue  # never treat a leaked private key document as a key set
         try:
             key = jwt.PyJWK(entry).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+        # NotImplementedError: an entry with "alg": "none".
+        except (
+            jwt.PyJWKError,
+            jwt.InvalidKeyError,
+            ValueError,
+            TypeError,
+            KeyError,
+            NotImplementedError,
+        ):
             continue
         # Symmetric ("oct") entries parse too; they are never a signing key of a CI issuer.
         if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey):

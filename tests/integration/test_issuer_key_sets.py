@@ -254,6 +254,27 @@ def test_unusable_key_set_on_a_cold_cache_is_503(
     assert response.headers["Retry-After"] == "30"
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"alg": "none"},  # PyJWK raised NotImplementedError: the whole set was discarded
+        {"alg": "HS256"},
+        {"alg": "XS999"},
+        {"kty": "EC"},
+        {"use": "enc"},
+        {"n": "not base64!"},
+    ],
+)
+def test_an_odd_entry_beside_the_signing_key_is_skipped(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, odd: dict[str, str]
+) -> None:
+    public = oidc_issuer.jwks()["keys"][0]
+    entries = [{**public, **odd, "kid": "odd"}, public]
+    oidc_issuer.serve_garbage(json.dumps({"keys": entries}).encode())
+
+    assert_minted(mint(client, make_token()))
+
+
 @pytest.mark.parametrize("status", [500, 404, 429], ids=["500", "404", "429"])
 def test_failing_issuer_on_a_cold_cache_is_503_and_the_failure_is_remembered(
     client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, status: int

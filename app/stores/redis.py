@@ -18,6 +18,7 @@ Keys (all under the `trustpub:` prefix):
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -97,10 +98,17 @@ return epoch
 
 # Keep the latest moment: a later, narrower revocation never shortens an earlier one.
 # The revocation's audit record (optional) is appended with it, as a registration's is.
-# KEYS: entry, audit; ARGV: moment, ttl, audit length bound, [record]
+# KEYS: entry, audit, request; ARGV: moment, ttl, audit length bound, [record]
+# The request key (a nonce per call, living as long as the entry) is set with the
+# record: a call sent again after its reply was lost stores its record once.
 _REVOKE = Script(
     """
 local fields = ARGV[4] and cjson.decode(ARGV[4])
+local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2])
+if not first then
+  -- Sent again: written again, so that a WAIT after it counts replicas holding it.
+  redis.call('SET', KEYS[3], '1', 'XX', 'KEEPTTL')
+end
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local moment = tonumber(ARGV[1])
 if moment > current then
@@ -109,7 +117,9 @@ else
   local ttl = redis.call('TTL', KEYS[1])
   if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 end
-if fields then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields)) end
+if fields and first then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+end
 return 1
 """
 )
@@ -245,7 +255,12 @@ return added
 _PIN = Script(
     """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held then return {held, 0} end
+if held then
+  -- The same pin (this call sent again after its reply was lost, or another token
+  -- that agrees): written again, so that a WAIT after it counts replicas holding it.
+  if held == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], held) end
+  return {held, 0}
+end
 local fields = ARGV[4] and cjson.decode(ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('INCR', KEYS[2])
@@ -391,7 +406,7 @@ class RedisStore:
         self._write(
             "revoke",
             _REVOKE,
-            [self._prefix + key, self._audit_key],
+            [self._prefix + key, self._audit_key, self._prefix + "rev:request:" + new_epoch_id()],
             [moment, max(1, ttl_seconds), *self._record_arguments(audit)],
         )
 
@@ -415,10 +430,12 @@ class RedisStore:
     # -- registrations -----------------------------------------------------------------
 
     def registrations_version(self) -> int:
-        value = self._fail_closed(
-            "registrations_version", self._client.get, self._registrations_keys[3]
+        # With the epoch: the counter starts again from 0 after a data loss, and a
+        # process whose snapshot holds the same number must still see the change.
+        value, epoch = self._fail_closed(
+            "registrations_version", self._client.mget, self._registrations_keys[3], self._epoch_key
         )
-        return int(value) if value is not None else 0
+        return _versioned(value, epoch)
 
     def load_registrations(self) -> RegistrationState:
         registrations, pending, _, version = self._registrations_keys
@@ -426,16 +443,17 @@ class RedisStore:
         # MULTI: the version read belongs to exactly these contents.
         pipe = self._client.pipeline(transaction=True)
         pipe.get(version)
+        pipe.get(self._epoch_key)
         pipe.hgetall(registrations)
         pipe.hgetall(pending)
         pipe.smembers(self._projects_key)
         pipe.hgetall(self._pins_key)
-        version_value, entries, expiries, projects, pins = self._fail_closed(
+        version_value, epoch, entries, expiries, projects, pins = self._fail_closed(
             "load_registrations", pipe.execute
         )
         expires = {key.decode(): int(value) for key, value in expiries.items()}
         return RegistrationState(
-            version=int(version_value) if version_value is not None else 0,
+            version=_versioned(version_value, epoch),
             registrations=tuple(
                 StoredRegistration.decode(value.decode(), expires.get(key.decode()))
                 for key, value in entries.items()
@@ -603,6 +621,11 @@ class RedisStore:
             raise StoreUnavailable(
                 "the token store is unavailable; retry in a few seconds"
             ) from exc
+
+
+def _versioned(version: bytes | None, epoch: bytes | None) -> int:
+    """The registrations counter, tagged with the epoch it counts in."""
+    return (zlib.crc32(epoch or b"") << 64) + (int(version) if version is not None else 0)
 
 
 def _decode_pins(value: bytes) -> dict[str, str]:

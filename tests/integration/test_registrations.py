@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from support.oidc_issuer import OIDCIssuer
 
@@ -353,3 +354,24 @@ def test_registrations_are_rate_limited_per_key(
     statuses = [add(client, "demo-pkg", body, headers).status_code for body in bodies]
 
     assert statuses == [201, 201, 429]
+
+
+def test_a_process_reloads_after_a_data_loss_that_brought_the_version_back_to_its_own(
+    make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer, store: redis.Redis
+) -> None:
+    still = {"registrations_poll_ms": 60_000}  # no poll between the steps
+    first = make_app(None, clients_file=clients.path, **still)
+    second = make_app(None, clients_file=clients.path, **still)
+    maintainer = clients.bearer("demo-maintainer")
+    other = registration(oidc_issuer.url, repository="octo-org/other")
+    assert add(first.test_client(), "demo-pkg", other, maintainer).status_code == 201
+    publishers: Any = first.extensions["trustpub"].registrations.publishers
+    assert len(publishers.refresh().registered) == 1
+
+    store.flushall()  # the registration is lost, and the counter starts again from 0
+    third = registration(oidc_issuer.url, repository="octo-org/third")
+    assert add(second.test_client(), "demo-pkg", third, maintainer).status_code == 201
+
+    # The counter is back at the first process's number: the epoch tells them apart.
+    held = [reg.entry["repository"] for _, reg in publishers.refresh().registered.values()]
+    assert held == ["octo-org/third"]

@@ -34,6 +34,8 @@ def store(proxy: LossyProxy) -> Iterator[RedisStore]:
     # Redis holds the claim script (a lost NOSCRIPT reply would prove nothing), and this
     # thread's connection has answered once, so a break is sent again.
     store.claim_once("jti:warm-up", "warm-up", 60)
+    store.revoke_before("rev:jti:warm-up", 1, 60)
+    store.pin_on_first_use("warm-up", {"project_id": "1"})
     yield store
     store.close()
 
@@ -141,3 +143,38 @@ def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
         "publisher-remove",
     ]
     assert store.load_registrations().registrations == ()
+
+
+def test_a_revocation_whose_reply_was_lost_keeps_its_one_record(
+    proxy: LossyProxy, store: RedisStore
+) -> None:
+    proxy.lose_reply_to(b"trustpub:rev:jti:lost")
+
+    store.revoke_before("rev:jti:lost", 100, 60, audit={"action": "revoke", "jti": "lost"})
+
+    assert proxy.replies_lost == 1
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [r.fields for r in records.records] == [{"action": "revoke", "jti": "lost"}]
+
+
+def test_a_pin_found_again_is_written_again_so_that_a_wait_after_it_counts(
+    proxy: LossyProxy, store: RedisStore, redis_server: RedisServer
+) -> None:
+    # As the replay claim is: the second send's connection would otherwise have written
+    # nothing, and the WAIT after it acknowledge a pin no replica may hold.
+    proxy.lose_reply_to(b"pin-lost")
+    monitor_client = redis_server.client()
+    try:
+        with monitor_client.monitor() as monitor:
+            pinned, created = store.pin_on_first_use("pin-lost", {"project_id": "58112"})
+            monitor_client.ping()
+            writes: list[str] = []
+            while (command := monitor.next_command()["command"]) != "PING":
+                if command.startswith(("HSET ", "INCR ", "XADD ")):
+                    writes.append(command.split(" ")[0])
+    finally:
+        monitor_client.close()
+
+    assert proxy.replies_lost == 1
+    assert (dict(pinned), created) == ({"project_id": "58112"}, False)
+    assert writes == ["HSET", "INCR", "HSET"]  # the first send's, then the second's

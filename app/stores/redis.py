@@ -99,12 +99,13 @@ return epoch
 # Keep the latest moment: a later, narrower revocation never shortens an earlier one.
 # The revocation's audit record (optional) is appended with it, as a registration's is.
 # KEYS: entry, audit, request; ARGV: moment, ttl, audit length bound, [record]
-# The request key (a nonce per call, living as long as the entry) is set with the
-# record: a call sent again after its reply was lost stores its record once.
+# The request key (a nonce per call) is set with the record: a call sent again after its
+# reply was lost stores its record once. It lives a minute, as a call is sent again at
+# once or never: a revocation costs no lasting key beyond its entry.
 _REVOKE = Script(
     """
 local fields = ARGV[4] and cjson.decode(ARGV[4])
-local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2])
+local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', 60)
 if not first then
   -- Sent again: written again, so that a WAIT after it counts replicas holding it.
   redis.call('SET', KEYS[3], '1', 'XX', 'KEEPTTL')

@@ -609,6 +609,7 @@ def listing_line(item: dict[str, Any]) -> str:
         or publisher.get("repository")
         or publisher.get("project_path")
         or publisher.get("email")
+        or ""
     )
     workflow = publisher.get("workflow") or publisher.get("workflow_filepath") or ""
     state = "pending" if item["pending"] else item["source"]

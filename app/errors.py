@@ -178,6 +178,14 @@ class NotFound(TrustpubError):
     status = 404
 
 
+class ProjectsUnconfirmed(TrustpubError):
+    """Pending publishers wait until the index has confirmed which projects exist since
+    the store began: a store that lost its data (or a new one) knows none of them."""
+
+    code = "projects-unconfirmed"
+    status = 409
+
+
 class ProjectForbidden(TrustpubError):
     """The client may manage other projects, not this one."""
 

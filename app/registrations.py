@@ -57,6 +57,7 @@ from app.errors import (
     NotFound,
     ProjectExists,
     ProjectForbidden,
+    ProjectsUnconfirmed,
     ReadOnlyPublisher,
     StoreUnavailable,
 )
@@ -91,6 +92,9 @@ class PublisherSnapshot:
     registered: Mapping[str, tuple[Publisher, StoredRegistration]]
     # Projects that exist for trustpub: named by a policy file or known to the store.
     existing: frozenset[str]
+    # Whether `existing` is known complete since the store began: until an admin says
+    # so, a pending publisher could name a project of the index the store never heard of.
+    projects_confirmed: bool
     # (identity key, project) -> source of the publisher that holds it.
     identities: Mapping[IdentityKey, str]
     # Claims pinned on first use, by pin key.
@@ -373,6 +377,7 @@ class LivePublishers(PublisherRegistry):
             file_publishers=files,
             registered=registered,
             existing=self._file_projects | state.projects,
+            projects_confirmed=state.projects_confirmed,
             identities=identities,
             pins=pins,
             unpinned=any(publisher.pins_on_first_use for publisher in everything),
@@ -536,6 +541,12 @@ class PublisherRegistrations:
             entry, registration_source(registration_id), self.providers, self.trusted_issuers
         )
         snapshot = self.publishers.refresh()
+        if pending and not snapshot.projects_confirmed:
+            raise ProjectsUnconfirmed(
+                "pending publishers wait until an admin confirms that trustpub knows every "
+                "project of the index (a new store, or one that lost its data): declare them, "
+                "then PUT /api/v1/projects"
+            )
         if pending and project in snapshot.existing:
             raise ProjectExists(
                 f"project {project!r} exists: its maintainers register publishers for it"
@@ -625,6 +636,17 @@ class PublisherRegistrations:
             self.audit.log(record)
         self.publishers.try_refresh()
         return {"project": project, "created": created}
+
+    def confirm_projects(self, client: Client) -> dict[str, Any]:
+        """An admin's word that every project of the index is declared, for this epoch."""
+        if not client.allows("admin"):
+            raise Forbidden("confirming the projects needs the 'admin' scope")
+        record = self.audit.prepare("projects-confirm", client.name, {})
+        confirmed = self.store.confirm_projects(audit=record)
+        if confirmed:
+            self.audit.log(record)
+        self.publishers.try_refresh()
+        return {"confirmed": True, "changed": confirmed}
 
     def read_audit(self, client: Client, query: AuditQuery) -> dict[str, Any]:
         if query.project is not None:

@@ -77,9 +77,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     stores = build_stores(settings)
     try:
-        # Start the epoch now rather than at the first exchange, so that a new
-        # deployment does not refuse tokens issued moments before its first request.
+        # Start the epoch now rather than at the first exchange: a new deployment
+        # refuses the tokens of its epoch's first minute (app.exchange), a minute that
+        # then passes while it starts rather than after its first request.
         stores.revocations.current_epoch()
+        if stores.in_memory:
+            # Development only: no index declared projects to a store that lives and dies
+            # with this process, and pending publishers should work in `make run`.
+            stores.registrations.confirm_projects()
     except StoreUnavailable:
         log.warning("the store is unreachable at start-up; requests will fail until it is back")
     if settings.dev:

@@ -40,7 +40,10 @@ def redis_url(redis_server: RedisServer) -> str:
     client = redis_server.client()
     try:
         client.flushall()
-        client.set(EPOCH_KEY, f"running-for-an-hour:{int(time.time()) - 3600}")
+        epoch = f"running-for-an-hour:{int(time.time()) - 3600}"
+        client.set(EPOCH_KEY, epoch)
+        # Its index confirmed its projects in that epoch (pending publishers may register).
+        client.set("trustpub:projects:confirmed", epoch)
     finally:
         client.close()
     return redis_server.url

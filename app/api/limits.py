@@ -68,6 +68,7 @@ def install_rate_limits(
         "projects.add_publisher",
         "projects.remove_publisher",
         "projects.declare_project",
+        "projects.confirm_projects",
     ):
         limited[endpoint] = registration
     checks = {endpoint: _rate_check(budgets) for endpoint, budgets in limited.items()}

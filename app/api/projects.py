@@ -44,6 +44,12 @@ def remove_publisher(project: str, publisher_id: str) -> Response:
     return _no_store(jsonify(services().registrations.remove(client, project, publisher_id)))
 
 
+@blueprint.put("/projects")
+def confirm_projects() -> Response:
+    client = authenticated_client()
+    return _no_store(jsonify(services().registrations.confirm_projects(client)))
+
+
 @blueprint.put("/projects/<project>")
 def declare_project(project: str) -> Response:
     client = authenticated_client()

@@ -174,6 +174,9 @@ class RegistrationState:
     # Claims pinned on first use, by pin key (a registration's id, or a policy-file
     # publisher's key): what the publisher's first token carried.
     pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Whether an admin confirmed, since the store's epoch began, that `projects` holds
+    # every project of the index: a store that lost its data (or a new one) has not.
+    projects_confirmed: bool = False
 
 
 class RegistrationStore(Protocol):
@@ -224,6 +227,11 @@ class RegistrationStore(Protocol):
         """Pin `values` under `key`, with `audit`, unless something is pinned there
         already: what is pinned after the call, and whether this call pinned it. Removing
         a registration removes the pins under its id."""
+        ...
+
+    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
+        """Record that `projects` holds every project of the index, for the current epoch
+        (a data loss forgets it with the projects), with `audit`; whether it was not yet."""
         ...
 
 

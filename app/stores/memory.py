@@ -34,6 +34,7 @@ class MemoryStore:
         self._unique: dict[str, str] = {}
         self._projects: set[str] = set()
         self._pins: dict[str, Mapping[str, str]] = {}
+        self._projects_confirmed = False
         self._version = 0
         self._audit: deque[AuditRecord] = deque(maxlen=audit_max_length)
         self._audit_sequence = 0
@@ -99,6 +100,7 @@ class MemoryStore:
                 tuple(self._registrations.values()),
                 frozenset(self._projects),
                 dict(self._pins),
+                self._projects_confirmed,
             )
 
     def add_registration(
@@ -168,6 +170,16 @@ class MemoryStore:
             if project in self._projects:
                 return False
             self._projects.add(project)
+            self._version += 1
+            if audit is not None:
+                self._append_audit_locked(audit)
+            return True
+
+    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
+        with self._lock:
+            if self._projects_confirmed:
+                return False
+            self._projects_confirmed = True
             self._version += 1
             if audit is not None:
                 self._append_audit_locked(audit)

@@ -12,6 +12,7 @@ Keys (all under the `trustpub:` prefix):
 | `registrations:version` | counter, INCR on every change | none (pollers reload on change) |
 | `registrations:pins`    | hash: pin key -> pinned claims (JSON) | none; removed with its id |
 | `projects`        | set of projects that exist   | none                                 |
+| `projects:confirmed` | the epoch `projects` was confirmed complete in | none; stale in another |
 | `audit`           | stream, `MAXLEN ~ audit_max_length` | trimmed by length              |
 """
 
@@ -250,6 +251,26 @@ return added
 """
 )
 
+# The projects set confirmed complete for the current epoch: a store that loses its data
+# loses the confirmation with the set (and the epoch it names).
+# KEYS: confirmed, epoch, version, audit; ARGV: audit length bound, [record]
+_CONFIRM_PROJECTS = Script(
+    """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then return -1 end
+if redis.call('GET', KEYS[1]) == epoch then
+  -- Written again (sent again after a lost reply?), so that a WAIT after it counts it.
+  redis.call('SET', KEYS[1], epoch)
+  return 0
+end
+local fields = ARGV[2] and cjson.decode(ARGV[2])
+redis.call('SET', KEYS[1], epoch)
+redis.call('INCR', KEYS[3])
+if fields then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', unpack(fields)) end
+return 1
+"""
+)
+
 # What a publisher's first token carried, pinned once: the first writer wins, and every
 # later caller learns what it pinned.
 # KEYS: pins, version, audit; ARGV: pin key, pinned JSON, audit length bound, [record]
@@ -368,6 +389,7 @@ class RedisStore:
             prefix + "registrations:version",
         ]
         self._projects_key = prefix + "projects"
+        self._confirmed_key = prefix + "projects:confirmed"
         self._pins_key = prefix + "registrations:pins"
         self._audit_key = prefix + "audit"
         self._prefix = prefix
@@ -449,7 +471,8 @@ class RedisStore:
         pipe.hgetall(pending)
         pipe.smembers(self._projects_key)
         pipe.hgetall(self._pins_key)
-        version_value, epoch, entries, expiries, projects, pins = self._fail_closed(
+        pipe.get(self._confirmed_key)
+        version_value, epoch, entries, expiries, projects, pins, confirmed = self._fail_closed(
             "load_registrations", pipe.execute
         )
         expires = {key.decode(): int(value) for key, value in expiries.items()}
@@ -461,6 +484,7 @@ class RedisStore:
             ),
             projects=frozenset(project.decode() for project in projects),
             pins={key.decode(): _decode_pins(value) for key, value in pins.items()},
+            projects_confirmed=epoch is not None and confirmed == epoch,
         )
 
     def add_registration(
@@ -517,6 +541,18 @@ class RedisStore:
             [project, *self._record_arguments(audit)],
         )
         return bool(added)
+
+    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
+        self.current_epoch()  # the epoch it confirms for: one, if none began yet
+        confirmed = self._write(
+            "confirm_projects",
+            _CONFIRM_PROJECTS,
+            [self._confirmed_key, self._epoch_key, self._registrations_keys[3], self._audit_key],
+            self._record_arguments(audit),
+        )
+        if confirmed == -1:
+            raise StoreUnavailable("the token store lost its data meanwhile; confirm again")
+        return bool(confirmed)
 
     def purge_expired(self, now: int) -> int:
         (removed,) = self._run(

@@ -88,6 +88,48 @@ def test_a_pending_publisher_for_an_existing_project_is_refused(
     api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
 
 
+@pytest.mark.parametrize("store_began", ["new-deployment", "data-loss"])
+def test_pending_publishers_wait_until_an_admin_confirms_the_projects(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    store: redis.Redis,
+    store_began: str,
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    client.put("/api/v1/projects/declared-pkg", headers=admin)
+    if store_began == "data-loss":
+        store.flushall()  # the index's declaration is gone with the rest
+    else:
+        store.delete("trustpub:projects:confirmed")  # a store no admin confirmed yet
+        store.incr("trustpub:registrations:version")  # (as every change does: reloaded)
+    body = registration(oidc_issuer.url, **PENDING)
+
+    # An existing project of the index the store no longer knows must not be taken.
+    api_error(
+        add(client, "declared-pkg", body, clients.bearer("index")), 409, "projects-unconfirmed"
+    )
+    api_error(
+        client.put("/api/v1/projects", headers=clients.bearer("index")), 403, "insufficient-scope"
+    )
+    client.put("/api/v1/projects/declared-pkg", headers=admin)  # the index declares again
+    confirmed = client.put("/api/v1/projects", headers=admin)
+    again = client.put("/api/v1/projects", headers=admin)
+
+    assert confirmed.get_json() == {"confirmed": True, "changed": True}
+    assert again.get_json() == {"confirmed": True, "changed": False}
+    api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
+    assert add(client, "new-pkg", body, clients.bearer("index")).status_code == 201
+    records = client.get("/api/v1/audit?limit=3", headers=admin).get_json()["records"]
+    assert [r["action"] for r in records] == [
+        "publisher-add",
+        "projects-confirm",
+        "project-declare",
+    ]
+
+
 def test_a_pending_publisher_whose_project_came_to_exist_gets_the_contract_code(
     app: Flask,
     clients: ManagementClients,

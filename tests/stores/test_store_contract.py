@@ -655,3 +655,18 @@ def test_the_claimant_holding_a_key_is_told_it_is_first_and_records_once(
         since_ms=None, until_ms=None, limit=10, accept=lambda f: True
     ).records
     assert [record.fields["jti"] for record in records] == ["one"]
+
+
+def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    unconfirmed = store.load_registrations()
+
+    first = store.confirm_projects(audit={"action": "projects-confirm"})
+    again = store.confirm_projects(audit={"action": "projects-confirm"})
+    confirmed = store.load_registrations()
+
+    assert (unconfirmed.projects_confirmed, confirmed.projects_confirmed) == (False, True)
+    assert (first, again) == (True, False)
+    assert confirmed.version != unconfirmed.version  # every process reloads
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [r.fields["action"] for r in records.records] == ["projects-confirm"]

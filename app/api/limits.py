@@ -106,12 +106,21 @@ def _client_address(environ: Mapping[str, Any]) -> str:
 
 
 def _api_client(environ: Mapping[str, Any]) -> str:
-    """One bucket per credential, else per address. Keyed by the secret however the header
-    spells it (scheme case, spaces, Basic or Bearer), or each spelling of one leaked key
-    would get a budget of its own; hashed apart from the clients file's digests, so that
-    the limit store holds no secret, nor a copy of a digest."""
-    presented = presented_credential(environ.get("HTTP_AUTHORIZATION"))
+    """One bucket per credential, else per address."""
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    key = _credential_key(authorization) if authorization else None
+    return key or "addr:" + _client_address(environ)
+
+
+# An index sends the same header with every introspection: read and hashed once.
+@functools.lru_cache(maxsize=256)
+def _credential_key(authorization: str) -> str | None:
+    """Keyed by the secret however the header spells it (scheme case, spaces, Basic or
+    Bearer), or each spelling of one leaked key would get a budget of its own; hashed
+    apart from the clients file's digests, so that the limit store holds no secret, nor
+    a copy of a digest."""
+    presented = presented_credential(authorization)
     if presented is None:
-        return "addr:" + _client_address(environ)
+        return None
     secret = presented[1].encode("utf-8", "replace")
     return "client:" + hashlib.sha256(_RATE_KEY_DOMAIN + secret).hexdigest()[:32]

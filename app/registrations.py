@@ -65,7 +65,12 @@ from app.explain import public_source
 from app.publishers.model import Provider, ProviderClaims, Publisher, pinned_on_first_use
 from app.publishers.policy_files import normalized_project, policy_schema_errors
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
-from app.stores.base import RegistrationState, RegistrationStore, StoredRegistration
+from app.stores.base import (
+    UNCONFIRMED,
+    RegistrationState,
+    RegistrationStore,
+    StoredRegistration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -542,11 +547,7 @@ class PublisherRegistrations:
         )
         snapshot = self.publishers.refresh()
         if pending and not snapshot.projects_confirmed:
-            raise ProjectsUnconfirmed(
-                "pending publishers wait until an admin confirms that trustpub knows every "
-                "project of the index (a new store, or one that lost its data): declare them, "
-                "then PUT /api/v1/projects"
-            )
+            raise ProjectsUnconfirmed(_UNCONFIRMED_MESSAGE)
         if pending and project in snapshot.existing:
             raise ProjectExists(
                 f"project {project!r} exists: its maintainers register publishers for it"
@@ -576,6 +577,8 @@ class PublisherRegistrations:
             },
         )
         refused = self.store.add_registration(registration, now, audit=record)
+        if refused == UNCONFIRMED:
+            raise ProjectsUnconfirmed(_UNCONFIRMED_MESSAGE)
         if refused == "":
             raise ProjectExists(
                 f"project {project!r} exists: its maintainers register publishers for it"
@@ -665,6 +668,12 @@ class PublisherRegistrations:
         if "manage" in client.scopes:
             raise ProjectForbidden(f"this client does not manage {project!r}")
         raise Forbidden("managing publishers needs the 'manage' or 'admin' scope")
+
+
+_UNCONFIRMED_MESSAGE = (
+    "pending publishers wait until an admin confirms that trustpub knows every project of "
+    "the index (a new store, or one that lost its data): declare them, then PUT /api/v1/projects"
+)
 
 
 def _duplicate_message(project: str, holder: str) -> str:

@@ -179,6 +179,11 @@ class RegistrationState:
     projects_confirmed: bool = False
 
 
+# What `add_registration` answers for a pending registration while the projects are not
+# confirmed complete (no registration id looks like it).
+UNCONFIRMED = "-"
+
+
 class RegistrationStore(Protocol):
     def registrations_version(self) -> int:
         """One cheap read: pollers reload only when it changed."""
@@ -195,7 +200,8 @@ class RegistrationStore(Protocol):
         """Add it atomically; None if added (also when this very registration, by its
         id, was added already: an add sent again after a lost reply, its record not
         appended again), else the id of the registration that holds its `unique_key`
-        already, or "" when a pending one names an existing project."""
+        already, "" when a pending one names an existing project, or UNCONFIRMED when a
+        pending one comes before the projects were confirmed in this epoch."""
         ...
 
     def remove_registration(

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from app.stores.base import (
+    UNCONFIRMED,
     AuditPage,
     AuditRecord,
     ClaimResult,
@@ -118,6 +119,8 @@ class MemoryStore:
                 self._pins.pop(holder, None)
             if registration.pending and registration.project in self._projects:
                 return ""
+            if registration.pending and not self._projects_confirmed:
+                return UNCONFIRMED
             self._registrations[registration.id] = registration
             self._unique[registration.unique_key] = registration.id
             if not registration.pending:

@@ -130,7 +130,7 @@ return 1
 # and the version that pollers watch can never disagree, and a change and its audit
 # record are written together or not at all (an optional record: a JSON array of field,
 # value, ... as the claim's, appended to the stream under its length bound).
-# KEYS: registrations, pending, unique, version, projects, audit, pins
+# KEYS: registrations, pending, unique, version, projects, audit, pins, epoch, confirmed
 # ARGV: id, json, unique key, project, expires_at ('' = not pending), now,
 #       audit length bound, [record]
 _ADD_REGISTRATION = Script(
@@ -153,8 +153,11 @@ if holder then
   redis.call('HDEL', KEYS[2], holder)
   redis.call('HDEL', KEYS[7], holder)
 end
-if ARGV[5] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[4]) == 1 then
-  return ''
+if ARGV[5] ~= '' then
+  if redis.call('SISMEMBER', KEYS[5], ARGV[4]) == 1 then return '' end
+  -- The snapshot that let it through may predate a data loss: asked again here.
+  local epoch = redis.call('GET', KEYS[8])
+  if not epoch or redis.call('GET', KEYS[9]) ~= epoch then return '-' end  -- UNCONFIRMED
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
@@ -494,7 +497,14 @@ class RedisStore:
         result = self._write(
             "add_registration",
             _ADD_REGISTRATION,
-            [*self._registrations_keys, self._projects_key, self._audit_key, self._pins_key],
+            [
+                *self._registrations_keys,
+                self._projects_key,
+                self._audit_key,
+                self._pins_key,
+                self._epoch_key,
+                self._confirmed_key,
+            ],
             [
                 registration.id,
                 registration.encode(),

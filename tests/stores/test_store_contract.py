@@ -11,7 +11,7 @@ from support.ports import free_port
 from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
-from app.stores.base import StoredRegistration
+from app.stores.base import UNCONFIRMED, StoredRegistration
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore, connect
 
@@ -225,6 +225,7 @@ def test_a_registration_added_again_by_its_own_id_is_added_once(
     # An add sent again after its reply was lost: the id is new for every add, so the
     # store holding it means this very add went through, not that another one did.
     store = make_store()
+    store.confirm_projects()  # pending registrations may be added
     start = store.registrations_version()
     registration = _registration("rp_1", "new-pkg", expires_at=expires_at)
 
@@ -241,6 +242,7 @@ def test_pending_registrations_convert_once_and_never_for_an_existing_project(
     make_store: Callable[[], Store],
 ) -> None:
     store = make_store()
+    store.confirm_projects()  # pending registrations may be added
     now = int(time.time())
     store.add_registration(_registration("rp_a", "new-pkg", "a", expires_at=now + 60), now)
     store.add_registration(_registration("rp_b", "new-pkg", "b", expires_at=now + 60), now)
@@ -262,6 +264,7 @@ def test_expired_pending_registrations_are_purged_and_free_their_key(
     make_store: Callable[[], Store],
 ) -> None:
     store = make_store()
+    store.confirm_projects()  # pending registrations may be added
     now = int(time.time())
     store.add_registration(_registration("rp_old", "new-pkg", "k", expires_at=now - 1), now - 100)
 
@@ -314,6 +317,7 @@ def test_concurrent_pins_have_exactly_one_winner_that_all_learn(
 
 def test_pins_go_with_their_registration_and_no_other(make_store: Callable[[], Store]) -> None:
     store = make_store()
+    store.confirm_projects()  # pending registrations may be added
     now = int(time.time())
     store.add_registration(_registration("rp_kept", "demo-pkg", "a"), now)
     store.add_registration(_registration("rp_removed", "demo-pkg", "b"), now)
@@ -471,6 +475,7 @@ def test_a_registration_change_and_its_record_are_stored_together_or_not_at_all(
     records: list[tuple[str, str, str]],
 ) -> None:
     store = make_store()
+    store.confirm_projects()  # pending registrations may be added
 
     assert [change(store) for change in changes] == answers
     assert _change_records(store) == records
@@ -660,6 +665,8 @@ def test_the_claimant_holding_a_key_is_told_it_is_first_and_records_once(
 def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], Store]) -> None:
     store = make_store()
     unconfirmed = store.load_registrations()
+    pending = _registration("rp_early", "new-pkg", expires_at=10_000)
+    assert store.add_registration(pending, 100) == UNCONFIRMED  # asked in the write itself
 
     first = store.confirm_projects(audit={"action": "projects-confirm"})
     again = store.confirm_projects(audit={"action": "projects-confirm"})
@@ -670,3 +677,4 @@ def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], 
     assert confirmed.version != unconfirmed.version  # every process reloads
     records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
     assert [r.fields["action"] for r in records.records] == ["projects-confirm"]
+    assert store.add_registration(pending, 100) is None

@@ -61,6 +61,7 @@ def token_claims() -> GitHubClaims:
 @pytest.mark.parametrize("pending", [True, False], ids=["pending", "normal"])
 def test_a_match_names_the_pending_registrations_among_its_winners(pending: bool) -> None:
     store = MemoryStore(clock=lambda: NOW)
+    store.confirm_projects()  # pending registrations may be added
     registration = registered(store, pending=pending)
 
     match = live_publishers(store).match(token_claims())
@@ -100,6 +101,7 @@ def test_the_conversion_follows_the_snapshot_the_match_was_decided_on(
     change: Callable[[MemoryStore, StoredRegistration], None], minted: bool
 ) -> None:
     store = MemoryStore(clock=lambda: NOW)
+    store.confirm_projects()  # pending registrations may be added
     registration = registered(store, pending=True)
     publishers = live_publishers(store)
     match = publishers.match(token_claims())
@@ -120,6 +122,7 @@ def test_the_conversion_follows_the_snapshot_the_match_was_decided_on(
 def test_expired_pending_publishers_are_purged_by_the_first_refresh_after_they_expire() -> None:
     clock = [float(NOW)]
     store = MemoryStore(clock=lambda: clock[0])
+    store.confirm_projects()  # pending registrations may be added
     registered(store, pending=True)  # expires a day after NOW
     publishers = LivePublishers((), store, PROVIDERS, TRUSTED, clock=lambda: clock[0])
     publishers.refresh()

@@ -60,11 +60,12 @@ def serve(
 
     configure_logging(json_lines=(log_format or ("text" if dev else "json")) == "json")
     settings = _settings(dev)
-    if settings.redis_url is None and not settings.dev:
+    if settings.redis_url is None and not (settings.dev or settings.in_memory_stores):
         # In-memory stores forget replay records and revocations on restart, and each
         # replica keeps its own: an empty secret must not quietly start such a service.
         raise click.ClickException(
-            "in-memory stores are for development: set TRUSTPUB_REDIS_URL, or pass --dev"
+            "no Redis: set TRUSTPUB_REDIS_URL (or, for a one-process trial whose replay "
+            "records and revocations die with it, TRUSTPUB_IN_MEMORY_STORES=true)"
         )
     if settings.redis_url is None and workers > 1:
         # Each worker would keep its own replay records: one OIDC token could then be

@@ -81,6 +81,10 @@ class Settings:
     # Reverse proxies in front of trustpub whose X-Forwarded-For is trusted: the client
     # address for per-address limits is taken that many hops back.
     trusted_proxies: int = 0
+    # Without `redis_url`, outside development: a one-process trial that knows its replay
+    # records and revocations live in that process and die with it. Asked for by name,
+    # so that an empty `redis_url` never starts such a service by accident.
+    in_memory_stores: bool = False
     # Development setup: trusts the local development issuer, generates a signing key
     # in `dev_dir` when none is configured. Never on unless asked for explicitly.
     dev: bool = False
@@ -128,6 +132,7 @@ _ENV_KEYS = {
     "TRUSTPUB_REGISTRATIONS_POLL_MS": "registrations_poll_ms",
     "TRUSTPUB_TRUSTED_PROXIES": "trusted_proxies",
     "TRUSTPUB_DEV": "dev",
+    "TRUSTPUB_IN_MEMORY_STORES": "in_memory_stores",
     "TRUSTPUB_DEV_DIR": "dev_dir",
 }
 _FILE_KEYS = frozenset(_ENV_KEYS.values())
@@ -223,10 +228,14 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         {"github": github_issuers, "gitlab": gitlab_issuers, "google": google_issuers}
     )
 
+    redis_url = _as_str("redis_url", raw.get("redis_url", "")) or None
+    in_memory_stores = _as_bool("in_memory_stores", raw.get("in_memory_stores", False))
+    if redis_url is not None and in_memory_stores:
+        raise ConfigurationError("set redis_url or in_memory_stores, not both")
     return Settings(
         audience=audience,
         policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
-        redis_url=_as_str("redis_url", raw.get("redis_url", "")) or None,
+        redis_url=redis_url,
         redis_min_replicas=_as_count("redis_min_replicas", raw.get("redis_min_replicas", 0)),
         signing_keys=Path(signing_keys) if signing_keys else None,
         token_ttl=token_ttl,
@@ -250,6 +259,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         audit_max_length=_in_range(raw, "audit_max_length", 1000, 100_000_000),
         registrations_poll_ms=_in_range(raw, "registrations_poll_ms", 50, 60_000),
         trusted_proxies=_as_count("trusted_proxies", raw.get("trusted_proxies", 0)),
+        in_memory_stores=in_memory_stores,
         dev=dev,
         dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
     )

@@ -249,6 +249,8 @@ def test_sentinel_without_password(chart: helm.Chart) -> None:
 def test_in_memory_trial(rendered: dict[str, Rendered]) -> None:
     trial = rendered["in-memory"]
     assert "TRUSTPUB_REDIS_URL" not in trial.env()
+    # trustpub serve refuses in-memory stores outside development unless asked for by name.
+    assert trial.env()["TRUSTPUB_IN_MEMORY_STORES"]["value"] == "true"
     assert trial.deployment["spec"]["replicas"] == 1
     # An old and a new pod side by side would each accept the same OIDC token.
     assert trial.deployment["spec"]["strategy"] == {"type": "Recreate"}

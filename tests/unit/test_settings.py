@@ -137,6 +137,11 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example/a\tb"}, ["whitespace"]),
         ({"TRUSTPUB_ENABLED": "maybe"}, ["enabled must be true or false", "'maybe'"]),
         ({"TRUSTPUB_DEV": "2"}, ["dev must be true or false"]),
+        (
+            {"TRUSTPUB_REDIS_URL": "redis://r:6379/0", "TRUSTPUB_IN_MEMORY_STORES": "true"},
+            ["redis_url or in_memory_stores, not both"],
+        ),
+        ({"TRUSTPUB_IN_MEMORY_STORES": "maybe"}, ["in_memory_stores"]),
     ],
     ids=[
         "audience-missing",
@@ -175,6 +180,8 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "issuer-tab",
         "enabled-not-bool",
         "dev-not-bool",
+        "redis-and-in-memory",
+        "in-memory-not-bool",
     ],
 )
 def test_invalid_environment_is_a_configuration_error(
@@ -305,6 +312,7 @@ def test_every_environment_variable_is_read() -> None:
             TRUSTPUB_DEV_DIR="/tmp/dev",
         )
     )
+    trial = load_settings(production(TRUSTPUB_IN_MEMORY_STORES="true"))
 
     assert settings.redis_url == "redis://redis.internal:6379/2"
     assert settings.policies_dir == Path("/srv/policies")
@@ -312,6 +320,7 @@ def test_every_environment_variable_is_read() -> None:
     assert settings.token_prefix == "idx_"
     assert settings.enabled is False
     assert settings.dev_dir == Path("/tmp/dev")
+    assert (settings.in_memory_stores, trial.in_memory_stores) == (False, True)
 
 
 def test_file_values_are_used(tmp_path: Path) -> None:

@@ -112,9 +112,24 @@ def _api_client(environ: Mapping[str, Any]) -> str:
     return key or "addr:" + _client_address(environ)
 
 
-# An index sends the same header with every introspection: read and hashed once.
-@functools.lru_cache(maxsize=256)
+# Bucket keys by a digest of the header: an index sends the same header with every
+# introspection, read once; the cache holds no credential (security.md: hashes only).
+_CREDENTIAL_KEYS: dict[bytes, str | None] = {}
+_CREDENTIAL_KEYS_MAX = 256
+
+
 def _credential_key(authorization: str) -> str | None:
+    header_digest = hashlib.sha256(authorization.encode("utf-8", "replace")).digest()
+    if header_digest in _CREDENTIAL_KEYS:
+        return _CREDENTIAL_KEYS[header_digest]
+    if len(_CREDENTIAL_KEYS) >= _CREDENTIAL_KEYS_MAX:
+        _CREDENTIAL_KEYS.clear()  # wrong secrets by the thousand must not grow it
+    key = _key_of_secret(authorization)
+    _CREDENTIAL_KEYS[header_digest] = key
+    return key
+
+
+def _key_of_secret(authorization: str) -> str | None:
     """Keyed by the secret however the header spells it (scheme case, spaces, Basic or
     Bearer), or each spelling of one leaked key would get a budget of its own; hashed
     apart from the clients file's digests, so that the limit store holds no secret, nor

@@ -10,7 +10,7 @@ add goes unrecorded in the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from support.lossy_proxy import LossyProxy
@@ -69,18 +69,12 @@ def test_the_claim_found_again_is_written_again_so_a_wait_after_it_covers_it(
     # WAIT counts the replicas holding the writes of the connection it is sent on: the
     # second send's connection wrote nothing unless the script writes the claim again.
     proxy.lose_reply_to(b"trustpub:jti:lost")
-    monitor_client = redis_server.client()
-    try:
-        with monitor_client.monitor() as monitor:
-            store.claim_once("jti:lost", "exchange-1", 60)
-            store.claim_once("jti:lost", "exchange-2", 60)  # a replay: writes nothing
-            monitor_client.ping()
-            writes: list[str] = []
-            while (command := monitor.next_command()["command"]) != "PING":
-                if command.startswith("SET "):
-                    writes.append(command)
-    finally:
-        monitor_client.close()
+
+    def claims() -> None:
+        store.claim_once("jti:lost", "exchange-1", 60)
+        store.claim_once("jti:lost", "exchange-2", 60)  # a replay: writes nothing
+
+    writes = _commands_during(redis_server, claims, ("SET ",))
 
     assert proxy.replies_lost == 1
     assert writes == [
@@ -89,6 +83,24 @@ def test_the_claim_found_again_is_written_again_so_a_wait_after_it_covers_it(
         "SET trustpub:jti:lost exchange-1 XX KEEPTTL",  # ...but its own: written again
         "SET trustpub:jti:lost exchange-2 NX EX 60",  # the replay
     ]
+
+
+def _commands_during(
+    redis_server: RedisServer, action: Callable[[], None], prefixes: tuple[str, ...]
+) -> list[str]:
+    """The commands starting with `prefixes` that Redis ran during `action` (MONITOR)."""
+    monitor_client = redis_server.client()
+    try:
+        with monitor_client.monitor() as monitor:
+            action()
+            monitor_client.ping()
+            seen: list[str] = []
+            while (command := monitor.next_command()["command"]) != "PING":
+                if command.startswith(prefixes):
+                    seen.append(command)
+    finally:
+        monitor_client.close()
+    return seen
 
 
 def _registration(registration_id: str, unique_key: str) -> StoredRegistration:
@@ -163,17 +175,14 @@ def test_a_pin_found_again_is_written_again_so_that_a_wait_after_it_counts(
     # As the replay claim is: the second send's connection would otherwise have written
     # nothing, and the WAIT after it acknowledge a pin no replica may hold.
     proxy.lose_reply_to(b"pin-lost")
-    monitor_client = redis_server.client()
-    try:
-        with monitor_client.monitor() as monitor:
-            pinned, created = store.pin_on_first_use("pin-lost", {"project_id": "58112"})
-            monitor_client.ping()
-            writes: list[str] = []
-            while (command := monitor.next_command()["command"]) != "PING":
-                if command.startswith(("HSET ", "INCR ", "XADD ")):
-                    writes.append(command.split(" ")[0])
-    finally:
-        monitor_client.close()
+    answers = []
+
+    def pin() -> None:
+        answers.append(store.pin_on_first_use("pin-lost", {"project_id": "58112"}))
+
+    commands = _commands_during(redis_server, pin, ("HSET ", "INCR ", "XADD "))
+    ((pinned, created),) = answers
+    writes = [command.split(" ")[0] for command in commands]
 
     assert proxy.replies_lost == 1
     assert (dict(pinned), created) == ({"project_id": "58112"}, False)

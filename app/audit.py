@@ -48,6 +48,8 @@ FIELDS = frozenset(
         "subject",
         # Claims a publisher pinned from its first token: `claim=value,...`.
         "pins",
+        # How many projects one declaration named.
+        "count",
     }
 )
 

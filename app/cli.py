@@ -629,6 +629,44 @@ def publishers_remove(project: str, publisher_id: str) -> None:
     click.echo(f"removed {publisher_id} from {project}")
 
 
+@cli.group()
+def projects() -> None:
+    """The index's projects, through the management API (an 'admin' client)."""
+
+
+@projects.command("declare")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--from-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Also the names in this file, one per line ('-': standard input).",
+)
+def projects_declare(names: tuple[str, ...], from_file: Any) -> None:
+    """Declare that the projects NAMES exist on the index: no pending publisher may then
+    claim them."""
+    from app.registrations import MAX_DECLARED_PROJECTS
+
+    listed = list(names)
+    if from_file is not None:
+        listed += [line.strip() for line in from_file if line.strip()]
+    if not listed:
+        raise click.UsageError("name at least one project, or give --from-file")
+    api = _Api()
+    created = 0
+    for start in range(0, len(listed), MAX_DECLARED_PROJECTS):
+        batch = listed[start : start + MAX_DECLARED_PROJECTS]
+        created += api.call("POST", "/api/v1/projects", json={"projects": batch})["created"]
+    click.echo(f"declared {len(listed)} names; {created} projects were new")
+
+
+@projects.command("confirm")
+def projects_confirm() -> None:
+    """Confirm that every project of the index is declared, which pending publishers wait
+    for (once per store epoch: again after a data loss)."""
+    changed = _Api().call("PUT", "/api/v1/projects")["changed"]
+    click.echo("confirmed" if changed else "confirmed already")
+
+
 @cli.command("audit")
 @click.option("--project")
 @click.option("--repository")

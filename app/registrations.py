@@ -63,7 +63,11 @@ from app.errors import (
 )
 from app.explain import public_source
 from app.publishers.model import Provider, ProviderClaims, Publisher, pinned_on_first_use
-from app.publishers.policy_files import normalized_project, policy_schema_errors
+from app.publishers.policy_files import (
+    PROJECT_NAME_MAX,
+    normalized_project,
+    policy_schema_errors,
+)
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import (
     UNCONFIRMED,
@@ -78,6 +82,11 @@ SOURCE_PREFIX = "registered: "
 ID_PREFIX = "rp_"
 # Pin keys of policy-file publishers; a registered publisher's is its id (ID_PREFIX).
 FILE_PIN_PREFIX = "file:"
+# Project names one declaration takes: an index of 600,000 projects declares them in 60
+# calls, well inside the registration rate limit.
+MAX_DECLARED_PROJECTS = 10_000
+# Its body, were every name of the longest length: above the app's usual body limit.
+MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", ')) + 64
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -634,11 +643,31 @@ class PublisherRegistrations:
         if not client.allows("admin"):
             raise Forbidden("declaring a project needs the 'admin' scope")
         record = self.audit.prepare("project-declare", client.name, {"project": project})
-        created = self.store.declare_project(project, audit=record)
+        return {"project": project, "created": bool(self._declare([project], record))}
+
+    def declare_projects(self, client: Client, body: Any) -> dict[str, Any]:
+        """Many projects at once: an index declares all of its own in a few calls (on a
+        first deployment, and after a data loss) before it confirms them."""
+        if not client.allows("admin"):
+            raise Forbidden("declaring projects needs the 'admin' scope")
+        names = body.get("projects") if isinstance(body, dict) and len(body) == 1 else None
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_DECLARED_PROJECTS:
+            raise InvalidRequest(
+                'the body must be {"projects": [...]}, with 1 to '
+                f"{MAX_DECLARED_PROJECTS:,} project names"
+            )
+        if not all(isinstance(name, str) for name in names):
+            raise InvalidRequest("every project name must be a string")
+        projects = sorted({normalized_project(name) for name in names})
+        record = self.audit.prepare("projects-declare", client.name, {"count": str(len(projects))})
+        return {"declared": len(projects), "created": self._declare(projects, record)}
+
+    def _declare(self, projects: Sequence[str], record: Mapping[str, str]) -> int:
+        created = self.store.declare_projects(projects, audit=record)
         if created:
             self.audit.log(record)
         self.publishers.try_refresh()
-        return {"project": project, "created": created}
+        return created
 
     def confirm_projects(self, client: Client) -> dict[str, Any]:
         """An admin's word that every project of the index is declared, for this epoch."""

@@ -71,6 +71,9 @@ class Settings:
     # Publisher registrations (add, remove, declare a project): per client key and,
     # separately, per source address.
     registration_rate_limit: str = "30/minute;300/hour"
+    # Publisher listings and audit reads: per client key and per source address. An
+    # audit read may scan 10,000 records (~40 ms of a worker's thread).
+    read_rate_limit: str = "120/minute"
     # Pending publishers are ignored, then purged, this many days after registration.
     pending_publisher_days: int = 30
     # Records kept in the audit stream (Redis trims it approximately to this length).
@@ -127,6 +130,7 @@ _ENV_KEYS = {
     "TRUSTPUB_INTROSPECT_RATE_LIMIT": "introspect_rate_limit",
     "TRUSTPUB_REVOKE_RATE_LIMIT": "revoke_rate_limit",
     "TRUSTPUB_REGISTRATION_RATE_LIMIT": "registration_rate_limit",
+    "TRUSTPUB_READ_RATE_LIMIT": "read_rate_limit",
     "TRUSTPUB_PENDING_PUBLISHER_DAYS": "pending_publisher_days",
     "TRUSTPUB_AUDIT_MAX_LENGTH": "audit_max_length",
     "TRUSTPUB_REGISTRATIONS_POLL_MS": "registrations_poll_ms",
@@ -255,6 +259,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         introspect_rate_limit=_rate_limit(raw, "introspect_rate_limit"),
         revoke_rate_limit=_rate_limit(raw, "revoke_rate_limit"),
         registration_rate_limit=_rate_limit(raw, "registration_rate_limit"),
+        read_rate_limit=_rate_limit(raw, "read_rate_limit"),
         pending_publisher_days=_in_range(raw, "pending_publisher_days", 1, 365),
         audit_max_length=_in_range(raw, "audit_max_length", 1000, 100_000_000),
         registrations_poll_ms=_in_range(raw, "registrations_poll_ms", 50, 60_000),

@@ -68,9 +68,16 @@ def install_rate_limits(
         "projects.add_publisher",
         "projects.remove_publisher",
         "projects.declare_project",
+        "projects.declare_projects",
         "projects.confirm_projects",
     ):
         limited[endpoint] = registration
+    reads = [
+        own_budget(settings.read_rate_limit, "read-address", _client_address),
+        own_budget(settings.read_rate_limit, "read-client", _api_client),
+    ]
+    for endpoint in ("projects.list_publishers", "projects.read_audit"):
+        limited[endpoint] = reads
     checks = {endpoint: _rate_check(budgets) for endpoint, budgets in limited.items()}
     for endpoint, check in checks.items():
         app.view_functions[endpoint] = _limited(app.view_functions[endpoint], check)

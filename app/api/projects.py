@@ -14,6 +14,7 @@ from app.api.services import services
 from app.api.wire import json_or_none
 from app.audit import MAX_READ, AuditQuery
 from app.errors import InvalidRequest
+from app.registrations import MAX_DECLARATION_BYTES
 
 blueprint = Blueprint("projects", __name__, url_prefix="/api/v1")
 
@@ -48,6 +49,14 @@ def remove_publisher(project: str, publisher_id: str) -> Response:
 def confirm_projects() -> Response:
     client = authenticated_client()
     return _no_store(jsonify(services().registrations.confirm_projects(client)))
+
+
+@blueprint.post("/projects")
+def declare_projects() -> Response:
+    client = authenticated_client()
+    request.max_content_length = MAX_DECLARATION_BYTES
+    body = json_or_none(request.get_data(cache=False))
+    return _no_store(jsonify(services().registrations.declare_projects(client, body)))
 
 
 @blueprint.put("/projects/<project>")

@@ -219,8 +219,11 @@ class RegistrationStore(Protocol):
         pending: another exchange converted it first), "exists", "expired" or "gone"."""
         ...
 
-    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
-        """Record that `project` exists; False if it did already."""
+    def declare_projects(
+        self, projects: Sequence[str], audit: Mapping[str, str] | None = None
+    ) -> int:
+        """Record that each of `projects` exists, with `audit` when any did not yet, in
+        one write: how many did not."""
         ...
 
     def purge_expired(self, now: int) -> int:

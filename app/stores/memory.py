@@ -168,15 +168,18 @@ class MemoryStore:
                 self._append_audit_locked(audit)
             return "converted"
 
-    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
+    def declare_projects(
+        self, projects: Sequence[str], audit: Mapping[str, str] | None = None
+    ) -> int:
         with self._lock:
-            if project in self._projects:
-                return False
-            self._projects.add(project)
+            new = set(projects) - self._projects
+            if not new:
+                return 0
+            self._projects |= new
             self._version += 1
             if audit is not None:
                 self._append_audit_locked(audit)
-            return True
+            return len(new)
 
     def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
         with self._lock:

@@ -241,14 +241,17 @@ return removed
 """
 )
 
-# KEYS: projects, version, audit; ARGV: project, audit length bound, [record]
-_DECLARE_PROJECT = Script(
+# KEYS: projects, version, audit; ARGV: audit length bound, record or "", projects...
+# SADD takes the names in slices: Lua's unpack refuses some 8,000 values at once.
+_DECLARE_PROJECTS = Script(
     """
-local fields = ARGV[3] and cjson.decode(ARGV[3])
-local added = redis.call('SADD', KEYS[1], ARGV[1])
+local added = 0
+for first = 3, #ARGV, 1000 do
+  added = added + redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
 redis.call('INCR', KEYS[2])
-if added == 1 and fields then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+if added > 0 and ARGV[2] ~= '' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(ARGV[2])))
 end
 return added
 """
@@ -543,14 +546,17 @@ class RedisStore:
         )
         return bytes(result).decode()
 
-    def declare_project(self, project: str, audit: Mapping[str, str] | None = None) -> bool:
+    def declare_projects(
+        self, projects: Sequence[str], audit: Mapping[str, str] | None = None
+    ) -> int:
+        record = _record_argument(audit) if audit else ""
         added = self._write(
-            "declare_project",
-            _DECLARE_PROJECT,
+            "declare_projects",
+            _DECLARE_PROJECTS,
             [self._projects_key, self._registrations_keys[3], self._audit_key],
-            [project, *self._record_arguments(audit)],
+            [self._audit_max_length, record, *projects],
         )
-        return bool(added)
+        return int(added)
 
     def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
         self.current_epoch()  # the epoch it confirms for: one, if none began yet

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from support.ports import free_port
 from support.redis_server import RedisServer
@@ -157,3 +158,32 @@ def test_the_credential_may_come_from_the_config_file(service: dict[str, str]) -
     result = run("audit", env=env)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_an_index_declares_its_projects_and_confirms(
+    service: dict[str, str], tmp_path: Path, redis_url: str
+) -> None:
+    admin = {**service, "TRUSTPUB_CLIENT_SECRET": service["ADMIN_SECRET"]}
+    store = redis.Redis.from_url(redis_url)
+    store.delete("trustpub:projects:confirmed")  # a store no admin confirmed yet
+    names = tmp_path / "projects.txt"
+    # More names than one call takes (with the one named), and blank lines: two calls.
+    names.write_text("".join(f"pkg-{index}\n\n" for index in range(10_001)))
+
+    refused = run("projects", "declare", "cli-pkg", env=service)
+    declared = run("projects", "declare", "Cli_Pkg", "--from-file", str(names), env=admin)
+    confirmed = run("projects", "confirm", env=admin)
+    again = run("projects", "confirm", env=admin)
+
+    assert refused.returncode != 0
+    assert "insufficient-scope" in refused.stderr
+    assert declared.returncode == 0, declared.stderr
+    assert declared.stdout == "declared 10002 names; 10002 projects were new\n"
+    assert (confirmed.stdout, again.stdout) == ("confirmed\n", "confirmed already\n")
+    assert store.scard("trustpub:projects") == 10_002
+    records = run("audit", "--limit", "3", env=admin).stdout.splitlines()
+    assert [(r["action"], r.get("count")) for r in map(json.loads, records)] == [
+        ("projects-confirm", None),
+        ("projects-declare", "2"),
+        ("projects-declare", "10000"),
+    ]

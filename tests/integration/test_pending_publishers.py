@@ -11,6 +11,8 @@ import redis
 from flask import Flask
 from support.oidc_issuer import OIDCIssuer
 
+from app.registrations import MAX_DECLARATION_BYTES, MAX_DECLARED_PROJECTS
+
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, upload_token_projects
 from .policies import github_publisher
@@ -128,6 +130,77 @@ def test_pending_publishers_wait_until_an_admin_confirms_the_projects(
         "projects-confirm",
         "project-declare",
     ]
+
+
+def test_an_index_declares_its_projects_in_bulk_then_confirms(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, store: redis.Redis
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    store.delete("trustpub:projects:confirmed")
+    # Every name at its longest, so the largest body the endpoint takes is sent.
+    names = [f"{index:05d}".ljust(200, "x") for index in range(MAX_DECLARED_PROJECTS - 2)]
+    names += ["Declared_Pkg", "declared-pkg"]  # one project, spelled twice
+
+    declared = client.post("/api/v1/projects", json={"projects": names}, headers=admin)
+    again = client.post("/api/v1/projects", json={"projects": ["declared-pkg"]}, headers=admin)
+    client.put("/api/v1/projects", headers=admin)
+
+    assert declared.status_code == 200, declared.get_data(as_text=True)
+    assert declared.get_json() == {"declared": 9_999, "created": 9_999}
+    assert again.get_json() == {"declared": 1, "created": 0}
+    assert store.scard("trustpub:projects") == 9_999
+    body = registration(oidc_issuer.url, **PENDING)
+    api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
+    assert add(client, "new-pkg", body, clients.bearer("index")).status_code == 201
+    records = client.get("/api/v1/audit?limit=3", headers=admin).get_json()["records"]
+    assert [(r["action"], r.get("count")) for r in records] == [
+        ("publisher-add", None),
+        ("projects-confirm", None),
+        ("projects-declare", "9999"),  # the call that declared nothing left no record
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "client_name", "status", "code"),
+    [
+        ({"projects": ["new-pkg"]}, "index", 403, "insufficient-scope"),
+        ({"projects": []}, "admin", 400, "invalid-request"),
+        ({"projects": "new-pkg"}, "admin", 400, "invalid-request"),
+        ({"projects": ["new-pkg"], "confirm": True}, "admin", 400, "invalid-request"),
+        (["new-pkg"], "admin", 400, "invalid-request"),
+        ({"projects": ["new-pkg", 7]}, "admin", 400, "invalid-request"),
+        ({"projects": ["new-pkg", "-bad-"]}, "admin", 400, "invalid-request"),
+        ({"projects": ["p"] * (MAX_DECLARED_PROJECTS + 1)}, "admin", 400, "invalid-request"),
+        ({"projects": ["p" * (MAX_DECLARATION_BYTES - 14)]}, "admin", 413, "payload-too-large"),
+    ],
+    ids=[
+        "not-admin",
+        "empty",
+        "not-a-list",
+        "extra-field",
+        "not-an-object",
+        "not-a-string",
+        "invalid-name",
+        "too-many",
+        "too-large",
+    ],
+)
+def test_a_bulk_declaration_is_refused_whole(
+    app: Flask,
+    clients: ManagementClients,
+    store: redis.Redis,
+    body: object,
+    client_name: str,
+    status: int,
+    code: str,
+) -> None:
+    client = app.test_client()
+
+    answer = client.post("/api/v1/projects", json=body, headers=clients.bearer(client_name))
+
+    api_error(answer, status, code)
+    assert not store.sismember("trustpub:projects", "new-pkg")
 
 
 def test_a_pending_publisher_whose_project_came_to_exist_gets_the_contract_code(

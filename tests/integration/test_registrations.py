@@ -356,6 +356,25 @@ def test_registrations_are_rate_limited_per_key(
     assert statuses == [201, 201, 429]
 
 
+def test_listings_and_audit_reads_share_a_budget_apart_from_changes(
+    make_managed_app: Any, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    app = make_managed_app(read_rate_limit="2/minute", registration_rate_limit="1/minute")
+    client = app.test_client()
+    headers = clients.bearer("admin")
+
+    reads = [
+        client.get("/api/v1/projects/demo-pkg/publishers", headers=headers),
+        client.get("/api/v1/audit", headers=headers),
+        client.get("/api/v1/audit", headers=headers),
+    ]
+    change = add(client, "demo-pkg", registration(oidc_issuer.url), headers)
+
+    assert [read.status_code for read in reads] == [200, 200, 429]
+    assert reads[2].headers["Retry-After"].isdigit()
+    assert change.status_code == 201  # reads did not spend the changes' budget
+
+
 def test_a_process_reloads_after_a_data_loss_that_brought_the_version_back_to_its_own(
     make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer, store: redis.Redis
 ) -> None:

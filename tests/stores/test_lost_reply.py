@@ -139,14 +139,14 @@ def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
     store.add_registration(_registration("rp_gone", "github:octo-org/demo:demo-pkg"), 100)
     # The scripts loaded: a lost NOSCRIPT reply would prove nothing.
     store.remove_registration("rp_warm-up")
-    store.declare_project("warm-up")
+    store.declare_projects(["warm-up"])
     proxy.lose_reply_to(b"rp_gone")
     removed = store.remove_registration("rp_gone", audit={"action": "publisher-remove"})
     proxy.lose_reply_to(b"new-pkg")
-    created = store.declare_project("new-pkg", audit={"action": "project-declare"})
+    created = store.declare_projects(["new-pkg"], audit={"action": "project-declare"})
 
     assert proxy.replies_lost == 2
-    assert (removed, created) == (None, False)
+    assert (removed, created) == (None, 0)
     records = store.read_audit(
         since_ms=None, until_ms=None, limit=10, accept=lambda f: True
     ).records

@@ -383,8 +383,8 @@ def _remove(registration_id: str, pending_seen: str) -> Callable[[Store], object
 
 def _declare(project: str) -> Callable[[Store], object]:
     def change(store: Store) -> object:
-        return store.declare_project(
-            project, audit={"action": "project-declare", "project": project}
+        return store.declare_projects(
+            [project], audit={"action": "project-declare", "project": project}
         )
 
     return change
@@ -417,7 +417,7 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
         ),
         (
             [_declare("new-pkg"), _add("rp_1", "u1", pending=True)],
-            [True, ""],
+            [1, ""],
             [("project-declare", "new-pkg", "")],  # a pending add for a project that exists
         ),
         (
@@ -443,12 +443,12 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
         ),
         (
             [_declare("new-pkg"), _convert("rp_missing")],
-            [True, "gone"],
+            [1, "gone"],
             [("project-declare", "new-pkg", "")],
         ),
         (
             [_declare("new-pkg"), _declare("new-pkg")],
-            [True, False],
+            [1, 0],
             [("project-declare", "new-pkg", "")],
         ),
         (
@@ -499,9 +499,28 @@ def test_every_revocation_stores_its_record_with_it(make_store: Callable[[], Sto
 def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
     store = make_store()
 
-    assert store.declare_project("new-pkg") is True
-    assert store.declare_project("new-pkg") is False
+    assert store.declare_projects(["new-pkg"]) == 1
+    assert store.declare_projects(["new-pkg"]) == 0
     assert store.load_registrations().projects == {"new-pkg"}
+
+
+def test_many_projects_are_declared_in_one_write_with_one_record(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    store.declare_projects(["pkg-7"])
+    version = store.load_registrations().version
+    # More names than Lua unpacks at once, one of them known already.
+    names = [f"pkg-{index}" for index in range(9_000)]
+
+    created = store.declare_projects(names, audit={"action": "projects-declare"})
+
+    assert created == 8_999
+    assert store.load_registrations().projects == set(names)
+    assert store.load_registrations().version != version
+    assert _change_records(store) == [("projects-declare", "", "")]
+    assert store.declare_projects(names, audit={"action": "projects-declare"}) == 0
+    assert len(_change_records(store)) == 1  # nothing new, nothing recorded
 
 
 def test_audit_records_read_newest_first_with_filters(make_store: Callable[[], Store]) -> None:

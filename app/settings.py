@@ -399,6 +399,9 @@ def validate_issuer_url(name: str, issuer: str) -> None:
         raise ConfigurationError(f"{name}: issuer {issuer!r} must be an https:// URL")
     if any(char.isspace() for char in issuer):
         raise ConfigurationError(f"{name}: issuer {issuer!r} must not contain whitespace")
+    if "\\" in issuer:
+        # urlsplit and requests would read its host apart: keys are fetched by requests.
+        raise ConfigurationError(f"{name}: issuer {issuer!r} must not contain a backslash")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError(
             f"{name}: issuer {issuer!r} must not have a query, fragment or credentials"

@@ -237,6 +237,10 @@ class HttpKeySetFetcher:
             raise KeySetFetchError("discovery document has no jwks_uri")
         # Keys come from the issuer's own origin or one configured for it: a compromised
         # or spoofed discovery document must not point the verifier at an arbitrary host.
+        # Judged on the URL as requests sends it, which is then the URL fetched: urlsplit
+        # and requests read some spellings as two hosts ("https://other.example\@issuer/"
+        # is the issuer's to urlsplit, other.example's to requests).
+        jwks_uri = _as_sent(jwks_uri)
         allowed = {_origin(issuer), *map(_origin, self._key_origins.get(issuer, ()))}
         if _origin(jwks_uri) not in allowed:
             raise KeySetFetchError("jwks_uri is not on an origin allowed for the issuer")
@@ -316,6 +320,17 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, PublicKey]:
     if not keys:
         raise KeySetFetchError("key set holds no usable signing key")
     return keys
+
+
+def _as_sent(url: str) -> str:
+    """`url` as requests prepares it for the wire: one host for every parser."""
+    try:
+        prepared = requests.Request("GET", url).prepare().url
+    except (requests.RequestException, ValueError):
+        raise KeySetFetchError("discovery document's jwks_uri is not a URL") from None
+    if prepared is None:
+        raise KeySetFetchError("discovery document's jwks_uri is not a URL")
+    return prepared
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

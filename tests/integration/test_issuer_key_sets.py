@@ -532,3 +532,28 @@ def test_a_refresh_without_a_thread_fails_like_a_fetch_and_is_tried_again(
 
     verify(make_token(), issuers)
     assert oidc_issuer.requests() >= 1
+
+
+def test_a_jwks_uri_that_parsers_read_as_two_hosts_is_never_fetched(
+    oidc_issuer: OIDCIssuer,
+    make_oidc_issuer: Callable[..., OIDCIssuer],
+    make_claims: MakeClaims,
+    session: requests.Session,
+    clock: ManualClock,
+) -> None:
+    # urlsplit reads the host after the "@" (the issuer's own); requests, like browsers,
+    # ends the host at the backslash and connects to the other origin. The check must
+    # judge the URL that is fetched, or any host's keys verify the issuer's tokens.
+    issuer_authority = f"127.0.0.1:{oidc_issuer.port}"
+    elsewhere = make_oidc_issuer(f"/%5C@{issuer_authority}")
+    oidc_issuer.override_discovery(
+        jwks_uri=f"https://127.0.0.1:{elsewhere.port}\\@{issuer_authority}/.well-known/jwks"
+    )
+    issuers = trusted(
+        oidc_issuer.url, CachedKeySet(oidc_issuer.url, HttpKeySetFetcher(session), clock=clock)
+    )
+    forged = elsewhere.sign(make_claims())
+
+    with pytest.raises(KeySetUnavailable):
+        verify(forged, issuers)
+    assert elsewhere.requests() == 0

@@ -556,5 +556,8 @@ def test_a_parsed_token_keeps_the_token_out_of_its_repr() -> None:
     parsed = parse_compact_jws(compact())
 
     assert HEADER not in repr(parsed)
-    assert SIGNATURE not in repr(parsed)
+    # The signature is held decoded: its base64url text could never appear in a repr,
+    # so look for the field and its bytes instead.
+    assert "signature=" not in repr(parsed)
+    assert repr(parsed.signature) not in repr(parsed)
     assert repr(parsed).startswith("ParsedToken(header=")

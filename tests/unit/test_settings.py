@@ -135,6 +135,7 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         ({"TRUSTPUB_GITHUB_ISSUERS": "HTTPS://ghe.example"}, ["must be an https:// URL"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe .example"}, ["must not contain whitespace"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example/a\tb"}, ["whitespace"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example\\evil.example"}, ["backslash"]),
         ({"TRUSTPUB_ENABLED": "maybe"}, ["enabled must be true or false", "'maybe'"]),
         ({"TRUSTPUB_DEV": "2"}, ["dev must be true or false"]),
         (
@@ -178,6 +179,7 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "issuer-upper-case-scheme",
         "issuer-space",
         "issuer-tab",
+        "issuer-backslash",
         "enabled-not-bool",
         "dev-not-bool",
         "redis-and-in-memory",

@@ -14,7 +14,7 @@ import logging
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from app.api.wire import JSON_TYPE, json_body
 from app.errors import InvalidPayload, InvalidRequest, PayloadTooLarge, TrustpubError
@@ -71,7 +71,8 @@ def answer_error(path: str, error: TrustpubError) -> Answer:
 
 def answer_unexpected(method: str, path: str) -> Answer:
     """Call from an `except` block: logs the traceback, answers the generic 500."""
-    log.exception("unhandled error on %s %s", method, path)
+    # repr(): the path is the client's, and a decoded %0a must not start a line of its own.
+    log.exception("unhandled error on %s %r", method, path)
     return 500, error_headers(500, None), error_body(path, *_INTERNAL, 500, "invalid_request")
 
 
@@ -94,6 +95,10 @@ def _render_http_exception(error: HTTPException) -> Response:
         # An exception that carries its response (the rate limiter's 429) was rendered
         # by us already.
         return error.response  # type: ignore[return-value]
+    if isinstance(error, ClientDisconnected):
+        # werkzeug's answer to an OSError while reading the body (gunicorn's NoMoreData:
+        # the connection ended inside a chunk): the same as any body that cannot be read.
+        return _render_unreadable_body(error)
     status = error.code or 500
     if status == 413:
         return _render_trustpub_error(PayloadTooLarge("request body is too large"))
@@ -115,9 +120,10 @@ def unreadable_body(path: str) -> TrustpubError:
     return InvalidRequest(description)
 
 
-def _render_unreadable_body(error: ParseException) -> Response:
-    # A chunked body gunicorn cannot parse (a bad chunk size, a missing terminator):
-    # werkzeug answers 400 for an OSError while reading, but these are not OSErrors.
+def _render_unreadable_body(error: Exception) -> Response:
+    # A chunked body gunicorn cannot parse (a bad chunk size, a missing terminator: not
+    # OSErrors, so they reach us as themselves), or one that ended early (an OSError,
+    # which werkzeug raises as ClientDisconnected).
     return _render_trustpub_error(unreadable_body(request.path))
 
 

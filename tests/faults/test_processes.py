@@ -135,8 +135,11 @@ MINT_HEAD = b"POST /_/oidc/mint-token HTTP/1.1\r\nHost: trustpub\r\nConnection: 
         # Fewer bytes than announced, then the client stops sending: gunicorn hands the
         # hot path a short body (not JSON), no error.
         MINT_HEAD + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"tok',
+        # The connection ends inside a chunk: gunicorn raises NoMoreData, an OSError,
+        # which werkzeug turns into its own 400 "bad-request" (no code of the contract).
+        MINT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n50\r\n" + b'{"tok',
     ],
-    ids=["bad-chunk-size", "missing-chunk-terminator", "body-cut-short"],
+    ids=["bad-chunk-size", "missing-chunk-terminator", "body-cut-short", "chunk-cut-short"],
 )
 def test_a_body_that_cannot_be_read_is_the_clients_error_never_a_500(
     deployment: Deployment, start_service: Callable[[Deployment], Service], request_bytes: bytes
@@ -150,3 +153,66 @@ def test_a_body_that_cannot_be_read_is_the_clients_error_never_a_500(
     assert status == 422, body
     assert b'"code":"invalid-payload"' in body
     assert "unhandled error" not in service.log.read_text()
+
+
+# gunicorn takes SCRIPT_NAME from a request header when the peer is a trusted forwarder
+# (127.0.0.1 by default: a proxy on the same host, a mesh sidecar), and proxies other
+# than nginx pass headers with underscores through.
+SCRIPT_NAME_HEAD = b"Host: trustpub\r\nConnection: close\r\nSCRIPT_NAME: "
+
+
+@pytest.mark.parametrize(
+    ("path", "script_name", "status", "answer"),
+    [
+        # The proxy routes /_/oidc/ here; with the prefix stripped, the internal /metrics
+        # (or /api/, /oauth/introspect) was served to whoever sent the header.
+        (b"/_/oidc/metrics", b"/_/oidc", 404, b'"code":"not-found"'),
+        # A SCRIPT_NAME the path does not start with was gunicorn's own HTML 500.
+        (b"/_/oidc/audience", b"/elsewhere", 200, b'{"audience":'),
+    ],
+    ids=["internal-path", "foreign-prefix"],
+)
+def test_a_script_name_header_changes_nothing(
+    deployment: Deployment,
+    start_service: Callable[[Deployment], Service],
+    path: bytes,
+    script_name: bytes,
+    status: int,
+    answer: bytes,
+) -> None:
+    service = start_service(deployment, workers=1)
+    request = b"GET " + path + b" HTTP/1.1\r\n" + SCRIPT_NAME_HEAD + script_name + b"\r\n\r\n"
+
+    answered, body = raw_exchange(service, request)
+
+    assert answered == status, body
+    assert answer in body, body
+
+
+INTROSPECT_HEAD = b"POST /oauth/introspect HTTP/1.1\r\nHost: trustpub\r\nConnection: close\r\n"
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        b"Authorization Bearer %s\r\n",  # the colon forgotten: not a header line
+        b"Authorization Bearer %s: x\r\n",  # a header name with spaces in it
+        b"Authorization: Basic x\r\n Bearer %s\r\n",  # obsolete line folding
+    ],
+    ids=["no-colon", "spaces-in-name", "folded"],
+)
+def test_a_malformed_authorization_line_never_puts_the_secret_in_the_log(
+    deployment: Deployment, start_service: Callable[[Deployment], Service], malformed: bytes
+) -> None:
+    # gunicorn refuses these before the app sees them, and logs (and answers) the line it
+    # could not parse: with the credential in it.
+    service = start_service(deployment, workers=1)
+    secret = deployment.secret.encode()
+    request = INTROSPECT_HEAD + malformed % secret + b"Content-Length: 0\r\n\r\n"
+
+    status, body = raw_exchange(service, request)
+
+    assert status == 400, body
+    assert secret not in body
+    time.sleep(0.2)  # the worker's log line
+    assert deployment.secret not in service.log.read_text()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from support.oidc_issuer import OIDCIssuer
 
 from app.observability import FIELDS_KEY, REQUEST_ID, JsonFormatter, TextFormatter
+from app.registrations import PublisherRegistrations
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint
+from .registrations_api import ManagementClients
 
 
 def counter(client: FlaskClient, name: str, **labels: str) -> float:
@@ -158,3 +162,34 @@ def test_structured_fields_are_encoded_once_in_either_format(
     head, _, tail = text.partition("[req-0123456789]: audit mint")
     assert head.endswith(" INFO app.audit ")
     assert json.loads(tail or "null") == fields
+
+
+def test_an_unexpected_error_logs_a_hostile_path_on_one_text_line(
+    make_app: MakeApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A path is the client's: a decoded %0a must not start a line of its own in the text
+    # format, where it could pass for a line trustpub wrote.
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(PublisherRegistrations, "remove", broken)
+    clients = ManagementClients(tmp_path / "clients.toml")
+    client = make_app(clients_file=clients.path).test_client()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(lambda record: setattr(record, "request_id", "-") or True)
+    logger = logging.getLogger("app.api.errors")
+    logger.addHandler(handler)
+    try:
+        response = client.delete(
+            "/api/v1/projects/demo-pkg/publishers/rp_x%0a2026-01-01 INFO app.audit [-]: forged",
+            headers=clients.bearer("admin"),
+        )
+    finally:
+        logger.removeHandler(handler)
+
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal-error"
+    assert "forged" in stream.getvalue().splitlines()[0]
+    assert not any(line.startswith("2026-01-01") for line in stream.getvalue().splitlines())

@@ -5,11 +5,14 @@ Every answer on /_/oidc/ is the contract envelope, JSON, including 404, 405 and 
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 import redis
 from flask.testing import FlaskClient
+from gunicorn.http.errors import NoMoreData
+from werkzeug.test import Client
 
 from .conftest import MakeClaims, MakeToken, SignRaw
 from .exchange_api import (
@@ -154,6 +157,34 @@ def test_oversized_body_is_413_in_the_envelope(
 def test_chunked_body_of_normal_size_is_read(client: FlaskClient, make_token: MakeToken) -> None:
     body = json.dumps({"token": make_token()}).encode()
     assert_minted(post_chunked(client.application, MINT_PATH, body))
+
+
+class _EndsInsideAChunk(io.RawIOBase):
+    """gunicorn's chunked body when the connection ends inside a chunk."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        raise NoMoreData()
+
+
+@pytest.mark.parametrize("path", [MINT_PATH, "/_/oidc/explain"], ids=["mint", "explain"])
+def test_chunked_body_broken_off_is_invalid_payload(client: FlaskClient, path: str) -> None:
+    # NoMoreData is an OSError: werkzeug answers it with its own 400 "bad-request", a
+    # code the contract does not have, where a hot-path body cut short gets this one.
+    def chunked(environ: dict[str, object], start_response: object) -> object:
+        environ.pop("CONTENT_LENGTH", None)
+        environ["wsgi.input"] = _EndsInsideAChunk()
+        return client.application(environ, start_response)  # type: ignore[arg-type]
+
+    response = Client(chunked).post(
+        path,
+        data=b'{"tok',
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_failure(response, 422, "invalid-payload")
 
 
 @pytest.mark.parametrize(

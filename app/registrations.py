@@ -286,7 +286,10 @@ class LivePublishers(PublisherRegistry):
         granted = frozenset().union(
             *(p.projects for p in match.publishers if p.source not in pending_sources)
         )
-        projects = set(match.projects)
+        # Decided after every conversion, not one by one: two tied pending publishers of
+        # one project both win, and the second finds the project the first just created
+        # ("exists"); that project is still granted, by the first.
+        kept = set(granted)
         converted = []
         for registration in pending:
             outcome = self._store.convert_pending(
@@ -297,8 +300,9 @@ class LivePublishers(PublisherRegistry):
             )
             if outcome == "converted":
                 converted.append(registration)
-            elif outcome != "normal" and registration.project not in granted:
-                projects.discard(registration.project)
+            if outcome in ("converted", "normal"):
+                kept.add(registration.project)
+        projects = match.projects & kept
         if not projects:
             raise InvalidPendingPublisher(
                 "this token matches a pending publisher, but its project exists now "

@@ -299,7 +299,7 @@ class GitHubProvider:
                 "token has neither a ref nor a sha",
                 (ClaimMismatch("ref", "a non-empty ref or sha", ""),),
             )
-        workflow = _workflow_file(repository, values["workflow_ref"])
+        workflow = _workflow_file(repository, values["workflow_ref"], values["ref"], values["sha"])
         environment = optional["environment"] or None
         identity = {
             "provider": self.name,
@@ -329,17 +329,20 @@ class GitHubProvider:
         )
 
 
-def _workflow_file(repository: str, workflow_ref: str) -> str:
+def _workflow_file(repository: str, workflow_ref: str, ref: str, sha: str) -> str:
     """The file name in `OWNER/REPO/.github/workflows/FILE@REF`, refusing anything odd.
 
     Odd means another repository (the calling workflow must live in the repository that
     owns the publisher), a path below workflows/, a second `@` (`release.yml@x.yml@ref`),
-    an empty ref, or a file that is not YAML.
+    an empty ref, or a file that is not YAML. A git ref may hold `@` itself (monorepo
+    tags such as `refs/tags/pkg@1.0.0`): REF is then accepted only when it is exactly the
+    run's own `ref` or `sha`, as PyPI compares it, so no second `@` can move FILE.
     """
     prefix = repository + _WORKFLOWS_DIR
     if workflow_ref.startswith(prefix):
-        file_name, at, ref = workflow_ref[len(prefix) :].partition("@")
-        if at and ref and "@" not in ref and _WORKFLOW_FILE.fullmatch(file_name):
+        file_name, at, at_ref = workflow_ref[len(prefix) :].partition("@")
+        plain_ref = "@" not in at_ref or at_ref in (ref, sha)
+        if at and at_ref and plain_ref and _WORKFLOW_FILE.fullmatch(file_name):
             return file_name
     expected = f"{repository}/.github/workflows/<file>.yml@<ref>"
     raise _malformed("workflow_ref", expected, workflow_ref)

@@ -503,3 +503,39 @@ def test_environment_case_folding_is_ascii_only(
     from app.publishers.github import _same_environment
 
     assert _same_environment(received, registered) is matches
+
+
+@pytest.mark.parametrize(
+    ("ref", "workflow_ref", "expected"),
+    [
+        (
+            "refs/tags/demo-pkg@1.0.0",
+            f"{WORKFLOWS}/release.yml@refs/tags/demo-pkg@1.0.0",
+            "release.yml",
+        ),
+        ("refs/heads/user@fix", f"{WORKFLOWS}/release.yml@refs/heads/user@fix", "release.yml"),
+        # A second "@" is refused unless it is the run's own ref.
+        ("refs/tags/v1.0.0", f"{WORKFLOWS}/release.yml@fake.yml@refs/tags/v1.0.0", None),
+        ("refs/tags/demo-pkg@1.0.0", f"{WORKFLOWS}/release.yml@refs/tags/other@1.0.0", None),
+        ("refs/tags/demo-pkg@1.0.0", f"{WORKFLOWS}/release.yml@@refs/tags/demo-pkg@1.0.0", None),
+    ],
+    ids=[
+        "monorepo-tag",
+        "branch-with-at",
+        "fake-file",
+        "other-ref-with-at",
+        "double-at-before-own-ref",
+    ],
+)
+def test_workflow_ref_of_a_ref_holding_an_at_sign(
+    ref: str, workflow_ref: str, expected: str | None
+) -> None:
+    # Git refs may hold "@" (changesets/lerna tag `pkg@1.0.0`); PyPI accepts such runs,
+    # since it compares job_workflow_ref with FILE@ref. The file is always the part
+    # before the first "@", so accepting the run's own ref cannot change which file it is.
+    if expected is not None:
+        assert parse(ref=ref, workflow_ref=workflow_ref).workflow == expected
+        return
+    with pytest.raises(InvalidPublisher) as excinfo:
+        parse(ref=ref, workflow_ref=workflow_ref)
+    assert [m.claim for m in excinfo.value.mismatches] == ["workflow_ref"]

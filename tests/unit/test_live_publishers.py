@@ -3,7 +3,7 @@ snapshot of the registrations, whatever the store holds by the time the exchange
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -30,13 +30,16 @@ ENTRY: dict[str, Any] = {
 }
 
 
-def registered(store: MemoryStore, *, pending: bool) -> StoredRegistration:
-    registration_id = "tp-" + ("pending" if pending else "normal")
-    publisher = parse_entry(ENTRY, registration_source(registration_id), PROVIDERS, TRUSTED)
+def registered(
+    store: MemoryStore, *, pending: bool, name: str = "", changes: Mapping[str, str] | None = None
+) -> StoredRegistration:
+    registration_id = "tp-" + (name or ("pending" if pending else "normal"))
+    entry = {**ENTRY, **(changes or {})}
+    publisher = parse_entry(entry, registration_source(registration_id), PROVIDERS, TRUSTED)
     registration = StoredRegistration(
         id=registration_id,
         project=PROJECT,
-        entry=ENTRY,
+        entry=entry,
         created_by="test",
         created_at=NOW,
         unique_key=unique_key(publisher, PROJECT),
@@ -143,3 +146,23 @@ def test_expired_pending_publishers_are_purged_by_the_first_refresh_after_they_e
     assert purged == unexpired + 1
     publishers.refresh()
     assert store.registrations_version() == purged  # once
+
+
+def test_two_tied_pending_publishers_of_one_project_convert_once_and_mint() -> None:
+    # Two pending publishers for one new project, equally specific, both matching the
+    # token (one names the environment, the other pins the repository id): the first
+    # converts and creates the project, the second then finds it existing. The project
+    # was created by this very exchange for a publisher that matched: it must be minted,
+    # not refused after the store already converted it (and the token was used up).
+    store = MemoryStore(clock=lambda: NOW)
+    store.confirm_projects()
+    registered(store, pending=True, name="env", changes={"environment": "pypi"})
+    registered(store, pending=True, name="id", changes={"repository_id": "74"})
+    publishers = live_publishers(store)
+    match = publishers.match(token_claims())
+    assert len(match.pending) == 2  # a tie: both win
+
+    projects, converted = publishers.convert_matched(match, NOW)
+
+    assert projects == frozenset({PROJECT})
+    assert len(converted) == 1

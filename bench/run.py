@@ -272,7 +272,7 @@ class Bench:
 
     def real_revocation_key(self) -> str:
         """Revoke a jti with the real `trustpub tokens revoke`; the key it wrote."""
-        jti = "bench-memory-probe"
+        jti = "bench-memory-probe-00024"  # as long as a minted one
         env = self.service_env("cli", self.work)
         env.pop("PROMETHEUS_MULTIPROC_DIR")  # a CLI run counts nothing
         self.trustpub("tokens", "revoke", "--jti", jti, env=env)

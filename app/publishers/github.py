@@ -116,6 +116,11 @@ class ReusableWorkflowRule:
         return f"{how} {self.text!r} (repository ignoring case)"
 
 
+def is_workflow_file(name: str) -> bool:
+    """Whether `name` is a workflow as GitHub tokens name it: a file name (release.yml)."""
+    return _WORKFLOW_FILE.fullmatch(name) is not None
+
+
 def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
     """(OWNER/REPO, FILE, REF) of `OWNER/REPO/.github/workflows/FILE@REF`, or None if odd."""
     repository, marker, rest = value.partition(_WORKFLOWS_DIR)

@@ -317,11 +317,12 @@ def _ci_file(project_path: str, uri: str, ref_path: str, sha: str) -> str:
         (rest[: -len(suffix)] for suffix in (f"@{ref_path}", f"@{sha}") if rest.endswith(suffix)),
         "",
     )
-    _require(_valid_ci_file(file_path), "ci_config_ref_uri", expected, uri)
+    _require(is_ci_file(file_path), "ci_config_ref_uri", expected, uri)
     return file_path
 
 
-def _valid_ci_file(path: str) -> bool:
+def is_ci_file(path: str) -> bool:
+    """Whether `path` is a CI file as GitLab tokens name it: a path in the project."""
     if not _CI_FILE.fullmatch(path) or path.startswith("/"):
         return False
     return all(segment not in ("", ".", "..") for segment in path.split("/"))

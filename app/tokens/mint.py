@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -79,6 +80,10 @@ class UploadTokenMinter:
             expires_at=expires_at,
             projects=ordered,
         )
+
+
+# What new_jti() makes: 18 bytes, base64url without padding.
+JTI = re.compile(r"^[A-Za-z0-9_-]{24}$")
 
 
 def new_jti() -> str:

@@ -24,9 +24,10 @@ from app.audit import AuditTrail
 from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
-from app.publishers import github, gitlab
+from app.publishers import github, gitlab, google
 from app.publishers.policy_files import normalized_project
 from app.stores.base import RevocationStore
+from app.tokens.mint import JTI
 from app.tokens.scopes import project_scope, publisher_scope, token_scope
 from app.tokens.verify import UploadTokenVerifier
 
@@ -34,6 +35,14 @@ from app.tokens.verify import UploadTokenVerifier
 _REPOSITORY_FORMS: Mapping[str, tuple[re.Pattern[str], str]] = {
     "github": (github.REPOSITORY, "a GitHub repository's OWNER/NAME"),
     "gitlab": (gitlab.PROJECT_PATH, "a GitLab project's path (GROUP/PROJECT)"),
+    "google": (google.EMAIL, "a Google service account's e-mail address"),
+}
+# The workflow a token of each provider carries; None: its tokens name none (a workflow
+# scope of it would be acknowledged and cover no token).
+_WORKFLOW_FORMS: Mapping[str, tuple[Callable[[str], bool], str] | None] = {
+    "github": (github.is_workflow_file, "the workflow's file name (release.yml), not a path"),
+    "gitlab": (gitlab.is_ci_file, "the CI file's path in the project (ci/release.yml)"),
+    "google": None,
 }
 
 
@@ -75,6 +84,10 @@ class TokenRevoker:
         return self._revoke(token_scope(token.jti), moment, token.expires_at, actor, record)
 
     def revoke_jti(self, jti: str, *, actor: str) -> Revocation:
+        if not JTI.fullmatch(jti):
+            # A jti no token carries (most often the token itself, pasted in its place)
+            # would be acknowledged, revoke nothing, and put a live token in the audit.
+            raise InvalidRequest("'jti' is an upload token's jti (24 base64url characters)")
         # The token is not at hand: minted already, its `iat` is at most this far ahead.
         moment = int(self.clock()) + CLOCK_SKEW_SECONDS
         record = {"scope": "jti", "jti": jti}
@@ -107,9 +120,14 @@ class TokenRevoker:
         if form is not None and not form[0].fullmatch(repository):
             # An owner alone, a host in front: acknowledged, it would revoke nothing.
             raise InvalidRequest(f"'repository' is {form[1]}")
-        if provider == "github" and workflow is not None and "/" in workflow:
-            # GitHub tokens name the workflow by its file; GitLab's by its path.
-            raise InvalidRequest("'workflow' is the workflow's file name (release.yml), not a path")
+        if workflow is not None and provider in _WORKFLOW_FORMS:
+            # GitHub tokens name the workflow by its file; GitLab's by its path; Google's
+            # none. Anything else would be acknowledged and revoke nothing.
+            workflow_form = _WORKFLOW_FORMS[provider]
+            if workflow_form is None:
+                raise InvalidRequest(f"tokens of {issuer!r} name no workflow: leave it out")
+            if not workflow_form[0](workflow):
+                raise InvalidRequest(f"'workflow' is {workflow_form[1]}")
         moment = self._moment(before)
         scope = publisher_scope(issuer, repository, workflow)
         record = {

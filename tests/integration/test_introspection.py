@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -108,7 +109,9 @@ def test_introspection_accepts_basic_and_bearer_credentials(
     assert is_active(client, minted_token(client, make_token), credentials(clients))
 
 
-def _expired_upload_token(signing_key_path: Path) -> str:
+def _expired_upload_token(signing_key_path: Path, store: redis.Redis) -> str:
+    """Expired, and nothing else wrong with it: signed by the loaded key, in the live epoch
+    (a token of another epoch is inactive whether or not its expiry is checked)."""
     minter = UploadTokenMinter(
         keys=load_key_ring(signing_key_path),
         issuer=f"urn:trustpub:{AUDIENCE}",
@@ -118,7 +121,10 @@ def _expired_upload_token(signing_key_path: Path) -> str:
     )
     long_ago = int(time.time()) - 3600
     publisher = {"provider": "github", "repository": "octo-org/demo", "workflow": "release.yml"}
-    return minter.mint(frozenset({"demo-pkg"}), publisher, "any-epoch", long_ago).token
+    epoch = store.get("trustpub:epoch")
+    assert epoch is not None
+    epoch_id = epoch.decode().rpartition(":")[0]
+    return minter.mint(frozenset({"demo-pkg"}), publisher, epoch_id, long_ago).token
 
 
 def _tampered(token: str) -> str:
@@ -131,14 +137,14 @@ def _tampered(token: str) -> str:
 @pytest.mark.parametrize(
     "make_candidate",
     [
-        lambda token, oidc, key: "",
-        lambda token, oidc, key: "garbage",
-        lambda token, oidc, key: token.removeprefix("pypi-"),
-        lambda token, oidc, key: "pypi-" + oidc,
-        lambda token, oidc, key: oidc,
-        lambda token, oidc, key: _tampered(token),
-        lambda token, oidc, key: token + "x",
-        lambda token, oidc, key: _expired_upload_token(key),
+        lambda token, oidc, expired: "",
+        lambda token, oidc, expired: "garbage",
+        lambda token, oidc, expired: token.removeprefix("pypi-"),
+        lambda token, oidc, expired: "pypi-" + oidc,
+        lambda token, oidc, expired: oidc,
+        lambda token, oidc, expired: _tampered(token),
+        lambda token, oidc, expired: token + "x",
+        lambda token, oidc, expired: expired,
     ],
     ids=[
         "empty",
@@ -156,11 +162,13 @@ def test_anything_but_an_active_token_is_exactly_inactive(
     make_token: MakeToken,
     clients: Clients,
     signing_key_path: Path,
-    make_candidate: Callable[[str, str, Path], str],
+    store: redis.Redis,
+    make_candidate: Callable[[str, str, str], str],
 ) -> None:
     oidc_token = make_token()
     token = minted_token(client, make_token)
-    candidate = make_candidate(token, oidc_token, signing_key_path)
+    expired = _expired_upload_token(signing_key_path, store)
+    candidate = make_candidate(token, oidc_token, expired)
 
     response = client.post(
         INTROSPECT_PATH, data={"token": candidate}, headers=clients.basic("index")

@@ -161,6 +161,30 @@ def test_operator_revokes_one_token_by_jti(
     assert not is_active(client, token, clients.basic("index"))
 
 
+def test_a_token_given_as_a_jti_is_refused_and_never_recorded(
+    client: FlaskClient,
+    make_token: MakeToken,
+    clients: Clients,
+    store: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An operator pastes the leaked token into the jti field: acknowledged, it would
+    # revoke nothing (no token has that jti) and write the live token into the audit
+    # stream and the log.
+    token = minted(client, make_token)
+
+    response = client.post(
+        REVOCATIONS_PATH, json={"jti": token}, headers=clients.bearer("operator")
+    )
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "invalid-request"
+    assert token not in response.get_data(as_text=True)
+    assert token not in repr(store.xrange("trustpub:audit"))
+    assert token not in caplog.text
+    assert is_active(client, token, clients.basic("index"))
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "status", "code"),
     [
@@ -312,6 +336,10 @@ def test_data_loss_never_forgets_a_revocation_or_a_used_oidc_token(
     time.sleep(1.05)  # the new epoch began within the last second
     fresh = minted(client, make_token, now=int(time.time()) + LEEWAY_SECONDS)
     assert is_active(client, fresh, clients.basic("index"))
+    # The store has an epoch again, a new one: what was minted before the loss stays
+    # inactive (above, the epoch was merely missing; here it differs from theirs).
+    assert not is_active(client, revoked, clients.basic("index"))
+    assert not is_active(client, unrevoked, clients.basic("index"))
 
 
 @pytest.mark.parametrize("ahead", [1, 30, LEEWAY_SECONDS])

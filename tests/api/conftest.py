@@ -44,4 +44,5 @@ def api_app(make_app: MakeApp, clients: Clients) -> Flask:  # noqa: F811
         introspect_rate_limit=generous,
         revoke_rate_limit=generous,
         registration_rate_limit=generous,
+        read_rate_limit=generous,
     )

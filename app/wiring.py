@@ -186,13 +186,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def build_revoker(settings: Settings) -> TokenRevoker:
     """The revocation service alone, for the CLI: keys, store and the issuers' names,
-    no policies and no key sets."""
+    no policies and no key sets.
+
+    Its clock is the store's. The replicas' clocks are within CLOCK_SKEW_SECONDS of each
+    other; an operator's laptop is not: one 5 minutes behind would leave the last 5
+    minutes' tokens out of a default `before`, one ahead would let a token's entry expire
+    before the token."""
     key_ring = build_key_ring(settings)
     verifier = build_upload_verifier(settings, key_ring)
     stores = build_stores(settings)
-    audit = AuditTrail(stores.audit, time.time)
+    clock = stores.revocations.server_time
+    audit = AuditTrail(stores.audit, clock)
     issuers = build_trusted_issuers(settings).providers()
-    return TokenRevoker(verifier, stores.revocations, time.time, MAX_TOKEN_TTL, audit, issuers)
+    return TokenRevoker(verifier, stores.revocations, clock, MAX_TOKEN_TTL, audit, issuers)
 
 
 def build_upload_verifier(settings: Settings, key_ring: KeyRing) -> UploadTokenVerifier:

@@ -89,6 +89,10 @@ class RevocationStore(Protocol):
         """The epoch, created if missing."""
         ...
 
+    def server_time(self) -> float:
+        """The store's clock, Unix seconds."""
+        ...
+
 
 class RateLimiter(Protocol):
     def hit(self, key: str) -> int | None:

@@ -85,6 +85,9 @@ class MemoryStore:
     def current_epoch(self) -> Epoch:
         return self._epoch
 
+    def server_time(self) -> float:
+        return self._clock()
+
     def ping(self) -> None:
         return None
 

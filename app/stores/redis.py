@@ -451,6 +451,10 @@ class RedisStore:
         (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [new_epoch_id()])
         return Epoch.decode(value.decode())
 
+    def server_time(self) -> float:
+        seconds, microseconds = self._execute("time", ("TIME",))
+        return int(seconds) + int(microseconds) / 1_000_000
+
     def ping(self) -> None:
         # On the thread's own connection, as a request's commands go: within one socket
         # timeout, where the pool's client (its retry, a health check each) took four.

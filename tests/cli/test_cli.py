@@ -107,6 +107,45 @@ def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
     assert "exactly one of" in missing.stderr
 
 
+# The CLI run on a machine whose clock is five minutes behind the service's.
+_LATE_CLI = (
+    "import time; real = time.time; time.time = lambda: real() - 300; "
+    "from app.cli import main; main()"
+)
+
+
+def test_tokens_revoke_takes_now_from_the_store_not_the_operators_machine(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    # A late laptop would leave its last five minutes of tokens out of "now", and an
+    # early one would let a token's entry expire before the token.
+    key_dir = tmp_path / "keys"
+    assert run("keys", "generate", "--dir", str(key_dir)).returncode == 0
+    env = {
+        **os.environ,
+        "TRUSTPUB_AUDIENCE": "trustpub-cli.example",
+        "TRUSTPUB_SIGNING_KEYS": str(key_dir),
+        "TRUSTPUB_REDIS_URL": redis_url,
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", _LATE_CLI, "tokens", "revoke", "--project", "demo-pkg"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    store_now, _ = redis_server.client().time()
+    (key,) = redis_server.client().keys("trustpub:rev:project:*")
+    moment = int(redis_server.client().get(key))
+    assert store_now + CLOCK_SKEW_SECONDS - 5 <= moment <= store_now + CLOCK_SKEW_SECONDS
+    (record,) = redis_server.client().xrange("trustpub:audit")
+    assert abs(int(record[1][b"at"]) - store_now) <= 5
+
+
 def dev_token(env: dict[str, str], *args: str) -> str:
     result = run("dev", "oidc-token", "--repository", "octo-org/demo", *args, env=env)
     assert result.returncode == 0, result.stderr

@@ -496,6 +496,14 @@ def test_every_revocation_stores_its_record_with_it(make_store: Callable[[], Sto
     assert [r.fields["before"] for r in reversed(records)] == ["100", "50"]
 
 
+def test_the_store_tells_its_time(make_store: Callable[[], Store]) -> None:
+    before = time.time()
+    told = make_store().server_time()
+
+    # Redis's clock is this machine's here.
+    assert before - 1 <= told <= time.time() + 1
+
+
 def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
     store = make_store()
 

@@ -19,8 +19,9 @@ Keys (all under the `trustpub:` prefix):
 from __future__ import annotations
 
 import json
+import logging
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,6 +46,8 @@ from app.stores.base import (
     stream_position,
 )
 from app.stores.redis_connections import Argument, Command, Script, ThreadConnections
+
+log = logging.getLogger(__name__)
 
 # A request must fail fast when Redis is gone rather than hang a worker: short socket
 # timeouts and a single retry (for a connection kept idle that the server closed).
@@ -485,13 +488,9 @@ class RedisStore:
         version_value, epoch, entries, expiries, projects, pins, confirmed = self._fail_closed(
             "load_registrations", pipe.execute
         )
-        expires = {key.decode(): int(value) for key, value in expiries.items()}
         return RegistrationState(
             version=_versioned(version_value, epoch),
-            registrations=tuple(
-                StoredRegistration.decode(value.decode(), expires.get(key.decode()))
-                for key, value in entries.items()
-            ),
+            registrations=tuple(_readable_registrations(entries, expiries)),
             projects=frozenset(project.decode() for project in projects),
             pins={key.decode(): _decode_pins(value) for key, value in pins.items()},
             projects_confirmed=epoch is not None and confirmed == epoch,
@@ -683,6 +682,25 @@ class RedisStore:
 def _versioned(version: bytes | None, epoch: bytes | None) -> int:
     """The registrations counter, tagged with the epoch it counts in."""
     return (zlib.crc32(epoch or b"") << 64) + (int(version) if version is not None else 0)
+
+
+def _readable_registrations(
+    entries: Mapping[bytes, bytes], expiries: Mapping[bytes, bytes]
+) -> Iterator[StoredRegistration]:
+    """The registrations that decode. One that does not (written by hand, by a bug) is
+    left out, loudly: fewer publishers, never more; and the rest keep loading, so that a
+    removal elsewhere still reaches every process and a new process still starts."""
+    for key, value in entries.items():
+        expires = expiries.get(key)
+        try:
+            yield StoredRegistration.decode(
+                value.decode(), None if expires is None else int(expires)
+            )
+        except (ValueError, KeyError, TypeError):
+            log.error(
+                "registration %r in the store cannot be read; ignored (remove it with HDEL)",
+                key.decode(errors="replace"),
+            )
 
 
 def _decode_pins(value: bytes) -> dict[str, str]:

@@ -3,6 +3,7 @@ duplicates, and the union with policy files, against a real Redis."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,43 @@ def test_listings_and_audit_reads_share_a_budget_apart_from_changes(
     assert [read.status_code for read in reads] == [200, 200, 429]
     assert reads[2].headers["Retry-After"].isdigit()
     assert change.status_code == 201  # reads did not spend the changes' budget
+
+
+@pytest.mark.parametrize(
+    ("stored", "expiry"),
+    # None: a record that reads, its pending expiry does not.
+    [(b"{not json", None), (b'{"id": "rp_bad"}', None), (None, b"soon")],
+    ids=["not-json", "fields-missing", "expiry-not-a-number"],
+)
+def test_a_registration_the_store_cannot_read_is_left_out_and_the_rest_still_load(
+    make_managed_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    stored: bytes | None,
+    expiry: bytes | None,
+) -> None:
+    headers = clients.bearer("admin")
+    added = add(
+        make_managed_app().test_client(), "demo-pkg", registration(oidc_issuer.url), headers
+    )
+    assert added.status_code == 201, added.get_json()
+    if stored is None:
+        good = json.loads(store.hget("trustpub:registrations", added.get_json()["id"]) or "")
+        stored = json.dumps({**good, "id": "rp_bad", "unique_key": "elsewhere"}).encode()
+    store.hset("trustpub:registrations", "rp_bad", stored)
+    if expiry is not None:
+        store.hset("trustpub:registrations:pending", "rp_bad", expiry)
+    store.incr("trustpub:registrations:version")
+
+    client = make_managed_app().test_client()  # a process that starts now
+    held = [publisher["id"] for publisher in listed(client, "demo-pkg", headers)]
+    removed = remove(client, "demo-pkg", added.get_json()["id"], headers)
+
+    assert held == [added.get_json()["id"]]
+    assert removed.status_code == 200, removed.get_json()
+    assert "registration 'rp_bad' in the store cannot be read" in caplog.text
 
 
 def test_a_process_reloads_after_a_data_loss_that_brought_the_version_back_to_its_own(

@@ -31,9 +31,11 @@ from app.publishers.constraints import (
     rules_from_policy,
 )
 from app.publishers.model import (
+    REGISTERED_CLAIMS,
     ClaimCheck,
     ProviderClaims,
     failed,
+    log_unknown_claims,
     normalize_project_name,
     string_claims,
 )
@@ -64,7 +66,21 @@ OPTIONAL_CLAIMS = (
     "actor_id",
 )
 # Deliberately not checked: `sub` (customisable template) and descriptive claims.
-IGNORED_CLAIMS = ("sub", "repository_visibility", "run_number", "enterprise", "enterprise_id")
+IGNORED_CLAIMS = (
+    "sub",
+    "repository_visibility",
+    "run_number",
+    "enterprise",
+    "enterprise_id",
+    "workflow",
+    "head_ref",
+    "base_ref",
+    "environment_node_id",
+    "check_run_id",
+)
+# Custom repository properties, one claim each (`repo_property_team`): not logged either.
+_IGNORED_PREFIXES = ("repo_property_",)
+_KNOWN_CLAIMS = frozenset(REGISTERED_CLAIMS + REQUIRED_CLAIMS + OPTIONAL_CLAIMS + IGNORED_CLAIMS)
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
 _WORKFLOW_FILE = re.compile(r"^[^/@\s]+\.ya?ml$")
@@ -289,6 +305,7 @@ class GitHubProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitHubClaims:
+        log_unknown_claims(self.name, claims, _KNOWN_CLAIMS, _IGNORED_PREFIXES)
         values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         repository = values["repository"]
         _require(REPOSITORY.fullmatch(repository), "repository", "owner/name", repository)

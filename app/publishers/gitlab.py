@@ -32,9 +32,11 @@ from app.publishers.constraints import (
     rules_from_policy,
 )
 from app.publishers.model import (
+    REGISTERED_CLAIMS,
     ClaimCheck,
     ProviderClaims,
     failed,
+    log_unknown_claims,
     normalize_project_name,
     pinned_on_first_use,
     string_claims,
@@ -88,6 +90,7 @@ IGNORED_CLAIMS = (
     "job_project_id",
     "job_project_path",
 )
+_KNOWN_CLAIMS = frozenset(REGISTERED_CLAIMS + REQUIRED_CLAIMS + OPTIONAL_CLAIMS + IGNORED_CLAIMS)
 
 _PATH_SEGMENT = r"[A-Za-z0-9_.][A-Za-z0-9_.+-]{0,254}"
 PROJECT_PATH = re.compile(rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})+$")
@@ -254,6 +257,7 @@ class GitLabProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GitLabClaims:
+        log_unknown_claims(self.name, claims, _KNOWN_CLAIMS)
         values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         project_path = values["project_path"]
         _require(

@@ -22,9 +22,11 @@ from typing import Any
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import LEEWAY_SECONDS, IssuerConfig
 from app.publishers.model import (
+    REGISTERED_CLAIMS,
     ClaimCheck,
     ProviderClaims,
     failed,
+    log_unknown_claims,
     normalize_project_name,
     string_claims,
 )
@@ -45,6 +47,9 @@ OPTIONAL_CLAIMS = ("azp",)
 # Deliberately not checked: Compute Engine details (`google`, an object) and the hosted
 # domain of user accounts, which service accounts never have.
 IGNORED_CLAIMS = ("google", "hd")
+_KNOWN_CLAIMS = frozenset(
+    (*REGISTERED_CLAIMS, *REQUIRED_CLAIMS, *OPTIONAL_CLAIMS, *IGNORED_CLAIMS, "email_verified")
+)
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
@@ -129,6 +134,7 @@ class GoogleProvider:
         )
 
     def parse_claims(self, issuer: str, claims: Mapping[str, Any]) -> GoogleClaims:
+        log_unknown_claims(self.name, claims, _KNOWN_CLAIMS)
         values, optional = string_claims(claims, REQUIRED_CLAIMS, OPTIONAL_CLAIMS)
         email = values["email"]
         if not EMAIL.fullmatch(email):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,11 @@ from typing import Any, NamedTuple, Protocol
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
+
+log = logging.getLogger(__name__)
+
+# The token's own claims (RFC 7519), checked in app.oidc before a provider reads the rest.
+REGISTERED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,32 @@ _NAME_SEPARATORS = re.compile(r"[-_.]+")
 def normalize_project_name(name: str) -> str:
     """PEP 503 normalisation: `Demo_Pkg` and `demo-pkg` are one project."""
     return _NAME_SEPARATORS.sub("-", name).lower()
+
+
+# "provider:claim" names already logged by this process, and how many it logs at most.
+_UNKNOWN_LOGGED: set[str] = set()
+_UNKNOWN_LOG_LIMIT = 100
+
+
+def log_unknown_claims(
+    provider: str,
+    claims: Mapping[str, Any],
+    known: frozenset[str],
+    ignored_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Log, once per process, each claim a provider's token carries that its model does
+    not list: never a reason to refuse, but a new claim may be one a policy should check."""
+    if known.issuperset(claims):  # nearly always: no set is built (the difference cost 1 %)
+        return
+    new = sorted(
+        name
+        for name in claims.keys() - known
+        if provider + ":" + name not in _UNKNOWN_LOGGED and not name.startswith(ignored_prefixes)
+    )
+    if new and len(_UNKNOWN_LOGGED) < _UNKNOWN_LOG_LIMIT:
+        _UNKNOWN_LOGGED.update(provider + ":" + name for name in new)
+        # The list's repr: claim names are the issuer's, quoted and escaped.
+        log.info("%s tokens carry claims trustpub does not know (ignored): %s", provider, new)
 
 
 def string_claims(

@@ -13,6 +13,7 @@ from typing import Any
 from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import InvalidPayload, InvalidToken
 from app.oidc.jws import parse_compact_jws, reject_forbidden_headers, verify_signature
+from app.settings import MAX_TOKEN_TTL
 from app.tokens.keys import KeyRing
 from app.tokens.mint import UPLOAD_TOKEN_TYPE
 from app.tokens.scopes import scopes_of
@@ -138,6 +139,10 @@ def _check_claims(
     issued_at, expires_at, not_before = (_integer(claims, name) for name in ("iat", "exp", "nbf"))
     if now >= expires_at:
         raise InvalidToken("expired")
+    if expires_at - issued_at > MAX_TOKEN_TTL:
+        # No trustpub mints one (settings refuse a longer token_ttl), and bulk revocation
+        # entries live only as long as a token may: it would outlive its revocation.
+        raise InvalidToken("lives longer than any upload token")
     if not_before > now + CLOCK_SKEW_SECONDS:
         raise InvalidToken("not valid yet")
     jti, epoch = claims.get("jti"), claims.get("epoch")

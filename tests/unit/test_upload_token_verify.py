@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.clocks import CLOCK_SKEW_SECONDS
 from app.oidc.jws import b64url_encode
+from app.settings import MAX_TOKEN_TTL
 from app.stores.memory import MemoryStore
 from app.tokens.keys import KeyRing, SigningKey, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UPLOAD_TOKEN_TYPE, encode_compact_jws
@@ -83,6 +84,7 @@ CASES: dict[str, tuple[Callable[[KeyRing, str], str], int]] = {
     "audience-as-list": (lambda k, e: token(k, e, aud=[AUDIENCE]), NOW),
     "not-the-upload-scope": (lambda k, e: token(k, e, scope="admin"), NOW),
     "not-valid-yet": (lambda k, e: token(k, e, nbf=NOW + CLOCK_SKEW_SECONDS + 1), NOW),
+    "outlives-any-revocation": (lambda k, e: token(k, e, exp=NOW + MAX_TOKEN_TTL + 1), NOW),
     "typ-of-an-oidc-token": (lambda k, e: token(k, e, typ="JWT"), NOW),
     "no-prefix": (lambda k, e: token(k, e, prefix=""), NOW),
     "another-epoch": (lambda k, e: token(k, "not-" + e), NOW),

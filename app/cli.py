@@ -456,15 +456,25 @@ class _Api:
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {secret}"}
 
-    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def call(
+        self, method: str, path: str, *, wait_when_limited: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         import requests
 
-        try:
-            response = requests.request(
-                method, self.url + path, headers=self._headers, timeout=30, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach {self.url}: {exc}") from exc
+        while True:
+            try:
+                response = requests.request(
+                    method, self.url + path, headers=self._headers, timeout=30, **kwargs
+                )
+            except requests.RequestException as exc:
+                raise click.ClickException(f"cannot reach {self.url}: {exc}") from exc
+            wait = response.headers.get("Retry-After", "")
+            if not (wait_when_limited and response.status_code == 429 and wait.isdigit()):
+                break
+            # A long run of calls (a bulk declaration) goes on where the limit stopped it:
+            # run again, it would spend the budget on what was done already.
+            click.echo(f"rate limited; going on in {wait} s", err=True)
+            time.sleep(min(int(wait), 300))
         try:
             body = response.json()
         except ValueError:
@@ -655,7 +665,10 @@ def projects_declare(names: tuple[str, ...], from_file: Any) -> None:
     created = 0
     for start in range(0, len(listed), MAX_DECLARED_PROJECTS):
         batch = listed[start : start + MAX_DECLARED_PROJECTS]
-        created += api.call("POST", "/api/v1/projects", json={"projects": batch})["created"]
+        answer = api.call(
+            "POST", "/api/v1/projects", wait_when_limited=True, json={"projects": batch}
+        )
+        created += answer["created"]
     click.echo(f"declared {len(listed)} names; {created} projects were new")
 
 

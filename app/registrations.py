@@ -83,7 +83,8 @@ ID_PREFIX = "rp_"
 # Pin keys of policy-file publishers; a registered publisher's is its id (ID_PREFIX).
 FILE_PIN_PREFIX = "file:"
 # Project names one declaration takes: an index of 600,000 projects declares them in 60
-# calls, well inside the registration rate limit.
+# calls, two minutes of the default registration rate limit (`trustpub projects declare`
+# waits when it is limited).
 MAX_DECLARED_PROJECTS = 10_000
 # Its body, were every name of the longest length: above the app's usual body limit.
 MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", ')) + 64

@@ -70,16 +70,21 @@ def test_keys_generate_writes_an_owner_only_ed25519_key(tmp_path: Path) -> None:
     assert ring.signer.kid in result.stdout
 
 
-def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
-    tmp_path: Path, redis_server: RedisServer, redis_url: str
-) -> None:
+def revoking_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """What `trustpub tokens revoke` needs: signing keys and the service's Redis."""
     key_dir = tmp_path / "keys"
     assert run("keys", "generate", "--dir", str(key_dir)).returncode == 0
-    env = {
+    return {
         "TRUSTPUB_AUDIENCE": "trustpub-cli.example",
         "TRUSTPUB_SIGNING_KEYS": str(key_dir),
         "TRUSTPUB_REDIS_URL": redis_url,
     }
+
+
+def test_tokens_revoke_writes_a_project_revocation_to_the_service_store(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    env = revoking_env(tmp_path, redis_url)
 
     moment = int(time.time()) - 10
     result = run("tokens", "revoke", "--project", "Demo_Pkg", "--before", str(moment), env=env)
@@ -119,14 +124,7 @@ def test_tokens_revoke_takes_now_from_the_store_not_the_operators_machine(
 ) -> None:
     # A late laptop would leave its last five minutes of tokens out of "now", and an
     # early one would let a token's entry expire before the token.
-    key_dir = tmp_path / "keys"
-    assert run("keys", "generate", "--dir", str(key_dir)).returncode == 0
-    env = {
-        **os.environ,
-        "TRUSTPUB_AUDIENCE": "trustpub-cli.example",
-        "TRUSTPUB_SIGNING_KEYS": str(key_dir),
-        "TRUSTPUB_REDIS_URL": redis_url,
-    }
+    env = {**os.environ, **revoking_env(tmp_path, redis_url)}
 
     result = subprocess.run(
         [sys.executable, "-c", _LATE_CLI, "tokens", "revoke", "--project", "demo-pkg"],

@@ -26,6 +26,8 @@ class _Server(ThreadingHTTPServer):
     # Audit answers by the `before` asked for, and the queries asked.
     audit_pages: dict[str | None, dict[str, Any]]
     queries: list[dict[str, list[str]]]
+    # Answers to the next POSTs, in order: (status, headers, body).
+    posts: list[tuple[int, dict[str, str], dict[str, Any]]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,7 +53,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer()
 
     def do_POST(self) -> None:
-        self._answer()
+        if not self.server.posts:
+            self._answer()
+            return
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        status, headers, answer = self.server.posts.pop(0)
+        body = json.dumps(answer).encode()
+        self.send_response(status)
+        for name, value in {**headers, "Content-Type": "application/json"}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_DELETE(self) -> None:
         self._answer()
@@ -66,6 +79,7 @@ def server() -> Iterator[_Server]:
     server.authorizations = []
     server.audit_pages = {}
     server.queries = []
+    server.posts = []
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         yield server
@@ -157,3 +171,35 @@ def test_audit_goes_on_where_each_answer_stopped_until_it_has_its_limit(
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == printed
     assert [query["limit"][0] for query in server.queries] == limits_asked
     assert all(query["project"] == ["demo-pkg"] for query in server.queries)
+
+
+def test_a_bulk_declaration_waits_out_a_rate_limit_and_goes_on(
+    server: _Server, tmp_path: Path
+) -> None:
+    limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
+    server.posts = [
+        (429, {"Retry-After": "1"}, limited),
+        (200, {}, {"declared": 2, "created": 2}),
+    ]
+
+    result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg", "b-pkg"])
+
+    assert result.exit_code == 0, result.output
+    assert "rate limited; going on in 1 s" in result.output
+    assert result.output.endswith("declared 2 names; 2 projects were new\n")
+    assert server.posts == []  # asked again after the wait
+
+
+def test_other_calls_report_a_rate_limit_at_once(server: _Server, tmp_path: Path) -> None:
+    limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
+    server.posts = [(429, {"Retry-After": "1"}, limited)]
+
+    result = _invoke(
+        server,
+        tmp_path,
+        ["publishers", "add", "demo-pkg", "--repository", "o/r", "--owner-id", "1",
+         "--workflow", "r.yml"],
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "rate-limited: too many requests" in result.output

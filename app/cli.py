@@ -461,6 +461,7 @@ class _Api:
     ) -> dict[str, Any]:
         import requests
 
+        waits = 0
         while True:
             try:
                 response = requests.request(
@@ -468,13 +469,20 @@ class _Api:
                 )
             except requests.RequestException as exc:
                 raise click.ClickException(f"cannot reach {self.url}: {exc}") from exc
-            wait = response.headers.get("Retry-After", "")
-            if not (wait_when_limited and response.status_code == 429 and wait.isdigit()):
+            wait = _retry_after(response.headers.get("Retry-After", ""))
+            if not (
+                wait_when_limited
+                and response.status_code == 429
+                and wait is not None
+                and waits < _MAX_WAITS
+            ):
                 break
             # A long run of calls (a bulk declaration) goes on where the limit stopped it:
-            # run again, it would spend the budget on what was done already.
+            # run again, it would spend the budget on what was done already. Bounded, and
+            # never without a pause: a limit that never lifts must end the command.
+            waits += 1
             click.echo(f"rate limited; going on in {wait} s", err=True)
-            time.sleep(min(int(wait), 300))
+            time.sleep(wait)
         try:
             body = response.json()
         except ValueError:
@@ -491,6 +499,22 @@ class _Api:
                 "does TRUSTPUB_URL name the service?"
             )
         return body
+
+
+# Waits of one call on 429 (at most _LONGEST_WAIT each): more than an hour's limit
+# window, then the limit is reported like any error.
+_MAX_WAITS = 20
+_LONGEST_WAIT = 300
+
+
+def _retry_after(value: str) -> int | None:
+    """Retry-After's delay in seconds, 1 to _LONGEST_WAIT; None if it is no number of
+    seconds (an HTTP date, or digits of another script, which int() refuses)."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    # More digits than any wait kept here (int() refuses some 4,300): the longest.
+    return _LONGEST_WAIT if len(value) > 9 else min(max(int(value), 1), _LONGEST_WAIT)
 
 
 @cli.group()

@@ -12,9 +12,11 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from app.metrics import mark_process_dead
 
-# What a header name is (RFC 9110 token): gunicorn's error names it; anything else it
-# quotes is part of a line it could not parse.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What a header name is as gunicorn's errors name it: an RFC 9110 token, upper-cased
+# (gunicorn upper-cases a name before it raises with it). Anything else it quotes is
+# part of a line it could not parse, which may be a credential alone: a tpc_ secret or a
+# JWT is made of token characters too, but never of upper case only.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
 _NOT_SHOWN = "(not shown: it may hold a credential)"
 
 

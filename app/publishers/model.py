@@ -153,7 +153,9 @@ def log_unknown_claims(
         for name in claims.keys() - known
         if provider + ":" + name not in _UNKNOWN_LOGGED and not name.startswith(ignored_prefixes)
     )
-    if new and len(_UNKNOWN_LOGGED) < _UNKNOWN_LOG_LIMIT:
+    # The bound is on names, however many one token brings: not on lines.
+    new = new[: max(0, _UNKNOWN_LOG_LIMIT - len(_UNKNOWN_LOGGED))]
+    if new:
         _UNKNOWN_LOGGED.update(provider + ":" + name for name in new)
         # The list's repr: claim names are the issuer's, quoted and escaped.
         log.info("%s tokens carry claims trustpub does not know (ignored): %s", provider, new)

@@ -155,6 +155,13 @@ class StoredRegistration:
     @classmethod
     def decode(cls, value: str, expires_at: int | None) -> StoredRegistration:
         data = json.loads(value)
+        # Typed before use: a field of the wrong type (a hand-written record) must be
+        # refused here, as a TypeError the store's loader leaves out, not crash later.
+        for name in ("id", "project", "created_by", "unique_key"):
+            if not isinstance(data[name], str):
+                raise TypeError(f"registration field {name!r} is not a string")
+        if not isinstance(data["entry"], dict):
+            raise TypeError("registration field 'entry' is not an object")
         return cls(
             id=data["id"],
             project=data["project"],

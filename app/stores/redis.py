@@ -225,13 +225,17 @@ _PURGE = Script(
 local pending = redis.call('HGETALL', KEYS[2])
 local removed = 0
 for i = 1, #pending, 2 do
-  if tonumber(pending[i + 1]) <= tonumber(ARGV[1]) then
+  -- A record that does not read (an expiry that is no number, a value that is not
+  -- JSON: written by hand, by a bug) is left out by the loader; here it must not stop
+  -- the purge of every other one. Its unique key, unreadable, is left to the add that
+  -- finds its holder gone.
+  local expires = tonumber(pending[i + 1])
+  if expires and expires <= tonumber(ARGV[1]) then
     local value = redis.call('HGET', KEYS[1], pending[i])
-    if value then
-      local unique = cjson.decode(value)['unique_key']
-      if redis.call('HGET', KEYS[3], unique) == pending[i] then
-        redis.call('HDEL', KEYS[3], unique)
-      end
+    local ok, fields = pcall(cjson.decode, value or '')
+    local unique = ok and type(fields) == 'table' and fields['unique_key']
+    if type(unique) == 'string' and redis.call('HGET', KEYS[3], unique) == pending[i] then
+      redis.call('HDEL', KEYS[3], unique)
     end
     redis.call('HDEL', KEYS[1], pending[i])
     redis.call('HDEL', KEYS[2], pending[i])

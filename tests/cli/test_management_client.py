@@ -203,3 +203,54 @@ def test_other_calls_report_a_rate_limit_at_once(server: _Server, tmp_path: Path
 
     assert result.exit_code == 1
     assert "rate-limited: too many requests" in result.output
+
+
+def test_a_bulk_declaration_limited_without_end_gives_up(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy (or a budget someone else keeps spending) that answers 429 to every call:
+    # the CLI must stop one day, and never ask again without waiting.
+    limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
+    server.posts = [(429, {"Retry-After": "0"}, limited)] * 1000
+    server.posts.append((200, {}, {"declared": 1, "created": 1}))
+    slept: list[float] = []
+    monkeypatch.setattr("app.cli.time.sleep", slept.append)
+
+    result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])
+
+    assert result.exit_code == 1, result.output
+    assert "rate-limited: too many requests" in result.output
+    assert len(server.posts) > 900  # it gave up long before the 1000th answer
+    assert slept
+    assert min(slept) >= 1
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "exit_code", "slept_for"),
+    [
+        ("\u00b2", 1, []),  # superscript two is no number of seconds: the limit, reported
+        ("9" * 5000, 0, [300]),  # more digits than int() takes: the longest wait
+    ],
+    ids=["superscript", "huge"],
+)
+def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_after: str,
+    exit_code: int,
+    slept_for: list[float],
+) -> None:
+    limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
+    server.posts = [
+        (429, {"Retry-After": retry_after}, limited),
+        (200, {}, {"declared": 1, "created": 1}),
+    ]
+    slept: list[float] = []
+    monkeypatch.setattr("app.cli.time.sleep", slept.append)
+
+    result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])
+
+    assert result.exit_code == exit_code, repr(result.exception)
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert slept == slept_for

@@ -198,8 +198,11 @@ INTROSPECT_HEAD = b"POST /oauth/introspect HTTP/1.1\r\nHost: trustpub\r\nConnect
         b"Authorization Bearer %s\r\n",  # the colon forgotten: not a header line
         b"Authorization Bearer %s: x\r\n",  # a header name with spaces in it
         b"Authorization: Basic x\r\n Bearer %s\r\n",  # obsolete line folding
+        # The secret on a line of its own (a value that began with a line break): every
+        # character of a tpc_ secret or a JWT is one a header name may hold.
+        b"Authorization: Bearer\r\n%s\r\n",
     ],
-    ids=["no-colon", "spaces-in-name", "folded"],
+    ids=["no-colon", "spaces-in-name", "folded", "secret-alone-on-a-line"],
 )
 def test_a_malformed_authorization_line_never_puts_the_secret_in_the_log(
     deployment: Deployment, start_service: Callable[[Deployment], Service], malformed: bytes

@@ -432,3 +432,81 @@ def test_a_process_reloads_after_a_data_loss_that_brought_the_version_back_to_it
     # The counter is back at the first process's number: the epoch tells them apart.
     held = [reg.entry["repository"] for _, reg in publishers.refresh().registered.values()]
     assert held == ["octo-org/third"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"entry": None},
+        {"entry": "github"},
+        {"entry": 7},
+        {"id": 7},
+        {"project": ["demo-pkg"]},
+    ],
+    ids=["entry-null", "entry-string", "entry-number", "id-number", "project-list"],
+)
+def test_a_registration_whose_fields_have_the_wrong_type_is_left_out_too(
+    make_managed_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    change: dict[str, Any],
+) -> None:
+    # JSON that decodes, with every field present, one of the wrong type: "does not
+    # decode" must cover it, or it stops a new process and 500s every management call.
+    headers = clients.bearer("admin")
+    added = add(
+        make_managed_app().test_client(), "demo-pkg", registration(oidc_issuer.url), headers
+    )
+    assert added.status_code == 201, added.get_json()
+    good = json.loads(store.hget("trustpub:registrations", added.get_json()["id"]) or "")
+    bad = {**good, "id": "rp_bad", "unique_key": "elsewhere", **change}
+    store.hset("trustpub:registrations", "rp_bad", json.dumps(bad))
+    store.incr("trustpub:registrations:version")
+
+    client = make_managed_app().test_client()  # a process that starts now
+    held = [publisher["id"] for publisher in listed(client, "demo-pkg", headers)]
+    removed = remove(client, "demo-pkg", added.get_json()["id"], headers)
+
+    assert held == [added.get_json()["id"]]
+    assert removed.status_code == 200, removed.get_json()
+    assert "registration 'rp_bad' in the store cannot be read" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("stored", "expiry"),
+    [(None, b"soon"), (b"{not json", b"1")],
+    ids=["expiry-not-a-number", "not-json-and-expired"],
+)
+def test_a_registration_the_store_cannot_read_does_not_stop_the_purge(
+    make_managed_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    stored: bytes | None,
+    expiry: bytes,
+) -> None:
+    # Pending publishers expire every day somewhere; the purge that follows must not
+    # trip over the unreadable record, or every process stops reloading (a publisher
+    # removed elsewhere keeps minting here) and the management API answers 503.
+    headers = clients.bearer("admin")
+    added = add(
+        make_managed_app().test_client(), "demo-pkg", registration(oidc_issuer.url), headers
+    )
+    assert added.status_code == 201, added.get_json()
+    good = json.loads(store.hget("trustpub:registrations", added.get_json()["id"]) or "")
+    expired = {**good, "id": "rp_old", "unique_key": "old"}
+    store.hset("trustpub:registrations", "rp_old", json.dumps(expired))
+    store.hset("trustpub:registrations:pending", "rp_old", int(time.time()) - 10)
+    bad = stored or json.dumps({**good, "id": "rp_bad", "unique_key": "elsewhere"}).encode()
+    store.hset("trustpub:registrations", "rp_bad", bad)
+    store.hset("trustpub:registrations:pending", "rp_bad", expiry)
+    store.incr("trustpub:registrations:version")
+
+    client = make_managed_app().test_client()  # a process that starts now
+    answer = client.get("/api/v1/projects/demo-pkg/publishers", headers=headers)
+
+    assert answer.status_code == 200, answer.get_json()
+    assert [p["id"] for p in answer.get_json()["publishers"]] == [added.get_json()["id"]]
+    assert not store.hexists("trustpub:registrations", "rp_old")  # purged

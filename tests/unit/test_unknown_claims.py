@@ -66,3 +66,17 @@ def test_a_process_logs_a_bounded_number_of_claim_names(caplog: pytest.LogCaptur
         _parse("github", **{f"new_{index}": "x"})
 
     assert len(_logged(caplog)) == 100
+
+
+def test_one_token_with_many_unknown_claims_logs_no_more_than_the_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The bound holds the log (and the set) to 100 names, however they arrive: a token
+    # of a self-managed issuer may carry thousands of claims, in one line otherwise.
+    caplog.set_level(logging.INFO, logger="app.publishers.model")
+
+    _parse("gitlab", **{f"new_{index:04d}": "x" for index in range(5000)})
+    _parse("gitlab", extra_one="x")
+
+    names = [name for line in _logged(caplog) for name in line.split(": ", 1)[1].split(", ")]
+    assert len(names) == 100

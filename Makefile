@@ -16,8 +16,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,helm,e2e]'
 	touch $@
 
+# Where `make run` listens: make run BIND=127.0.0.1:8080
+BIND ?= 127.0.0.1:8000
+
 run: $(BIN)/.installed
-	$(BIN)/trustpub serve --dev --bind 127.0.0.1:8000
+	$(BIN)/trustpub serve --dev --bind $(BIND)
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \

@@ -129,8 +129,10 @@ def explain(token: str | None, as_json: bool, dev: bool) -> None:
 
     TOKEN is the raw OIDC token; omit it (or pass '-') to read it from stdin. The
     token is verified with this deployment's settings (TRUSTPUB_AUDIENCE, the issuers
-    and the policies); nothing is minted and its jti is not used up. Exits 0 when the
-    exchange would mint, 1 otherwise.
+    and the policy files); nothing is minted and its jti is not used up. Publishers
+    registered through the API live in the service's Redis and are not seen here: ask the
+    service (POST /_/oidc/explain) for those. Exits 0 when the exchange would mint, 1
+    otherwise.
     """
     import json
 
@@ -282,7 +284,8 @@ def dev_oidc_token(
 
 @cli.group()
 def clients() -> None:
-    """API clients of introspection and revocation (TRUSTPUB_CLIENTS_FILE)."""
+    """API clients: the index (introspection, revocation) and the management API's
+    maintainers and operators (TRUSTPUB_CLIENTS_FILE)."""
 
 
 @clients.command("add")

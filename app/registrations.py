@@ -692,7 +692,9 @@ class PublisherRegistrations:
             if "manage" not in client.scopes:
                 raise Forbidden("reading the audit trail needs the 'manage' or 'admin' scope")
             if query.project is None:
-                raise ProjectForbidden("name one of your projects with ?project=")
+                raise ProjectForbidden(
+                    "name one of your projects (?project=; `trustpub audit --project`)"
+                )
             self._require_manager(client, query.project)
         return self.audit.read(query)
 

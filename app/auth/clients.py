@@ -142,7 +142,7 @@ def load_clients_file(path: Path) -> ClientRegistry:
             raise ConfigurationError(f"{where}.scopes: a non-empty list of {sorted(SCOPES)}")
         if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
             raise ConfigurationError(f"{where}.secret_sha256: 64 lower-case hex digits")
-        projects = _projects(where, scopes, entry.get("projects"))
+        projects = _projects(f"{where}.projects", scopes, entry.get("projects"))
         credentials.append((Client(name, frozenset(scopes), projects), bytes.fromhex(digest)))
     names = [client.name for client, _ in credentials]
     if len(set(names)) != len(names):
@@ -150,19 +150,20 @@ def load_clients_file(path: Path) -> ClientRegistry:
     return ClientRegistry(credentials)
 
 
-def _projects(where: str, scopes: list[str], value: object) -> frozenset[str]:
+def _projects(field: str, scopes: list[str], value: object) -> frozenset[str]:
+    """`field` names where the projects came from: a file's key, or the CLI's option."""
     if value is None:
         if "manage" in scopes:
-            raise ConfigurationError(f"{where}.projects: a manage client needs its projects")
+            raise ConfigurationError(f"{field}: a manage client needs its projects")
         return frozenset()
     if "manage" not in scopes:
-        raise ConfigurationError(f"{where}.projects: only a manage client has projects")
+        raise ConfigurationError(f"{field}: only a manage client has projects")
     if (
         not isinstance(value, list)
         or not value
         or not all(isinstance(p, str) and _PROJECT.fullmatch(p) for p in value)
     ):
-        raise ConfigurationError(f"{where}.projects: a non-empty list of project names")
+        raise ConfigurationError(f"{field}: a non-empty list of project names")
     return frozenset(normalize_project_name(p) for p in value)
 
 

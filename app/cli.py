@@ -264,9 +264,22 @@ def dev_oidc_token(
     ref: str,
 ) -> None:
     """Print a GitHub-shaped OIDC token signed by the local development issuer."""
-    from app.oidc.dev_issuer import dev_github_token, load_or_create_dev_issuer_key
+    from app.oidc.dev_issuer import (
+        dev_github_token,
+        dev_issuer_key_path,
+        load_or_create_dev_issuer_key,
+    )
 
     settings = _settings(dev=True)
+    if not dev_issuer_key_path(settings.dev_dir).exists():
+        # Run from another directory than `make run`, this makes a key that service
+        # does not know, and its mint fails with a signature error that does not say why.
+        click.echo(
+            f"created a new development issuer key in {settings.dev_dir}: only a service "
+            "started with this dev directory (TRUSTPUB_DEV_DIR, or ./.dev where it runs) "
+            "trusts these tokens",
+            err=True,
+        )
     key = load_or_create_dev_issuer_key(settings.dev_dir)
     click.echo(
         dev_github_token(

@@ -29,8 +29,12 @@ def dev_issuer_config(*, enabled: bool = True) -> IssuerConfig:
     return IssuerConfig(url=DEV_ISSUER, provider="github", enabled=enabled)
 
 
+def dev_issuer_key_path(dev_dir: Path) -> Path:
+    return dev_dir / _KEY_FILE
+
+
 def load_or_create_dev_issuer_key(dev_dir: Path) -> rsa.RSAPrivateKey:
-    path = dev_dir / _KEY_FILE
+    path = dev_issuer_key_path(dev_dir)
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(

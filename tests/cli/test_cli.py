@@ -150,6 +150,21 @@ def dev_token(env: dict[str, str], *args: str) -> str:
     return result.stdout.strip()
 
 
+def test_dev_token_says_when_it_made_a_key_no_running_service_knows(tmp_path: Path) -> None:
+    # Run from another directory than `make run`, it used to make a key silently, and the
+    # mint failed with a signature error that did not say why.
+    env = {"TRUSTPUB_DEV_DIR": str(tmp_path / "elsewhere")}
+    args = ("dev", "oidc-token", "--repository", "octo-org/demo", "--workflow", "release.yml")
+
+    first, second = run(*args, env=env), run(*args, env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert "created a new development issuer key in" in first.stderr
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert first.stdout.count(".") == 2  # a token on stdout, the note on stderr only
+
+
 def test_dev_token_exchanges_at_a_development_service(tmp_path: Path) -> None:
     env = {
         "TRUSTPUB_DEV_DIR": str(tmp_path / "dev"),

@@ -645,16 +645,14 @@ class PublisherRegistrations:
 
     def declare_project(self, client: Client, project_name: str) -> dict[str, Any]:
         project = normalized_project(project_name)
-        if not client.allows("admin"):
-            raise Forbidden("declaring a project needs the 'admin' scope")
+        _require_admin(client, "declaring a project")
         record = self.audit.prepare("project-declare", client.name, {"project": project})
         return {"project": project, "created": bool(self._declare([project], record))}
 
     def declare_projects(self, client: Client, body: Any) -> dict[str, Any]:
         """Many projects at once: an index declares all of its own in a few calls (on a
         first deployment, and after a data loss) before it confirms them."""
-        if not client.allows("admin"):
-            raise Forbidden("declaring projects needs the 'admin' scope")
+        _require_admin(client, "declaring projects")
         names = body.get("projects") if isinstance(body, dict) and len(body) == 1 else None
         if not isinstance(names, list) or not 1 <= len(names) <= MAX_DECLARED_PROJECTS:
             raise InvalidRequest(
@@ -676,8 +674,7 @@ class PublisherRegistrations:
 
     def confirm_projects(self, client: Client) -> dict[str, Any]:
         """An admin's word that every project of the index is declared, for this epoch."""
-        if not client.allows("admin"):
-            raise Forbidden("confirming the projects needs the 'admin' scope")
+        _require_admin(client, "confirming the projects")
         record = self.audit.prepare("projects-confirm", client.name, {})
         confirmed = self.store.confirm_projects(audit=record)
         if confirmed:
@@ -704,6 +701,11 @@ class PublisherRegistrations:
         if "manage" in client.scopes:
             raise ProjectForbidden(f"this client does not manage {project!r}")
         raise Forbidden("managing publishers needs the 'manage' or 'admin' scope")
+
+
+def _require_admin(client: Client, doing: str) -> None:
+    if not client.allows("admin"):
+        raise Forbidden(f"{doing} needs the 'admin' scope")
 
 
 _UNCONFIRMED_MESSAGE = (

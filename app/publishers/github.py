@@ -143,7 +143,7 @@ def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
     file_name, at, ref = rest.partition("@")
     if not (marker and at and ref and "@" not in ref):
         return None
-    if not (REPOSITORY.fullmatch(repository) and _WORKFLOW_FILE.fullmatch(file_name)):
+    if not (REPOSITORY.fullmatch(repository) and is_workflow_file(file_name)):
         return None
     return repository, file_name, ref
 
@@ -364,7 +364,7 @@ def _workflow_file(repository: str, workflow_ref: str, ref: str, sha: str) -> st
     if workflow_ref.startswith(prefix):
         file_name, at, at_ref = workflow_ref[len(prefix) :].partition("@")
         plain_ref = "@" not in at_ref or at_ref in (ref, sha)
-        if at and at_ref and plain_ref and _WORKFLOW_FILE.fullmatch(file_name):
+        if at and at_ref and plain_ref and is_workflow_file(file_name):
             return file_name
     expected = f"{repository}/.github/workflows/<file>.yml@<ref>"
     raise _malformed("workflow_ref", expected, workflow_ref)

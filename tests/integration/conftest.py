@@ -111,15 +111,12 @@ def module_app(
     cache cost more than such a test. Use it through `shared_client`, which gives each
     test what `client` gives it (an empty store, a reset issuer) except a cold cache.
     """
-    policies_dir = tmp_path_factory.mktemp("module-policies")
-    write_policy(policies_dir, [github_publisher(oidc_issuer_server.url)])
     app = create_app(
-        Settings(
-            audience=AUDIENCE,
-            policies_dir=policies_dir,
-            redis_url=redis_server.url,
-            signing_keys=signing_key_path,
-            github_issuers=(oidc_issuer_server.url,),
+        module_settings(
+            tmp_path_factory,
+            redis_server,
+            oidc_issuer_server,
+            signing_key_path,
             # Rate limits count per process: a module's worth of requests from the one
             # test address would hit the per-address limit meant for production.
             mint_rate_limit="100000/minute",
@@ -128,6 +125,27 @@ def module_app(
     )
     app.testing = True
     return app
+
+
+def module_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    oidc_issuer_server: OIDCIssuer,
+    signing_key_path: Path,
+    **overrides: Any,
+) -> Settings:
+    """Settings of an app shared by a module: the default publisher, the real Redis and
+    the loopback issuer, and `overrides`."""
+    policies_dir = tmp_path_factory.mktemp("module-policies")
+    write_policy(policies_dir, [github_publisher(oidc_issuer_server.url)])
+    return Settings(
+        audience=AUDIENCE,
+        policies_dir=policies_dir,
+        redis_url=redis_server.url,
+        signing_keys=signing_key_path,
+        github_issuers=(oidc_issuer_server.url,),
+        **overrides,
+    )
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ from support.redis_server import RedisServer
 from werkzeug.test import TestResponse
 
 from app import create_app
-from app.settings import Settings
 
-from .exchange_api import AUDIENCE, post_chunked
-from .policies import github_publisher, write_policy
+from .conftest import module_settings
+from .exchange_api import post_chunked
 from .registrations_api import ManagementClients
 
 SECRET = "pypi-SENTINELSECRETeyJhbGciOiJFZERTQSJ9.c2VjcmV0.c2lnbmF0dXJl"
@@ -172,16 +171,13 @@ def hostile_app(
     tmp_path_factory: pytest.TempPathFactory,
     mgmt: ManagementClients,
 ) -> Flask:
-    policies_dir = tmp_path_factory.mktemp("hostile-policies")
-    write_policy(policies_dir, [github_publisher(oidc_issuer_server.url)])
     unlimited = "1000000/minute"
     app = create_app(
-        Settings(
-            audience=AUDIENCE,
-            policies_dir=policies_dir,
-            redis_url=redis_server.url,
-            signing_keys=signing_key_path,
-            github_issuers=(oidc_issuer_server.url,),
+        module_settings(
+            tmp_path_factory,
+            redis_server,
+            oidc_issuer_server,
+            signing_key_path,
             clients_file=mgmt.path,
             mint_rate_limit=unlimited,
             publisher_rate_limit=unlimited,

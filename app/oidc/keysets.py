@@ -50,14 +50,33 @@ class KeySetFetchError(Exception):
     """Fetching or parsing an issuer's key set failed; the message is safe to log."""
 
 
+@dataclass(frozen=True)
+class IssuerKey:
+    """One of an issuer's public keys, and the algorithm its key set declares it for."""
+
+    key: PublicKey
+    # None when the key set names none (RFC 7517 makes "alg" optional).
+    alg: str | None = None
+
+    def for_algorithm(self, alg: str) -> PublicKey:
+        # A key serves one algorithm (RFC 8725 §3.1): a token naming another one was not
+        # made with this key as its issuer meant it to be used.
+        if self.alg is not None and self.alg != alg:
+            raise InvalidToken(
+                f"token algorithm {alg!r} is not the one its key is published for ({self.alg!r})"
+            )
+        return self.key
+
+
 class KeySet(Protocol):
-    def key_for(self, kid: str) -> PublicKey:
-        """The issuer's public key `kid`; raises InvalidToken or KeySetUnavailable."""
+    def key_for(self, kid: str, alg: str) -> PublicKey:
+        """The issuer's public key `kid`, for a token signed with `alg`; raises InvalidToken
+        or KeySetUnavailable."""
         ...
 
 
 class KeySetFetcher(Protocol):
-    def fetch(self, issuer: str) -> Mapping[str, PublicKey]: ...
+    def fetch(self, issuer: str) -> Mapping[str, IssuerKey]: ...
 
 
 @dataclass(frozen=True)
@@ -74,17 +93,17 @@ class KeySetPolicy:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    keys: Mapping[str, PublicKey]
+    keys: Mapping[str, IssuerKey]
     fetched_at: float
 
 
 class StaticKeySet:
-    """Keys known without any fetch (the development issuer)."""
+    """Keys known without any fetch (the development issuer), declaring no algorithm."""
 
     def __init__(self, keys: Mapping[str, PublicKey]) -> None:
         self._keys = dict(keys)
 
-    def key_for(self, kid: str) -> PublicKey:
+    def key_for(self, kid: str, alg: str) -> PublicKey:
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("token 'kid' is not in the issuer's key set")
@@ -121,13 +140,13 @@ class CachedKeySet:
         self._next_attempt_at = float("-inf")
         self._refresh: _Refresh | None = None
 
-    def key_for(self, kid: str) -> PublicKey:
+    def key_for(self, kid: str, alg: str) -> PublicKey:
         now = self._clock()
         snapshot = self._usable_snapshot(now)
         if snapshot is not None and kid in snapshot.keys:
             if now - snapshot.fetched_at > self._policy.ttl:
                 self._start_refresh(now)  # in the background: this request does not wait
-            return snapshot.keys[kid]
+            return snapshot.keys[kid].for_algorithm(alg)
         refresh = self._start_refresh(now)
         if refresh is not None:
             refresh.done.wait(max(0.0, refresh.wait_until - time.monotonic()))
@@ -139,7 +158,7 @@ class CachedKeySet:
         key = snapshot.keys.get(kid)
         if key is None:
             raise InvalidToken("token 'kid' is not in the issuer's key set")
-        return key
+        return key.for_algorithm(alg)
 
     def _usable_snapshot(self, now: float) -> _Snapshot | None:
         snapshot = self._snapshot
@@ -217,7 +236,7 @@ class HttpKeySetFetcher:
         self._max_bytes = max_bytes
         self._jwks_uris: dict[str, str] = {}
 
-    def fetch(self, issuer: str) -> Mapping[str, PublicKey]:
+    def fetch(self, issuer: str) -> Mapping[str, IssuerKey]:
         deadline = time.monotonic() + self._deadline
         jwks_uri = self._jwks_uris.get(issuer) or self._discover(issuer, deadline)
         try:
@@ -288,38 +307,60 @@ class HttpKeySetFetcher:
         return document
 
 
-def parse_jwks(document: Mapping[str, Any]) -> dict[str, PublicKey]:
-    """Public signing keys by `kid`; keys that are unusable are skipped, none at all fails."""
+def parse_jwks(document: Mapping[str, Any]) -> dict[str, IssuerKey]:
+    """Public signing keys by `kid`; keys that are unusable or ambiguous are skipped, none
+    at all fails."""
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise KeySetFetchError("key set has no 'keys' list")
-    keys: dict[str, PublicKey] = {}
+    keys: dict[str, IssuerKey] = {}
+    ambiguous: set[str] = set()
     for entry in entries[:MAX_KEYS]:
-        if not isinstance(entry, dict):
+        key = _signing_key(entry)
+        if key is None:
             continue
-        kid = entry.get("kid")
-        if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
-            continue
-        if any(private in entry for private in ("d", "p", "q")):
-            continue  # never treat a leaked private key document as a key set
-        try:
-            key = jwt.PyJWK(entry).key
-        # NotImplementedError: an entry with "alg": "none".
-        except (
-            jwt.PyJWKError,
-            jwt.InvalidKeyError,
-            ValueError,
-            TypeError,
-            KeyError,
-            NotImplementedError,
-        ):
-            continue
-        # Symmetric ("oct") entries parse too; they are never a signing key of a CI issuer.
-        if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey):
-            keys[kid] = key
+        kid = entry["kid"]
+        if kid in keys:
+            # Which of two keys a token's kid means cannot be known; guessing would make
+            # the verdict depend on the order of the set.
+            ambiguous.add(kid)
+        keys[kid] = key
+    for kid in ambiguous:
+        log.warning("key set names more than one signing key %r: none of them is used", kid[:64])
+        del keys[kid]
     if not keys:
         raise KeySetFetchError("key set holds no usable signing key")
     return keys
+
+
+def _signing_key(entry: object) -> IssuerKey | None:
+    """The public signing key an entry of a key set holds, or None if it holds none."""
+    if not isinstance(entry, dict):
+        return None
+    kid = entry.get("kid")
+    if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
+        return None
+    alg = entry.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        return None
+    if any(private in entry for private in ("d", "p", "q")):
+        return None  # never treat a leaked private key document as a key set
+    try:
+        key = jwt.PyJWK(entry).key
+    # NotImplementedError: an entry with "alg": "none".
+    except (
+        jwt.PyJWKError,
+        jwt.InvalidKeyError,
+        ValueError,
+        TypeError,
+        KeyError,
+        NotImplementedError,
+    ):
+        return None
+    # Symmetric ("oct") entries parse too; they are never a signing key of a CI issuer.
+    if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey):
+        return IssuerKey(key, alg)
+    return None
 
 
 def _as_sent(url: str) -> str:

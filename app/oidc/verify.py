@@ -110,7 +110,7 @@ def verify_identity_token(
         raise InvalidToken(f"token algorithm {routing.alg!r} is not accepted for this issuer")
     if routing.kid is None:
         raise InvalidToken("token header has no 'kid'")
-    verify_signature(parsed, routing.alg, keys.key_for(routing.kid))
+    verify_signature(parsed, routing.alg, keys.key_for(routing.kid, routing.alg))
     return _check_registered_claims(parsed.claims, config, audience, now, parsed.signing_input)
 
 

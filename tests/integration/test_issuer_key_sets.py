@@ -275,6 +275,63 @@ def test_an_odd_entry_beside_the_signing_key_is_skipped(
     assert_minted(mint(client, make_token()))
 
 
+@pytest.mark.parametrize(
+    ("declared", "minted"),
+    [
+        ({"alg": "RS256"}, True),
+        ({}, True),  # RFC 7517 makes a key's "alg" optional
+        ({"alg": "RS512"}, False),  # an RSA key, published for another RSA algorithm
+        ({"alg": 256}, False),  # no algorithm at all: the entry is not a key
+    ],
+    ids=["RS256", "none-declared", "RS512", "not-a-string"],
+)
+def test_a_key_verifies_only_the_algorithm_its_key_set_declares(
+    client: FlaskClient,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    declared: dict[str, object],
+    minted: bool,
+) -> None:
+    public = {k: v for k, v in oidc_issuer.jwks()["keys"][0].items() if k != "alg"}
+    oidc_issuer.serve_garbage(json.dumps({"keys": [{**public, **declared}]}).encode())
+
+    response = mint(client, make_token())  # RS256, the configured algorithm
+
+    if minted:
+        assert_minted(response)
+    elif isinstance(declared["alg"], str):
+        description = assert_failure(response, 422, "invalid-token")
+        assert "published for ('RS512')" in description
+    else:
+        assert_failure(response, 503, "issuer-keys-unavailable")
+
+
+@pytest.mark.parametrize("signing_first", [True, False], ids=["signing-first", "signing-last"])
+def test_a_kid_that_names_two_keys_names_none(
+    client: FlaskClient,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    caplog: pytest.LogCaptureFixture,
+    signing_first: bool,
+) -> None:
+    signing = oidc_issuer.jwks()["keys"][0]
+    other_kid = oidc_issuer.add_key()
+    other = next(key for key in oidc_issuer.jwks()["keys"] if key["kid"] == other_kid)
+    # The issuer's signing key and another key under the same kid: in either order the
+    # token's kid is ambiguous. The other key, alone under its own kid, stays usable.
+    twins = [signing, {**other, "kid": signing["kid"]}]
+    if not signing_first:
+        twins.reverse()
+    oidc_issuer.serve_garbage(json.dumps({"keys": [*twins, other]}).encode())
+
+    with caplog.at_level("WARNING", logger="app.oidc.keysets"):
+        refused = mint(client, make_token(kid=signing["kid"]))
+
+    assert_failure(refused, 422, "invalid-token")
+    assert "more than one signing key" in caplog.text
+    assert_minted(mint(client, make_token(kid=other_kid)))
+
+
 @pytest.mark.parametrize("status", [500, 404, 429], ids=["500", "404", "429"])
 def test_failing_issuer_on_a_cold_cache_is_503_and_the_failure_is_remembered(
     client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, status: int

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import InvalidHeader, InvalidHeaderName, InvalidRequestLine
 from gunicorn.workers.gthread import ThreadWorker
 
+from app.api.errors import Answer, answer_server_refusal
+from app.api.wire import JSON_TYPE
 from app.metrics import mark_process_dead
 
 # What a header name is as gunicorn's errors name it: an RFC 9110 token, upper-cased
@@ -21,10 +25,11 @@ _NOT_SHOWN = "(not shown: it may hold a credential)"
 
 
 class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker, except that a request it cannot parse is logged and
-    answered without the text it could not parse: a malformed `Authorization` line
-    (`Authorization Bearer tpc_...`, the colon forgotten) is quoted whole, secret and all,
-    in gunicorn's warning and in its 400 page."""
+    """gunicorn's gthread worker, except for the answer to a request it cannot parse or
+    serve: JSON in the route's error shape, as every other error is, not gunicorn's
+    HTML page; and without the text it could not parse, in that answer and in its log
+    line: a malformed `Authorization` line (`Authorization Bearer tpc_...`, the colon
+    forgotten) is quoted whole, secret and all."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         if isinstance(exc, InvalidHeader | InvalidHeaderName) and not _HEADER_NAME.fullmatch(
@@ -33,7 +38,49 @@ class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
             exc.hdr = _NOT_SHOWN
         elif isinstance(exc, InvalidRequestLine):
             exc.req = _NOT_SHOWN  # its query string may hold a token
-        super().handle_error(req, client, addr, exc)
+        # gunicorn chooses the status, logs and writes its page: the page goes to a stand-in
+        # and only its status is kept.
+        page = _ErrorPage()
+        super().handle_error(req, page, addr, exc)
+        # The route decides the answer's shape; a header gunicorn refused comes with the
+        # request it belongs to.
+        path = getattr(req or getattr(exc, "req", None), "path", None)
+        answer = answer_server_refusal(path if isinstance(path, str) else "", page.status())
+        try:
+            util.write_nonblock(client, _raw_answer(answer))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+class _ErrorPage:
+    """What gunicorn's error page is written to in place of the client's socket."""
+
+    def __init__(self) -> None:
+        self._written = bytearray()
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self._written += data
+
+    def status(self) -> int:
+        # gunicorn's own status line: "HTTP/1.1 400 Bad Request".
+        try:
+            return int(bytes(self._written).split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            return 500
+
+
+def _raw_answer(answer: Answer) -> bytes:
+    status, headers, body = answer
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in [("Content-Type", JSON_TYPE), *headers]]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 # Production worker settings: threads let one worker wait on Redis for one request while

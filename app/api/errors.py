@@ -11,6 +11,7 @@ in the family's shape: never a traceback or an HTML page.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
@@ -77,6 +78,32 @@ def answer_unexpected(method: str, path: str) -> Answer:
 
 
 _INTERNAL = ("internal-error", "internal error; it has been logged")
+
+# Statuses the HTTP server (gunicorn) answers itself, before the app sees the request.
+_SERVER_REFUSALS = {
+    400: "the request is not valid HTTP/1.1",
+    403: "the request is forbidden",
+    414: "the request line is too long",
+    417: "the request's Expect header cannot be met",
+    431: "the request has too many header fields, or one too large",
+    501: "the request's transfer coding is not supported",
+}
+
+
+def answer_server_refusal(path: str, status: int) -> Answer:
+    """The answer to a request the HTTP server refused or could not serve, with `status`:
+    what it is, never the request's own text (the client's, which may hold a credential)."""
+    description = _SERVER_REFUSALS.get(status)
+    if description is None:
+        status = 500
+        code, description = _INTERNAL
+    else:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "-")
+    return (
+        status,
+        error_headers(status, None),
+        error_body(path, code, description, status, "invalid_request"),
+    )
 
 
 def _response(answer: Answer) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -219,3 +220,60 @@ def test_a_malformed_authorization_line_never_puts_the_secret_in_the_log(
     assert secret not in body
     time.sleep(0.2)  # the worker's log line
     assert deployment.secret not in service.log.read_text()
+
+
+# Requests gunicorn refuses itself, before the app sees them: each answered in JSON with a
+# code, as every other error is, and not with gunicorn's HTML page. The route decides the
+# shape when gunicorn has read it (the contract's envelope under /_/oidc/).
+GENERIC = "error"
+OIDC = "errors"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "shape", "code"),
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", 414, GENERIC, "request-uri-too-long"),
+        (b"HELLO\r\n\r\n", 400, GENERIC, "bad-request"),
+        (b"GET / HTTP/9.9\r\n\r\n", 400, GENERIC, "bad-request"),
+        (MINT_HEAD + b"X-A: 1\r\n" * 70 + b"\r\n", 431, GENERIC, "request-header-fields-too-large"),
+        (
+            MINT_HEAD + b"X-A: " + b"a" * 9000 + b"\r\n\r\n",
+            431,
+            GENERIC,
+            "request-header-fields-too-large",
+        ),
+        (INTROSPECT_HEAD + b"Bad Header\r\n\r\n", 400, GENERIC, "bad-request"),
+        (MINT_HEAD + b"Transfer-Encoding: gzip\r\n\r\n", 400, OIDC, "bad-request"),
+    ],
+    ids=[
+        "line-too-long",
+        "not-http",
+        "http-9",
+        "many-fields",
+        "long-field",
+        "bad-header",
+        "mint-coding",
+    ],
+)
+def test_a_request_the_http_server_refuses_is_answered_in_json(
+    deployment: Deployment,
+    start_service: Callable[[Deployment], Service],
+    request_bytes: bytes,
+    status: int,
+    shape: str,
+    code: str,
+) -> None:
+    service = start_service(deployment, workers=1)
+
+    answered, body = raw_exchange(service, request_bytes)
+
+    assert answered == status, body
+    document = json.loads(body)
+    if shape == OIDC:
+        assert document["message"] == "Token request failed", document
+        (error,) = document["errors"]
+    else:
+        error = document["error"]
+    assert error["code"] == code, document
+    assert error["description"], document
+    assert "<" not in error["description"], document

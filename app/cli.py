@@ -18,7 +18,7 @@ from app.settings import Settings, load_settings
 
 
 def main() -> None:
-    # A PROMETHEUS_MULTIPROC_DIR set for the service (Helm sets one) must exist before
+    # A PROMETHEUS_MULTIPROC_DIR set for the service (by its operator) must exist before
     # any command counts a metric, or prometheus-client fails on its first write.
     if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         Path(directory).mkdir(parents=True, exist_ok=True)

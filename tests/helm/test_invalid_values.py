@@ -95,6 +95,40 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "redis.minReplicas needs Redis replicas",
     ),
     (
+        "min replicas with the evaluation redis",
+        {"redis": {"existingSecret": "", "evaluation": {"enabled": True}, "minReplicas": 1}},
+        "redis.minReplicas needs Redis replicas",
+    ),
+    (
+        # No password and protected mode off: only the NetworkPolicy keeps other pods out, and
+        # Redis holds publisher registrations, revocations and replay records.
+        "evaluation redis without network policy",
+        {
+            "redis": {"existingSecret": "", "evaluation": {"enabled": True}},
+            "networkPolicy": {"enabled": False},
+        },
+        "redis.evaluation.enabled needs networkPolicy.enabled",
+    ),
+    (
+        # A NetworkPolicy rule with an empty `from` admits every source.
+        "network policy ingress from nobody",
+        {"networkPolicy": {"ingressFrom": []}},
+        "networkPolicy.ingressFrom is empty",
+    ),
+    (
+        "autoscaling without a cpu request",
+        {"autoscaling": {"enabled": True}, "resources": {"requests": None}},
+        "autoscaling.enabled needs resources.requests.cpu",
+    ),
+    (
+        "memory target without a memory request",
+        {
+            "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
+            "resources": {"requests": {"memory": None}},
+        },
+        "autoscaling.targetMemoryUtilizationPercentage needs resources.requests.memory",
+    ),
+    (
         "no signing keys",
         {"signingKeys": {"existingSecret": ""}},
         "signingKeys: set signingKeys.existingSecret to a Secret of PEM files",

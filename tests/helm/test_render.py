@@ -539,6 +539,45 @@ def test_network_policy_of_the_evaluation_redis(evaluation: Rendered) -> None:
     assert redis_policy["egress"] == []
 
 
+@pytest.mark.parametrize(
+    ("override", "rule", "ports"),
+    [
+        (
+            {"trustpub": {"gitlabIssuers": ["https://gitlab.com", "https://git.example.com:8443"]}},
+            2,
+            {(443, "TCP"), (8443, "TCP")},
+        ),
+        (
+            {"trustpub": {"githubIssuers": ["https://ghes.example.com:4443/_services/token"]}},
+            2,
+            {(443, "TCP"), (4443, "TCP")},
+        ),
+        (
+            {"redis": {"existingSecret": "", "url": "rediss://:pw@redis.example.com:6380/0"}},
+            1,
+            {(6379, "TCP"), (26379, "TCP"), (6380, "TCP")},
+        ),
+        (
+            {
+                "redis": {
+                    "existingSecret": "",
+                    "sentinel": {"enabled": True, "hosts": ["s0", "s1:26380", "s2:26381"]},
+                }
+            },
+            1,
+            {(6379, "TCP"), (26379, "TCP"), (26380, "TCP"), (26381, "TCP")},
+        ),
+    ],
+    ids=["gitlab issuer port", "ghes issuer port", "redis url port", "sentinel ports"],
+)
+def test_network_policy_opens_the_ports_the_values_name(
+    chart: helm.Chart, override: dict[str, Any], rule: int, ports: set[tuple[int, str]]
+) -> None:
+    """An issuer or Redis on a port the policy does not allow would fail every exchange."""
+    out = render(chart, merge(REQUIRED, override))
+    assert egress_ports(out.one("NetworkPolicy"))[rule] == ports
+
+
 def test_in_memory_needs_no_redis_egress(rendered: dict[str, Rendered]) -> None:
     assert egress_ports(rendered["in-memory"].one("NetworkPolicy")) == [
         {(53, "UDP"), (53, "TCP")},

@@ -177,3 +177,21 @@ from a Secret, and Kubernetes expands $(REDIS_PASSWORD) into the Sentinel URL.
   value: {{ printf "redis://%s:6379/0" (include "trustpub.redisName" .) | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+Ports of an egress rule, comma-separated: the configured ones and every port that a "host:port"
+of the values names (an issuer of GitLab on :8443, a Sentinel on :26380), which the rule would
+otherwise block. Called with (list <ports> <host or host:port>...).
+*/}}
+{{- define "trustpub.egressPorts" -}}
+{{- $ports := list }}
+{{- range index . 0 }}
+{{- $ports = append $ports (int .) }}
+{{- end }}
+{{- range index . 1 }}
+{{- with regexFind ":[0-9]+$" . }}
+{{- $ports = append $ports (trimPrefix ":" . | int) }}
+{{- end }}
+{{- end }}
+{{- $ports | uniq | join "," }}
+{{- end }}

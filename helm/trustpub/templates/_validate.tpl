@@ -39,6 +39,17 @@ on its own, so this is the message Helm shows.
 {{- if and (eq $mode "inMemory") (gt (int $v.redis.minReplicas) 0) }}
 {{- $errors = append $errors "redis.minReplicas needs Redis replicas: set it to 0 with redis.inMemory" }}
 {{- end }}
+{{- /* The evaluation Redis has no replica: WAIT would never be satisfied and every mint 503. */}}
+{{- if and (eq $mode "evaluation") (gt (int $v.redis.minReplicas) 0) }}
+{{- $errors = append $errors "redis.minReplicas needs Redis replicas: the evaluation Redis is a single node, so every replay claim would fail; set it to 0" }}
+{{- end }}
+{{- /*
+The evaluation Redis has no password and protected mode off; only its NetworkPolicy keeps other
+pods from rewriting registrations, revocations and replay records.
+*/}}
+{{- if and $v.redis.evaluation.enabled (not $v.networkPolicy.enabled) }}
+{{- $errors = append $errors "redis.evaluation.enabled needs networkPolicy.enabled: the evaluation Redis has no password, so without its NetworkPolicy any pod of the cluster could register publishers or erase revocations in it" }}
+{{- end }}
 
 {{- /* In-memory stores hold state per process: one pod, one worker, no autoscaling. */}}
 {{- if eq $mode "inMemory" }}
@@ -69,6 +80,22 @@ on its own, so this is the message Helm shows.
 
 {{- if and $v.ingress.enabled (not $v.ingress.host) }}
 {{- $errors = append $errors "ingress.host is required when ingress.enabled: set it to the index's host name; the publish action calls https://<that host>/_/oidc/" }}
+{{- end }}
+
+{{- /* A rule with an empty `from` admits every source: the opposite of what an empty list reads as. */}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.ingressFrom) }}
+{{- $errors = append $errors "networkPolicy.ingressFrom is empty: Kubernetes reads a rule without peers as 'from anywhere'; list the ingress controller and the index" }}
+{{- end }}
+
+{{- /* Utilization targets are percentages of the requests: without them the HPA never scales. */}}
+{{- if $v.autoscaling.enabled }}
+{{- $requests := (($v.resources | default dict).requests | default dict) }}
+{{- if not $requests.cpu }}
+{{- $errors = append $errors "autoscaling.enabled needs resources.requests.cpu: the CPU target is a percentage of it" }}
+{{- end }}
+{{- if and $v.autoscaling.targetMemoryUtilizationPercentage (not $requests.memory) }}
+{{- $errors = append $errors "autoscaling.targetMemoryUtilizationPercentage needs resources.requests.memory: the target is a percentage of it" }}
+{{- end }}
 {{- end }}
 
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}

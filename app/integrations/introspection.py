@@ -23,7 +23,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -43,6 +44,9 @@ DEFAULT_TIMEOUT = 5.0
 MAX_TOKEN_LENGTH = 8192
 # An introspection answer is a few hundred bytes; a huge body is not one.
 MAX_ANSWER_BYTES = 64 * 1024
+# Idle sessions kept for the next calls; past this many concurrent calls, the extra
+# sessions are closed after use.
+MAX_IDLE_SESSIONS = 16
 
 INTROSPECTION_PATH = "/oauth/introspect"
 
@@ -143,7 +147,7 @@ class IntrospectionClient:
     The client authenticates with HTTP Basic (`client_id` and `client_secret`), or
     with `Authorization: Bearer <client_secret>` when `client_id` is None. The client
     needs the `introspect` scope (`trustpub clients add NAME --scope introspect`).
-    Thread-safe: each thread gets its own `requests.Session`.
+    Thread-safe: each call uses a `requests.Session` no other call is using at the time.
     """
 
     def __init__(
@@ -170,8 +174,7 @@ class IntrospectionClient:
         self._client_id = client_id
         self._client_secret = client_secret
         self._session_factory = session_factory
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._idle_sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         self._clock = clock
         self.cache = _ActiveCache(cache_ttl, cache_size, clock, monotonic)
@@ -204,12 +207,11 @@ class IntrospectionClient:
     # -- HTTP ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every thread's HTTP session (their pooled connections)."""
+        """Close the idle HTTP sessions (their pooled connections)."""
         with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._idle_sessions = self._idle_sessions, []
         for session in sessions:
             session.close()
-        self._local = threading.local()
 
     def __enter__(self) -> IntrospectionClient:
         return self
@@ -217,14 +219,24 @@ class IntrospectionClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+    # Lent per call, not kept per thread: the launcher's server runs each request in a
+    # new thread, so a session per thread would open a connection per request and keep
+    # each one (in CLOSE_WAIT once trustpub hangs up) for the life of the process.
+    @contextmanager
+    def _session(self) -> Iterator[requests.Session]:
+        with self._sessions_lock:
+            session = self._idle_sessions.pop() if self._idle_sessions else None
         if session is None:
             session = self._session_factory()
-            self._local.session = session
+        try:
+            yield session
+        finally:
             with self._sessions_lock:
-                self._sessions.append(session)
-        return session
+                keep = len(self._idle_sessions) < MAX_IDLE_SESSIONS
+                if keep:
+                    self._idle_sessions.append(session)
+            if not keep:
+                session.close()
 
     def _post(self, token: str) -> Any:
         auth: tuple[str, str] | None = None
@@ -234,15 +246,16 @@ class IntrospectionClient:
         else:
             headers["Authorization"] = f"Bearer {self._client_secret}"
         try:
-            response = self._session().post(
-                self.endpoint,
-                data={"token": token},
-                auth=auth,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-            content = response.content
+            with self._session() as session:
+                response = session.post(
+                    self.endpoint,
+                    data={"token": token},
+                    auth=auth,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+                content = response.content
         except requests.RequestException as exc:
             raise IntrospectionUnavailable(
                 f"cannot reach trustpub at {self.endpoint}: {type(exc).__name__}"

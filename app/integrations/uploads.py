@@ -49,6 +49,10 @@ CHECKED_UPLOAD = "trustpub.token"
 # What pypiserver (and PyPI) accept as a distribution file name: no paths, no spaces.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.!+-]*")
 _SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+# A project name as PEP 508 allows it. Checked before normalising: str.lower() turns
+# some non-ASCII letters into ASCII ones (KELVIN SIGN into "k"), and a name with a line
+# break, quoted in a refusal's reason, would forge a line in the log.
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 ProjectOf = Callable[[str], str | None]
 
@@ -100,7 +104,13 @@ class UploadAuthorizer:
         return Decision(True, "active upload token", token)
 
     def check_projects(self, token: ActiveToken, projects: Iterable[str]) -> Decision:
-        outside = sorted({normalize_project_name(p) for p in projects} - token.projects)
+        names = set(projects)
+        if not names:
+            return Decision(False, "the upload names no project", token)
+        invalid = sorted(repr(name[:100]) for name in names if not _PROJECT_NAME.fullmatch(name))
+        if invalid:
+            return Decision(False, f"not a project name: {', '.join(invalid)}", token)
+        outside = sorted({normalize_project_name(p) for p in names} - token.projects)
         if outside:
             return Decision(
                 False,

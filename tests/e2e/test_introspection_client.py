@@ -338,6 +338,37 @@ def test_concurrent_callers_share_one_bounded_cache(fake: FakeTrustpub) -> None:
     assert len(client.cache) <= 8
 
 
+def test_a_thread_per_request_reuses_one_session_and_leaves_none_open(
+    fake: FakeTrustpub,
+) -> None:
+    # The launcher's server runs each request in a new thread. A session per thread
+    # meant a new connection per request, each kept open for the life of the process.
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    made: list[requests.Session] = []
+    closed: list[requests.Session] = []
+
+    class Recorded(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    client = make_client(fake, cache_ttl=0, session_factory=Recorded)
+
+    for _ in range(20):
+        thread = threading.Thread(target=client.introspect, args=("tok",))
+        thread.start()
+        thread.join()
+    client.close()
+
+    assert fake.asked("tok") == 20
+    assert len(made) == 1
+    assert closed == made
+
+
 # -- decisions -----------------------------------------------------------------
 
 
@@ -351,6 +382,26 @@ def test_the_authorizer_allows_only_the_tokens_projects(fake: FakeTrustpub) -> N
     assert "other" in refused.reason
     assert not authorizer.check_upload("alice", "tok", ["demo-pkg"]).allowed
     assert not authorizer.check_upload("__token__", "unknown", ["demo-pkg"]).allowed
+
+
+@pytest.mark.parametrize(
+    "projects",
+    [
+        [],
+        ["\u212aelvin-pkg"],  # KELVIN SIGN: str.lower() makes it a "k"
+        ["demo-pkg", "x\n2030-01-01 INFO upload allowed: victim-1.0.tar.gz"],
+        ["demo-pkg", "-demo-pkg"],
+    ],
+    ids=["none", "lower-cases-into-ascii", "line-break", "leading-separator"],
+)
+def test_the_authorizer_refuses_uploads_that_name_no_valid_project(
+    fake: FakeTrustpub, projects: list[str]
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg", "kelvin-pkg"]))
+    decision = UploadAuthorizer(make_client(fake)).check_upload("__token__", "tok", projects)
+
+    assert not decision.allowed
+    assert "\n" not in decision.reason  # it is logged
 
 
 def test_the_authorizer_denies_when_trustpub_fails(fake: FakeTrustpub) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -263,6 +264,21 @@ def test_normalised_names_in_scope_are_accepted(guard: UploadGuard, index: Index
     response, _ = call(guard, body=body, content_type=content_type)
 
     assert response.status == 200
+
+
+def test_a_name_field_with_a_line_break_is_refused_and_not_logged_as_two_lines(
+    guard: UploadGuard, index: Index, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "demo-pkg\n2030-01-01 INFO upload allowed: victim-1.0.tar.gz (token jti-9)"
+    body, content_type = twine_like(name=forged)
+
+    with caplog.at_level(logging.INFO, logger="app.integrations"):
+        response, _ = call(guard, body=body, content_type=content_type)
+
+    assert response.status == 403
+    assert index.calls == []
+    assert caplog.records
+    assert not any("\n" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("action", ["remove_pkg", "doc_upload", "submit", ""])

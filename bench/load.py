@@ -133,20 +133,26 @@ def run_phase(
         proc = subprocess.Popen(  # noqa: S603 (wrk, with arguments built by _wrk_argv)
             _wrk_argv(load, skip), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        time.sleep(BALANCE_PROBE_SECONDS)
-        split = established_connections(service.workers(), port)
-        for _ in range(20):  # wrk may still be connecting
-            if sum(split) >= load.connections:
-                break
-            time.sleep(0.05)
+        try:
+            time.sleep(BALANCE_PROBE_SECONDS)
             split = established_connections(service.workers(), port)
-        balanced = even_spread(split, load.connections)
-        if not balanced and not last:
-            proc.send_signal(signal.SIGINT)  # wrk stops, still reporting what it did
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        # wait4 rather than wait: it also returns wrk's own CPU time.
-        _, status, usage = os.wait4(proc.pid, 0)
+            for _ in range(20):  # wrk may still be connecting
+                if sum(split) >= load.connections:
+                    break
+                time.sleep(0.05)
+                split = established_connections(service.workers(), port)
+            balanced = even_spread(split, load.connections)
+            if not balanced and not last:
+                proc.send_signal(signal.SIGINT)  # wrk stops, still reporting what it did
+            assert proc.stdout is not None
+            output = proc.stdout.read()
+            # wait4 rather than wait: it also returns wrk's own CPU time.
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # A run stopped mid-phase (SIGTERM) left wrk loading stopped servers.
+            proc.kill()
+            proc.wait()
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
         raw = _wrk_result(name, proc.returncode, output)
         if balanced or last:

@@ -17,15 +17,35 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _ESTABLISHED, _LISTEN = "01", "0A"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (all its threads), from /proc/<pid>/stat."""
+def exit_on_termination() -> None:
+    """End this process on SIGTERM or SIGHUP as Ctrl-C does, through its clean-up.
+
+    The servers it starts run in sessions of their own, so a signal meant for it never
+    reaches them; by default those two signals end Python without running any `finally`,
+    and a run stopped by a supervisor, `timeout` or a closed terminal left redis-server,
+    every gunicorn and the work directory behind it.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+
+
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU of one process (all its threads), from /proc/<pid>/stat; with
+    `reaped`, that of the children it has waited for too."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return 0.0
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -112,7 +132,10 @@ class Service:
         return children(self.pid)
 
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.tree())
+        # A worker gunicorn replaced mid-phase (crashed, timed out) leaves the tree with
+        # its CPU; once reaped that CPU is the master's children's, so it stays counted.
+        workers = sum(cpu_seconds(pid) for pid in self.workers())
+        return cpu_seconds(self.pid, reaped=True) + workers
 
     def wait_until(self, ready: Callable[[], bool], timeout: float) -> float:
         """Seconds from start until `ready()` holds; raises with the log tail otherwise."""

@@ -34,6 +34,7 @@ from typing import Any
 
 from .instructions import APPS, WARM_UP_REQUESTS, WSGICall, call, tokens_needed, workloads
 from .parts import VARIANTS, switched_off, variant_label
+from .procs import exit_on_termination
 
 # Shared objects whose instructions are shown as their own column; the rest is "other".
 OBJECTS = {
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker)
         return 0
+    exit_on_termination()
     with tempfile.TemporaryDirectory(prefix="trustpub-profile-") as work:
         results = profile(args.requests, args.part_requests, Path(work))
     print(render(results), flush=True)

@@ -65,7 +65,7 @@ from .load import (  # noqa: E402
     combine_even_rounds,
     run_phase,
 )
-from .procs import Service  # noqa: E402
+from .procs import Service, exit_on_termination  # noqa: E402
 from .tokens import TokenFactory, cpu_count  # noqa: E402
 
 AUDIENCE = "bench.trustpub.example"
@@ -1045,6 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-revocations", type=int)
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args(argv)
+    exit_on_termination()
 
     for tool in ("wrk", "redis-server", "redis-cli"):
         if shutil.which(tool) is None:

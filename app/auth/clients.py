@@ -33,6 +33,9 @@ SECRET_PREFIX = "tpc_"  # noqa: S105 (recognisable by secret scanners)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]{0,198}[A-Za-z0-9])$")
+# SHA-256 of the empty string: what `printf %s "$SECRET" | sha256sum` writes when SECRET
+# is unset. Such an entry would let a bare `Authorization: Bearer` in.
+_EMPTY_SECRET_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ def presented_credential(authorization: str | None) -> tuple[str | None, str] | 
     scheme, _, value = authorization.strip().partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
-        return None, value.strip()
+        # No secret is no credential, whatever hash a clients file holds.
+        return (None, value.strip()) if value.strip() else None
     if scheme != "basic":
         return None
     try:
@@ -114,7 +118,7 @@ def presented_credential(authorization: str | None) -> tuple[str | None, str] | 
     except (binascii.Error, ValueError):
         return None
     name, colon, secret = decoded.partition(":")
-    return (name, secret) if colon else None
+    return (name, secret) if colon and secret else None
 
 
 def load_clients_file(path: Path) -> ClientRegistry:
@@ -138,10 +142,19 @@ def load_clients_file(path: Path) -> ClientRegistry:
         name, scopes, digest = entry["name"], entry["scopes"], entry["secret_sha256"]
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigurationError(f"{where}.name: letters, digits, . _ - (at most 64)")
-        if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
+        if (
+            not isinstance(scopes, list)
+            or not scopes
+            or not all(isinstance(scope, str) and scope in SCOPES for scope in scopes)
+        ):
             raise ConfigurationError(f"{where}.scopes: a non-empty list of {sorted(SCOPES)}")
         if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
             raise ConfigurationError(f"{where}.secret_sha256: 64 lower-case hex digits")
+        if digest == _EMPTY_SECRET_DIGEST:
+            raise ConfigurationError(
+                f"{where}.secret_sha256 is the hash of an empty secret: "
+                "create the client with 'trustpub clients add'"
+            )
         projects = _projects(f"{where}.projects", scopes, entry.get("projects"))
         credentials.append((Client(name, frozenset(scopes), projects), bytes.fromhex(digest)))
     names = [client.name for client, _ in credentials]

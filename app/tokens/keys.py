@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -84,9 +86,22 @@ def new_key_file_name(now: datetime | None = None) -> str:
 
 def _load_signing_key(path: Path) -> SigningKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        with path.open("rb") as handle:
+            # The mode of the file read, not of the name: fstat follows the symlinks of a
+            # Kubernetes secret volume to the file itself.
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read()
     except OSError as exc:
         raise ConfigurationError(f"signing_keys: cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o007:
+        # Anyone who reads it can mint upload tokens for every project. The group may
+        # read (the chart mounts keys 0440 for its fsGroup); other users may not.
+        raise ConfigurationError(
+            f"signing_keys: {path} is open to other users (mode {stat.S_IMODE(mode):04o}): "
+            "make it 0600 or 0440 (chmod o-rwx; in Kubernetes, the volume's defaultMode)"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(
             f"signing_keys: {path} is not an unencrypted PEM private key"

@@ -19,6 +19,7 @@ from support.oidc_issuer import OIDCIssuer
 from support.ports import free_port
 
 from app.auth.clients import add_client
+from app.private_files import write_private_file
 from app.tokens.keys import generate_signing_key_pem
 
 TRUSTPUB = str(Path(sys.executable).with_name("trustpub"))
@@ -75,7 +76,7 @@ def deployment(tmp_path: Path, redis_url: str, oidc_issuer: OIDCIssuer) -> Deplo
     )
     keys = tmp_path / "keys"
     keys.mkdir()
-    (keys / "signing.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(keys / "signing.pem", generate_signing_key_pem())
     clients = tmp_path / "clients.toml"
     secret = add_client(clients, "index", ["introspect"])
     env = {

@@ -279,11 +279,13 @@ def test_the_chart_sets_every_setting_trustpub_reads(rendered: dict[str, Rendere
 # --- files: policies, keys and clients reach the app in a form it loads ----------------------
 
 
-def materialise(directory: Path, data: dict[str, str], *, encoded: bool) -> Path:
-    """Write a ConfigMap's or Secret's data as the kubelet does: one file per key."""
+def materialise(directory: Path, data: dict[str, str], *, encoded: bool, mode: int = 0o644) -> Path:
+    """Write a ConfigMap's or Secret's data as the kubelet does: one file per key, with
+    the volume's defaultMode."""
     directory.mkdir()
     for key, value in data.items():
         (directory / key).write_bytes(base64.b64decode(value) if encoded else value.encode())
+        (directory / key).chmod(mode)
     return directory
 
 
@@ -297,7 +299,7 @@ def test_evaluation_policies_keys_and_clients_load(
 
     keys = evaluation.one("Secret", "trustpub-signing-keys")
     assert list(keys["data"]) == [SIGNING_KEY_FILE]
-    keys_dir = materialise(tmp_path / "keys", keys["data"], encoded=True)
+    keys_dir = materialise(tmp_path / "keys", keys["data"], encoded=True, mode=0o440)
     assert load_key_ring(keys_dir).signer.kid
 
     clients = evaluation.one("Secret", "trustpub-clients")

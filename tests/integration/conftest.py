@@ -22,6 +22,7 @@ from support.oidc_issuer import OIDCIssuer
 from support.redis_server import RedisServer
 
 from app import create_app
+from app.private_files import write_private_file
 from app.settings import Settings
 from app.tokens.keys import generate_signing_key_pem
 
@@ -38,7 +39,7 @@ SignRaw = Callable[..., str]
 @pytest.fixture(scope="session")
 def signing_key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("signing-keys") / "signing.pem"
-    path.write_bytes(generate_signing_key_pem())
+    write_private_file(path, generate_signing_key_pem())
     return path
 
 

@@ -65,6 +65,7 @@ def _load(key: Any, directory: Path) -> SigningKey:
             serialization.NoEncryption(),
         )
     )
+    path.chmod(0o600)
     return load_key_ring(path).signer
 
 

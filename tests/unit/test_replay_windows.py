@@ -20,6 +20,7 @@ from app.errors import InvalidReuseToken
 from app.exchange import TokenExchange
 from app.oidc.keysets import StaticKeySet
 from app.oidc.verify import LEEWAY_SECONDS, IssuerConfig, TrustedIssuers
+from app.private_files import write_private_file
 from app.publishers.github import GitHubProvider, GitHubPublisher
 from app.publishers.registry import PublisherRegistry
 from app.stores.memory import MemoryStore
@@ -49,7 +50,7 @@ def _token() -> str:
 
 @pytest.fixture
 def replica(tmp_path: Path) -> Any:
-    (tmp_path / "signing.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(tmp_path / "signing.pem", generate_signing_key_pem())
     issuers = TrustedIssuers()
     issuers.add(IssuerConfig(url=ISSUER, provider="github"), StaticKeySet({"k1": KEY.public_key()}))
     publisher = GitHubPublisher(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.audit import AuditTrail
+from app.private_files import write_private_file
 from app.stores.memory import MemoryStore
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import MintedToken, UploadTokenMinter
@@ -53,7 +54,7 @@ class Replica:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyRing:
-    (tmp_path / "key.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(tmp_path / "key.pem", generate_signing_key_pem())
     return load_key_ring(tmp_path)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from app.audit import AuditTrail
 from app.errors import InvalidRequest
+from app.private_files import write_private_file
 from app.stores.memory import MemoryStore
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
@@ -35,7 +36,7 @@ PROVIDERS = {GITHUB: "github", GITLAB: "gitlab", GOOGLE: "google"}
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
     directory = tmp_path_factory.mktemp("keys")
-    (directory / "key.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(directory / "key.pem", generate_signing_key_pem())
     return load_key_ring(directory)
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.errors import ConfigurationError
 from app.oidc.jws import parse_compact_jws, verify_signature
+from app.private_files import write_private_file
 from app.tokens.keys import (
     _thumbprint,
     generate_signing_key_pem,
@@ -72,8 +73,8 @@ def kid_of(pem_data: bytes) -> str:
 def test_rotation_later_key_signs_and_both_are_published(tmp_path: Path) -> None:
     earlier, later = generate_signing_key_pem(), generate_signing_key_pem()
     # Written newest first: the order on disk must not matter, only the names.
-    (tmp_path / new_key_file_name(LATER)).write_bytes(later)
-    (tmp_path / new_key_file_name(EARLIER)).write_bytes(earlier)
+    write_private_file(tmp_path / new_key_file_name(LATER), later)
+    write_private_file(tmp_path / new_key_file_name(EARLIER), earlier)
 
     ring = load_key_ring(tmp_path)
 
@@ -88,8 +89,8 @@ def test_rotation_later_key_signs_and_both_are_published(tmp_path: Path) -> None
 
 def test_signing_kid_pins_the_signer(tmp_path: Path) -> None:
     earlier = generate_signing_key_pem()
-    (tmp_path / new_key_file_name(EARLIER)).write_bytes(earlier)
-    (tmp_path / new_key_file_name(LATER)).write_bytes(generate_signing_key_pem())
+    write_private_file(tmp_path / new_key_file_name(EARLIER), earlier)
+    write_private_file(tmp_path / new_key_file_name(LATER), generate_signing_key_pem())
     earlier_kid = kid_of(earlier)
 
     ring = load_key_ring(tmp_path, signing_kid=earlier_kid)
@@ -123,7 +124,7 @@ def test_kid_is_the_rfc7638_thumbprint_and_the_jwk_is_public(
     tmp_path: Path, make_key: Callable[[], PrivateKey], algorithm: str
 ) -> None:
     key = make_key()
-    (tmp_path / "key.pem").write_bytes(pem(key))
+    write_private_file(tmp_path / "key.pem", pem(key))
 
     (signing_key,) = load_key_ring(tmp_path).keys
 
@@ -152,7 +153,7 @@ def test_kid_is_the_rfc7638_thumbprint_and_the_jwk_is_public(
 def test_signer_signature_verifies_with_its_published_key(
     tmp_path: Path, make_key: Callable[[], PrivateKey], algorithm: str
 ) -> None:
-    (tmp_path / "key.pem").write_bytes(pem(make_key()))
+    write_private_file(tmp_path / "key.pem", pem(make_key()))
     ring = load_key_ring(tmp_path)
     signer = ring.signer
     token = jwt.encode({"sub": "x"}, signer.private_key, algorithm=signer.algorithm)
@@ -178,7 +179,7 @@ def test_thumbprint_matches_the_rfc7638_example() -> None:
 
 def test_single_file_path(tmp_path: Path) -> None:
     path = tmp_path / "only.pem"
-    path.write_bytes(generate_signing_key_pem())
+    write_private_file(path, generate_signing_key_pem())
 
     ring = load_key_ring(path)
 
@@ -229,9 +230,9 @@ def test_single_file_path(tmp_path: Path) -> None:
     ids=["rsa-1024", "ec-p384", "not-pem", "empty-file", "public-key", "encrypted", "der"],
 )
 def test_refused_key_files(tmp_path: Path, content: Callable[[], bytes], fragment: str) -> None:
-    (tmp_path / "good.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(tmp_path / "good.pem", generate_signing_key_pem())
     bad = tmp_path / "zz-bad.pem"
-    bad.write_bytes(content())
+    write_private_file(bad, content())
 
     with pytest.raises(ConfigurationError) as excinfo:
         load_key_ring(tmp_path)
@@ -252,13 +253,49 @@ def test_refused_key_files(tmp_path: Path, content: Callable[[], bytes], fragmen
 )
 def test_directory_without_keys(tmp_path: Path, files: dict[str, bytes], fragment: str) -> None:
     for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
+        write_private_file(tmp_path / name, data)
 
     with pytest.raises(ConfigurationError, match=re.escape("no *.pem files in")) as excinfo:
         load_key_ring(tmp_path)
 
     assert fragment in str(excinfo.value)
     assert str(tmp_path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("mode", "refused"),
+    [
+        (0o600, False),
+        (0o400, False),
+        # The chart's secret volume: owner and the pod's fsGroup.
+        (0o440, False),
+        (0o640, False),
+        # Anyone on the host who reads it can mint upload tokens for every project.
+        (0o644, True),
+        (0o604, True),
+        (0o444, True),
+        (0o602, True),
+    ],
+    ids=["0600", "0400", "0440", "0640", "0644", "0604", "0444", "0602"],
+)
+def test_a_key_open_to_other_users_is_refused(tmp_path: Path, mode: int, refused: bool) -> None:
+    path = tmp_path / "key.pem"
+    write_private_file(path, generate_signing_key_pem())
+    path.chmod(mode)
+    # Through a symlink, as a Kubernetes secret volume presents it: the file's mode counts.
+    link = tmp_path / "keys" / "key.pem"
+    link.parent.mkdir()
+    link.symlink_to(path)
+
+    if not refused:
+        assert load_key_ring(link.parent).signer.kid
+        return
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_key_ring(link.parent)
+
+    message = str(excinfo.value)
+    assert message.startswith(f"signing_keys: {link} is open to other users (mode {mode:04o})")
+    assert "chmod o-rwx" in message
 
 
 def test_missing_key_file(tmp_path: Path) -> None:
@@ -268,8 +305,8 @@ def test_missing_key_file(tmp_path: Path) -> None:
 
 def test_same_key_twice_is_refused(tmp_path: Path) -> None:
     key = generate_signing_key_pem()
-    (tmp_path / new_key_file_name(EARLIER)).write_bytes(key)
-    (tmp_path / new_key_file_name(LATER)).write_bytes(key)
+    write_private_file(tmp_path / new_key_file_name(EARLIER), key)
+    write_private_file(tmp_path / new_key_file_name(LATER), key)
 
     with pytest.raises(ConfigurationError, match="the same key is loaded twice"):
         load_key_ring(tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import InvalidToken
+from app.private_files import write_private_file
 from app.tokens import verify as verify_module
 from app.tokens.keys import KeyRing, generate_signing_key_pem, load_key_ring
 from app.tokens.mint import UploadTokenMinter
@@ -19,7 +20,7 @@ ISSUER, AUDIENCE, NOW = "urn:trustpub:t", "urn:trustpub:upload:t", 1_700_000_000
 
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyRing:
-    (tmp_path / "key.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(tmp_path / "key.pem", generate_signing_key_pem())
     return load_key_ring(tmp_path)
 
 

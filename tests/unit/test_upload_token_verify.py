@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.clocks import CLOCK_SKEW_SECONDS
 from app.oidc.jws import b64url_encode
+from app.private_files import write_private_file
 from app.settings import MAX_TOKEN_TTL
 from app.stores.memory import MemoryStore
 from app.tokens.keys import KeyRing, SigningKey, generate_signing_key_pem, load_key_ring
@@ -27,7 +28,7 @@ PUBLISHER = {"provider": "github", "issuer": "https://ci", "repository": "o/r", 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
     directory = tmp_path_factory.mktemp("keys")
-    (directory / "key.pem").write_bytes(generate_signing_key_pem())
+    write_private_file(directory / "key.pem", generate_signing_key_pem())
     return load_key_ring(directory)
 
 

@@ -199,7 +199,7 @@ def _render_explanation(report: dict[str, Any]) -> str:
 def _settings_without_keys(dev: bool) -> Settings:
     """Settings for commands that verify CI tokens but never sign: the real audience."""
     environ = dict(os.environ)
-    environ.setdefault("TRUSTPUB_SIGNING_KEYS", "unused")
+    _default(environ, "TRUSTPUB_SIGNING_KEYS", "unused")
     try:
         return load_settings(environ, dev=dev or None)
     except ConfigurationError as exc:
@@ -209,12 +209,19 @@ def _settings_without_keys(dev: bool) -> Settings:
 def _issuer_settings(dev: bool) -> Settings:
     """Settings for commands that need only issuers: no audience or keys required."""
     environ = dict(os.environ)
-    environ.setdefault("TRUSTPUB_AUDIENCE", "check-only")
-    environ.setdefault("TRUSTPUB_SIGNING_KEYS", "unused")
+    _default(environ, "TRUSTPUB_AUDIENCE", "check-only")
+    _default(environ, "TRUSTPUB_SIGNING_KEYS", "unused")
     try:
         return load_settings(environ, dev=dev or None)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _default(environ: dict[str, str], name: str, value: str) -> None:
+    # Not setdefault: an empty variable counts as unset (app.settings), so it would not
+    # be replaced here and then be missed there.
+    if not environ.get(name, "").strip():
+        environ[name] = value
 
 
 @cli.group()

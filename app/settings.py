@@ -238,7 +238,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         raise ConfigurationError("set redis_url or in_memory_stores, not both")
     return Settings(
         audience=audience,
-        policies_dir=Path(_as_str("policies_dir", raw.get("policies_dir", "policies"))),
+        policies_dir=_as_dir("policies_dir", raw.get("policies_dir", "policies")),
         redis_url=redis_url,
         redis_min_replicas=_as_count("redis_min_replicas", raw.get("redis_min_replicas", 0)),
         signing_keys=Path(signing_keys) if signing_keys else None,
@@ -266,7 +266,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         trusted_proxies=_as_count("trusted_proxies", raw.get("trusted_proxies", 0)),
         in_memory_stores=in_memory_stores,
         dev=dev,
-        dev_dir=Path(_as_str("dev_dir", raw.get("dev_dir", ".dev"))),
+        dev_dir=_as_dir("dev_dir", raw.get("dev_dir", ".dev")),
     )
 
 
@@ -274,6 +274,15 @@ def _as_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
     return value.strip()
+
+
+def _as_dir(name: str, value: Any) -> Path:
+    text = _as_str(name, value)
+    if not text:
+        # An empty variable counts as unset, but a blank value in the file would become
+        # Path("."): the policies (or dev keys) of whatever directory the process runs in.
+        raise ConfigurationError(f"{name} is empty: name a directory, or leave it out")
+    return Path(text)
 
 
 def _optional_path(name: str, value: Any) -> Path | None:
@@ -293,34 +302,38 @@ def _rate_limit(raw: Mapping[str, Any], name: str) -> str:
 
 
 def _in_range(raw: Mapping[str, Any], name: str, low: int, high: int) -> int:
-    value = _as_int(name, raw.get(name, getattr(Settings, name)))
+    value = _as_int(name, raw.get(name, getattr(Settings, name)), unit="")
     if not low <= value <= high:
         raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
 def _as_count(name: str, value: Any) -> int:
-    count = _as_int(name, value)
+    count = _as_int(name, value, unit="")
     if not 0 <= count <= 16:
         raise ConfigurationError(f"{name} must be between 0 and 16, got {count}")
     return count
 
 
-def _as_int(name: str, value: Any) -> int:
+def _as_int(name: str, value: Any, unit: str = " of seconds") -> int:
+    # `unit` is empty for counts, days and milliseconds, whose names say their unit.
+    wrong = f"{name} must be a whole number{unit}"
     if isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be a whole number of seconds")
+        raise ConfigurationError(wrong)
     if isinstance(value, int):
         return value
     if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a whole number of seconds")
+        raise ConfigurationError(wrong)
     try:
         return int(_as_str(name, value))
     except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number of seconds") from None
+        raise ConfigurationError(wrong) from None
 
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+# Not "": an empty variable never gets here (it counts as unset), and `enabled = ""` in
+# the file is a template left unfilled, not a decision to switch publishing off.
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -390,6 +403,12 @@ def validate_issuer_url(name: str, issuer: str) -> None:
     """An issuer is compared byte for byte with `iss`, and its keys come over TLS only."""
     try:
         parts = urlsplit(issuer)
+        if "@" in parts.netloc:
+            # Said before any message that quotes the URL: user:password@ is a secret,
+            # and start-up errors are logged.
+            raise ConfigurationError(
+                f"{name}: an issuer URL must not have credentials (user:password@, not shown)"
+            )
         parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
     except ValueError:
         raise ConfigurationError(f"{name}: issuer {issuer!r} is not a valid URL") from None
@@ -402,7 +421,7 @@ def validate_issuer_url(name: str, issuer: str) -> None:
     if "\\" in issuer:
         # urlsplit and requests would read its host apart: keys are fetched by requests.
         raise ConfigurationError(f"{name}: issuer {issuer!r} must not contain a backslash")
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if parts.query or parts.fragment:
         raise ConfigurationError(
             f"{name}: issuer {issuer!r} must not have a query, fragment or credentials"
         )

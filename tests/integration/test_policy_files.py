@@ -214,6 +214,13 @@ def check_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckRun]:
     processes = {
         "bad": (_start_check(str(bad_dir), cwd=base, **issuers), files),
         "good": (_start_check(str(good_dir), cwd=base, **issuers), {}),
+        # Empty variables count as unset (a CI job's unset secrets): no audience or key needed.
+        "good-empty-variables": (
+            _start_check(
+                str(good_dir), cwd=base, TRUSTPUB_AUDIENCE="", TRUSTPUB_SIGNING_KEYS=" ", **issuers
+            ),
+            {},
+        ),
         "repository-dev": (
             _start_check(
                 "--dev", "policies", cwd=REPOSITORY_ROOT, TRUSTPUB_DEV_DIR=str(base / "dev")
@@ -235,6 +242,14 @@ def test_check_policies_fails_listing_file_and_reason(check_runs: dict[str, Chec
 
 def test_check_policies_accepts_a_good_directory(check_runs: dict[str, CheckRun]) -> None:
     result = check_runs["good"].result
+    assert result.returncode == 0, result
+    assert "1 publisher(s) OK" in result.stdout
+
+
+def test_check_policies_needs_no_audience_or_keys_when_their_variables_are_empty(
+    check_runs: dict[str, CheckRun],
+) -> None:
+    result = check_runs["good-empty-variables"].result
     assert result.returncode == 0, result
     assert "1 publisher(s) OK" in result.stdout
 

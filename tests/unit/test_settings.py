@@ -126,6 +126,8 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example?x=1"}, ["query, fragment"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example#x"}, ["query, fragment"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:p@ghe.example"}, ["credentials"]),
+        # Refused before any check that quotes the URL: the password stays out of the log.
+        ({"TRUSTPUB_GITHUB_ISSUERS": "http://u:hunter2@ghe.example/"}, ["credentials"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": " , ,"}, ["github_issuers is empty"]),
         # Malformed URLs must be a ConfigurationError too, not a ValueError traceback.
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://[::1"}, ["'https://[::1'"]),
@@ -172,6 +174,7 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "issuer-query",
         "issuer-fragment",
         "issuer-credentials",
+        "issuer-credentials-and-http",
         "issuers-empty-list",
         "issuer-bad-ipv6",
         "issuer-port-out-of-range",
@@ -195,6 +198,7 @@ def test_invalid_environment_is_a_configuration_error(
     message = str(excinfo.value)
     for fragment in fragments:
         assert fragment in message
+    assert "hunter2" not in message
 
 
 @pytest.mark.parametrize(
@@ -386,6 +390,15 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("github_issuers = 5\n", ["github_issuers must be a list of issuer URLs"]),
         ("github_issuers = []\n", ["github_issuers is empty"]),
         ('github_issuers = ["http://ghe.example"]\n', ["must be an https:// URL"]),
+        # An empty variable counts as unset; a blank value in the file is no decision:
+        # not "publishing off", not "the working directory".
+        ('enabled = ""\n', ["enabled must be true or false"]),
+        ('in_memory_stores = " "\n', ["in_memory_stores must be true or false"]),
+        ('policies_dir = ""\n', ["policies_dir is empty"]),
+        ('dev_dir = "  "\n', ["dev_dir is empty"]),
+        # Each number's message names its own unit, not token_ttl's.
+        ('trusted_proxies = "two"\n', ["trusted_proxies must be a whole number"]),
+        ('pending_publisher_days = "x"\n', ["pending_publisher_days must be a whole number"]),
     ],
     ids=[
         "unknown-key",
@@ -401,6 +414,12 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         "issuers-int",
         "issuers-empty",
         "issuers-http",
+        "enabled-empty",
+        "in-memory-blank",
+        "policies-dir-empty",
+        "dev-dir-blank",
+        "proxies-word",
+        "pending-days-word",
     ],
 )
 def test_invalid_config_file(tmp_path: Path, text: str, fragments: list[str]) -> None:
@@ -412,6 +431,8 @@ def test_invalid_config_file(tmp_path: Path, text: str, fragments: list[str]) ->
     message = str(excinfo.value)
     for fragment in fragments:
         assert fragment in message
+    if "seconds" in message:
+        assert message.startswith("token_ttl")
 
 
 def test_config_file_error_names_the_file(tmp_path: Path) -> None:

@@ -434,7 +434,7 @@ class RedisStore:
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
-        return ClaimResult(first=bool(first), epoch=Epoch.decode(epoch.decode()))
+        return ClaimResult(first=bool(first), epoch=_epoch(epoch))
 
     def revoke_before(
         self, key: str, moment: int, ttl_seconds: int, audit: Mapping[str, str] | None = None
@@ -448,15 +448,17 @@ class RedisStore:
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         values = self._execute("mget", ("MGET", self._epoch_key, *(self._prefix + k for k in keys)))
-        epoch = Epoch.decode(values[0].decode()) if values[0] is not None else None
         return RevocationState(
-            epoch=epoch,
-            revoked_before=tuple(int(v) if v is not None else None for v in values[1:]),
+            epoch=_epoch(values[0]) if values[0] is not None else None,
+            revoked_before=tuple(
+                _moment(self._prefix + key, v) if v is not None else None
+                for key, v in zip(keys, values[1:], strict=True)
+            ),
         )
 
     def current_epoch(self) -> Epoch:
         (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [new_epoch_id()])
-        return Epoch.decode(value.decode())
+        return _epoch(value)
 
     def server_time(self) -> float:
         seconds, microseconds = self._execute("time", ("TIME",))
@@ -465,7 +467,11 @@ class RedisStore:
     def ping(self) -> None:
         # On the thread's own connection, as a request's commands go: within one socket
         # timeout, where the pool's client (its retry, a health check each) took four.
-        self._execute("ping", ("PING",))
+        # The epoch rather than PING, at the same cost: a store whose epoch cannot be read
+        # can neither mint nor introspect, so it is not ready.
+        value = self._execute("ping", ("GET", self._epoch_key))
+        if value is not None:
+            _epoch(value)
 
     # -- registrations -----------------------------------------------------------------
 
@@ -705,6 +711,29 @@ def _readable_registrations(
                 "registration %r in the store cannot be read; ignored (remove it with HDEL)",
                 key.decode(errors="replace"),
             )
+
+
+def _epoch(value: bytes) -> Epoch:
+    """The epoch record as this module writes it; anything else is no epoch to trust, and
+    every mint and introspection fails until an operator deletes it (docs/runbooks.md)."""
+    try:
+        epoch = Epoch.decode(value.decode())
+    except ValueError:  # UnicodeDecodeError too
+        epoch = None
+    if epoch is None or not epoch.id:
+        log.error("the epoch in the store cannot be read (docs/runbooks.md)")
+        raise StoreUnavailable("the token store holds a malformed epoch")
+    return epoch
+
+
+def _moment(key: str, value: bytes) -> int:
+    """A revocation entry's moment. One that does not read cannot say which tokens it
+    revokes, so the question fails rather than answer active."""
+    try:
+        return int(value)
+    except ValueError:
+        log.error("revocation entry %r in the store cannot be read (docs/runbooks.md)", key)
+        raise StoreUnavailable("the token store holds a malformed revocation") from None
 
 
 def _decode_pins(value: bytes) -> dict[str, str]:

@@ -14,9 +14,10 @@ from flask.testing import FlaskClient
 
 from app.tokens.keys import load_key_ring
 from app.tokens.mint import UploadTokenMinter
+from app.tokens.scopes import project_scope
 
 from .conftest import MakeApp, MakeToken
-from .exchange_api import AUDIENCE, assert_minted, mint
+from .exchange_api import AUDIENCE, assert_failure, assert_minted, mint
 from .oauth_api import INTROSPECT_PATH, Clients, introspect, is_active
 from .redis_watch import commands_sent
 
@@ -273,3 +274,41 @@ def test_introspection_reads_the_token_from_the_form(
         assert response.get_json()["error"] == "invalid_request"
     else:
         assert response.get_json()["active"] is active
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("trustpub:epoch", b"no-time-in-it"),
+        ("trustpub:epoch", b":1764000000"),
+        ("trustpub:epoch", b"\xff\xfe:1764000000"),
+        ("project", b"yesterday"),
+    ],
+    ids=["epoch-without-time", "epoch-without-id", "epoch-not-utf8", "revocation-not-a-time"],
+)
+def test_a_store_record_that_cannot_be_read_answers_503_never_active(
+    client: FlaskClient,
+    make_token: MakeToken,
+    clients: Clients,
+    redis_server: Any,
+    caplog: pytest.LogCaptureFixture,
+    key: str,
+    value: bytes,
+) -> None:
+    token = minted_token(client, make_token)
+    store = redis_server.client()
+    try:
+        store.set("trustpub:" + project_scope("demo-pkg") if key == "project" else key, value)
+    finally:
+        store.close()
+
+    with caplog.at_level("ERROR", logger="app.stores.redis"):
+        response = introspect(client, token, clients.basic("index"))
+
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert "cannot be read" in caplog.text
+    if key == "trustpub:epoch":
+        # Nothing can be minted in an epoch that cannot be read, and the process says so.
+        assert_failure(mint(client, make_token()), 503, "store-unavailable")
+        assert client.get("/readyz").status_code == 503

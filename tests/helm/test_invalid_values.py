@@ -95,6 +95,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "redis.minReplicas needs Redis replicas",
     ),
     (
+        # SIGKILL would cut exchanges in progress short after the pre-stop wait.
+        "grace period without room for the pre-stop wait",
+        {"preStopSeconds": 15, "terminationGracePeriodSeconds": 30},
+        "terminationGracePeriodSeconds 30 leaves requests in progress no time to finish",
+    ),
+    (
         "min replicas with the evaluation redis",
         {"redis": {"existingSecret": "", "evaluation": {"enabled": True}, "minReplicas": 1}},
         "redis.minReplicas needs Redis replicas",

@@ -81,8 +81,19 @@ def test_resources_and_probes(rendered: dict[str, Rendered], scenario: str) -> N
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
-    # gunicorn's graceful_timeout is 20 s: in-flight exchanges finish before SIGKILL.
-    assert rendered[scenario].pod["terminationGracePeriodSeconds"] > 20
+    # The endpoints and the ingress stop sending new requests during the pre-stop wait; then
+    # gunicorn's graceful_timeout (20 s) lets in-flight exchanges finish before SIGKILL.
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == [
+        "python",
+        "-c",
+        "import time; time.sleep(5)",
+    ]
+    assert rendered[scenario].pod["terminationGracePeriodSeconds"] > 5 + 20
+
+
+def test_no_pre_stop_wait_when_it_is_zero(chart: helm.Chart) -> None:
+    out = render(chart, merge(REQUIRED, {"preStopSeconds": 0}))
+    assert "lifecycle" not in out.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_the_container_runs_trustpub_serve_with_the_configured_workers(

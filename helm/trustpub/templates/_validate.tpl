@@ -102,6 +102,11 @@ pods from rewriting registrations, revocations and replay records.
 {{- $errors = append $errors (printf "autoscaling.minReplicas %d is above autoscaling.maxReplicas %d" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
 
+{{- /* The pre-stop wait and gunicorn's 20 s graceful timeout both run inside the grace period. */}}
+{{- if le (int $v.terminationGracePeriodSeconds) (add (int $v.preStopSeconds) 20) }}
+{{- $errors = append $errors (printf "terminationGracePeriodSeconds %d leaves requests in progress no time to finish: it must be above preStopSeconds (%d) + gunicorn's graceful timeout (20)" (int $v.terminationGracePeriodSeconds) (int $v.preStopSeconds)) }}
+{{- end }}
+
 {{- if $errors }}
 {{- fail (printf "\n\nThe trustpub chart cannot be installed with these values:\n  - %s\n" (join "\n  - " $errors)) }}
 {{- end }}

@@ -5,7 +5,18 @@ BIN := $(VENV)/bin
 # apt needs root; use sudo only when we are not root already.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench profile docs redis-server wrk valgrind clean
+.PHONY: help run test lint bench profile docs redis-server wrk valgrind clean
+# `make` alone lists the targets instead of building the virtualenv.
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run      start the service on 127.0.0.1:8000 (in-memory stores, a dev key; BIND=host:port)"
+	@echo "make test     install what the tests need (virtualenv, redis-server, wrk, valgrind), lint, run them"
+	@echo "make lint     ruff and mypy"
+	@echo "make bench    throughput and latency against the floors (docs/performance.md), ~4 minutes"
+	@echo "make profile  machine instructions per request, by module (docs/performance.md)"
+	@echo "make docs     check the OpenAPI description and the provider docs' snippets"
+	@echo "make clean    remove the virtualenv, caches and the dev keys (.dev)"
 
 # The runtime dependencies at constraints.txt's versions, the image's: what the tests and
 # the bench run is what ships, and a new release upstream changes neither until it is

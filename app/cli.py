@@ -670,7 +670,7 @@ def listing_line(item: dict[str, Any]) -> str:
         or ""
     )
     workflow = publisher.get("workflow") or publisher.get("workflow_filepath") or ""
-    state = "pending" if item["pending"] else item["source"]
+    state = "ignored" if item.get("ignored") else "pending" if item["pending"] else item["source"]
     pins = ",".join(
         f"{claim}={value}" for claim, value in (item.get("pinned_on_first_use") or {}).items()
     )

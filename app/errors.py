@@ -166,6 +166,13 @@ class ReadOnlyPublisher(TrustpubError):
     status = 409
 
 
+class TooManyPublishers(TrustpubError):
+    """The project holds as many registered publishers as one project may."""
+
+    code = "too-many-publishers"
+    status = 409
+
+
 class ProjectExists(TrustpubError):
     """A pending publisher was asked for a project that exists already."""
 

@@ -60,6 +60,7 @@ from app.errors import (
     ProjectsUnconfirmed,
     ReadOnlyPublisher,
     StoreUnavailable,
+    TooManyPublishers,
 )
 from app.explain import public_source
 from app.publishers.model import Provider, ProviderClaims, Publisher, pinned_on_first_use
@@ -88,6 +89,12 @@ FILE_PIN_PREFIX = "file:"
 MAX_DECLARED_PROJECTS = 10_000
 # Its body, were every name of the longest length: above the app's usual body limit.
 MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", ')) + 64
+# Registered publishers (pending ones too) one project may hold. Every process loads
+# every registration after each change, and a listing answers all of a project's: without
+# a bound, one project's key could grow both without end (30 adds a minute, each up to
+# some 16 kB of refs). Checked against the snapshot, so concurrent adds may pass it by a
+# few.
+MAX_PUBLISHERS_PER_PROJECT = 100
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -105,6 +112,9 @@ class PublisherSnapshot:
     file_publishers: tuple[Publisher, ...]
     # Registered publishers and their registration, by publisher source.
     registered: Mapping[str, tuple[Publisher, StoredRegistration]]
+    # Registrations that no longer parse (their issuer was removed since), by id, with
+    # why: matched by nothing, but still listed and removable by their maintainers.
+    ignored: Mapping[str, tuple[StoredRegistration, str]]
     # Projects that exist for trustpub: named by a policy file or known to the store.
     existing: frozenset[str]
     # Whether `existing` is known complete since the store began: until an admin says
@@ -356,6 +366,7 @@ class LivePublishers(PublisherRegistry):
     def _build(self, version: int | None, state: RegistrationState) -> PublisherSnapshot:
         now = self._clock()
         registered: dict[str, tuple[Publisher, StoredRegistration]] = {}
+        ignored: dict[str, tuple[StoredRegistration, str]] = {}
         parsed: dict[tuple[str, str], Publisher] = {}
         pins = state.pins
         for registration in state.registrations:
@@ -371,6 +382,7 @@ class LivePublishers(PublisherRegistry):
                 except InvalidRegistration as exc:
                     # Valid when registered; the issuer may have been removed since.
                     log.warning("registration %s ignored: %s", registration.id, exc.description)
+                    ignored[registration.id] = (registration, exc.description)
                     continue
             parsed[key] = publisher
             registered[publisher.source] = (
@@ -395,6 +407,7 @@ class LivePublishers(PublisherRegistry):
             registry=PublisherRegistry(everything),
             file_publishers=files,
             registered=registered,
+            ignored=ignored,
             existing=self._file_projects | state.projects,
             projects_confirmed=state.projects_confirmed,
             identities=identities,
@@ -446,6 +459,19 @@ def pending_registration(
     if entry is None or not entry[1].pending:
         return None
     return entry[1]
+
+
+def _ignored(snapshot: PublisherSnapshot, registration_id: str) -> StoredRegistration | None:
+    entry = snapshot.ignored.get(registration_id)
+    return None if entry is None else entry[0]
+
+
+def _publishers_held(snapshot: PublisherSnapshot, project: str, now: int) -> int:
+    """The project's registered publishers, pending and ignored ones too; not expired
+    pending ones, which the purge is about to delete."""
+    registrations = [r for _, r in snapshot.registered.values()]
+    registrations += [r for r, _ in snapshot.ignored.values()]
+    return sum(r.project == project and not r.expired(now) for r in registrations)
 
 
 def _declared_by(snapshot: PublisherSnapshot, publisher: Publisher) -> str | None:
@@ -533,6 +559,11 @@ class PublisherRegistrations:
             for publisher, registration in snapshot.registered.values()
             if registration.project == project and not registration.expired(now)
         ]
+        listed += [
+            _ignored_dict(registration, reason, snapshot.pins.get(registration.id))
+            for registration, reason in snapshot.ignored.values()
+            if registration.project == project
+        ]
         return listed
 
     def add(self, client: Client, project_name: str, body: Any) -> dict[str, Any]:
@@ -570,6 +601,12 @@ class PublisherRegistrations:
         if holder is not None:
             raise DuplicatePublisher(_duplicate_message(project, holder))
         now = int(self.clock())
+        held = _publishers_held(snapshot, project, now)
+        if held >= MAX_PUBLISHERS_PER_PROJECT:
+            raise TooManyPublishers(
+                f"{project!r} has {held} registered publishers, the most one project may "
+                "hold: remove those it no longer uses"
+            )
         registration = StoredRegistration(
             id=registration_id,
             project=project,
@@ -607,7 +644,8 @@ class PublisherRegistrations:
         project = normalized_project(project_name)
         snapshot = self.publishers.refresh()
         found = snapshot.registered.get(registration_source(registration_id))
-        if found is None or found[1].project != project:
+        registration = found[1] if found is not None else _ignored(snapshot, registration_id)
+        if registration is None or registration.project != project:
             if any(
                 project in p.projects and _file_id(p) == registration_id
                 for p in snapshot.file_publishers
@@ -618,9 +656,9 @@ class PublisherRegistrations:
                 )
             self._require_manager(client, project)
             raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
-        _, registration = found
         own_pending = (
-            registration.pending
+            not client.manages(project)
+            and registration.pending
             and client.allows("pending")
             and registration.created_by == client.name
         )
@@ -636,8 +674,15 @@ class PublisherRegistrations:
                 **_identity_fields(registration.entry),
             },
         )
-        removed = self.store.remove_registration(registration_id, audit=record)
+        removed = self.store.remove_registration(
+            registration_id, audit=record, pending_only=own_pending
+        )
         if removed is None:
+            if own_pending and registration_source(registration_id) in (
+                self.publishers.refresh().registered
+            ):
+                # Converted since the snapshot: a normal publisher now, its project's own.
+                self._require_manager(client, project)
             raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
         self.audit.log({**record, "pending": "true" if removed.pending else "false"})
         self.publishers.try_refresh()
@@ -761,6 +806,24 @@ def _file_dict(
 
 def _pins_dict(pins: Mapping[str, str] | None) -> dict[str, str] | None:
     return None if pins is None else dict(pins)
+
+
+def _ignored_dict(
+    registration: StoredRegistration, reason: str, pins: Mapping[str, str] | None
+) -> dict[str, Any]:
+    entry = {key: value for key, value in registration.entry.items() if key != "projects"}
+    return {
+        "id": registration.id,
+        "project": registration.project,
+        "source": "registered",
+        "pending": registration.pending,
+        "expires_at": registration.expires_at,
+        "created_by": registration.created_by,
+        "created_at": registration.created_at,
+        "publisher": entry,
+        "pinned_on_first_use": _pins_dict(pins),
+        "ignored": reason,
+    }
 
 
 def _registration_dict(

@@ -216,10 +216,16 @@ class RegistrationStore(Protocol):
         ...
 
     def remove_registration(
-        self, registration_id: str, audit: Mapping[str, str] | None = None
+        self,
+        registration_id: str,
+        audit: Mapping[str, str] | None = None,
+        *,
+        pending_only: bool = False,
     ) -> StoredRegistration | None:
         """Remove it; what was removed, or None. A `pending` field of `audit` is set to
-        what the store held: the caller's view may predate a conversion."""
+        what the store held: the caller's view may predate a conversion. `pending_only`:
+        only if it is still pending (None otherwise), for a caller whose right to remove
+        it rests on that."""
         ...
 
     def convert_pending(

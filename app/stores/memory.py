@@ -134,12 +134,17 @@ class MemoryStore:
             return None
 
     def remove_registration(
-        self, registration_id: str, audit: Mapping[str, str] | None = None
+        self,
+        registration_id: str,
+        audit: Mapping[str, str] | None = None,
+        *,
+        pending_only: bool = False,
     ) -> StoredRegistration | None:
         with self._lock:
-            registration = self._registrations.pop(registration_id, None)
-            if registration is None:
+            registration = self._registrations.get(registration_id)
+            if registration is None or (pending_only and not registration.pending):
                 return None
+            del self._registrations[registration_id]
             if self._unique.get(registration.unique_key) == registration_id:
                 del self._unique[registration.unique_key]
             self._pins.pop(registration_id, None)

@@ -176,13 +176,15 @@ return false
 )
 
 # KEYS: registrations, pending, unique, version, audit, pins
-# ARGV: id, audit length bound, [record]
+# ARGV: id, pending only ('1') or not (''), audit length bound, [record]
 _REMOVE_REGISTRATION = Script(
     """
-local fields = ARGV[3] and cjson.decode(ARGV[3])
+local fields = ARGV[4] and cjson.decode(ARGV[4])
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return false end
 local expires = redis.call('HGET', KEYS[2], ARGV[1])
+-- Converted since the caller looked, whose right to remove it was that it was pending.
+if ARGV[2] ~= '' and not expires then return false end
 local unique = cjson.decode(value)['unique_key']
 if redis.call('HGET', KEYS[3], unique) == ARGV[1] then redis.call('HDEL', KEYS[3], unique) end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -195,7 +197,7 @@ if fields then
   for i = 1, #fields - 1, 2 do
     if fields[i] == 'pending' then fields[i + 1] = expires and 'true' or 'false' end
   end
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
 end
 return {value, expires or ''}
 """
@@ -534,13 +536,17 @@ class RedisStore:
         return None if result is None else bytes(result).decode()
 
     def remove_registration(
-        self, registration_id: str, audit: Mapping[str, str] | None = None
+        self,
+        registration_id: str,
+        audit: Mapping[str, str] | None = None,
+        *,
+        pending_only: bool = False,
     ) -> StoredRegistration | None:
         result = self._write(
             "remove_registration",
             _REMOVE_REGISTRATION,
             [*self._registrations_keys, self._audit_key, self._pins_key],
-            [registration_id, *self._record_arguments(audit)],
+            [registration_id, "1" if pending_only else "", *self._record_arguments(audit)],
         )
         if not result:
             return None

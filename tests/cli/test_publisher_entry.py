@@ -93,6 +93,14 @@ def _item(**fields: Any) -> dict[str, Any]:
             _item(publisher={"provider": "google", "email": "sa@p.iam.gserviceaccount.com"}),
             "rp_1\tregistered\tgoogle\tsa@p.iam.gserviceaccount.com\t\t",
         ),
+        (
+            # Its issuer is no longer configured: matched by nothing, shown as such.
+            _item(
+                ignored="invalid publisher: issuer: ...",
+                publisher={"provider": "github", "repository": "o/r", "workflow": "r.yml"},
+            ),
+            "rp_1\tignored\tgithub\to/r\tr.yml\t",
+        ),
     ],
 )  # fmt: skip
 def test_a_listing_line_shows_the_ids_pinned_on_first_use(item: dict[str, Any], line: str) -> None:

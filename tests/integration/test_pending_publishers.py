@@ -292,3 +292,28 @@ def test_the_index_removes_only_its_own_pending_publishers(
         "project-forbidden",
     )
     assert remove(client, "new-pkg", created["id"], clients.bearer("index")).status_code == 200
+
+
+def test_the_index_cannot_remove_its_pending_publisher_once_an_exchange_converted_it(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The index may remove a pending publisher because it is pending: decided on the
+    # snapshot, an exchange elsewhere could convert it before the store removed it, and
+    # the index removed the normal publisher of a project that exists now.
+    client = app.test_client()
+    index = clients.bearer("index")
+    created = add(client, "new-pkg", registration(oidc_issuer.url, **PENDING), index).get_json()
+    store = app.extensions["trustpub"].registrations.store
+    remove_registration = store.remove_registration
+
+    def converted_meanwhile(registration_id: str, **kwargs: Any) -> Any:
+        assert store.convert_pending(registration_id, "new-pkg", created["created_at"]) == (
+            "converted"
+        )
+        return remove_registration(registration_id, **kwargs)
+
+    monkeypatch.setattr(store, "remove_registration", converted_meanwhile)
+
+    api_error(remove(client, "new-pkg", created["id"], index), 403, "insufficient-scope")
+    (held,) = listed(client, "new-pkg", clients.bearer("admin"))
+    assert (held["id"], held["pending"]) == (created["id"], False)

@@ -490,3 +490,54 @@ def test_a_registration_the_store_cannot_read_does_not_stop_the_purge(
     assert answer.status_code == 200, answer.get_json()
     assert [p["id"] for p in answer.get_json()["publishers"]] == [added.get_json()["id"]]
     assert not store.hexists("trustpub:registrations", "rp_old")  # purged
+
+
+def test_a_registration_whose_issuer_is_no_longer_trusted_is_listed_and_can_be_removed(
+    make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    # Its maintainers must be able to see and remove it while the operator has the issuer
+    # switched off: before, it was invisible, a removal answered 404, and it minted again
+    # once the issuer was configured again.
+    other = "https://ghe.example.com"
+    filed = [github_publisher(other, repository="octo-org/filed", projects=["filed-pkg"])]
+    headers = clients.bearer("demo-maintainer")
+    both = make_app(filed, clients_file=clients.path, issuers=[oidc_issuer.url, other])
+    added = add(both.test_client(), "demo-pkg", registration(oidc_issuer.url), headers).get_json()
+    without = make_app(filed, clients_file=clients.path, issuers=[other]).test_client()
+
+    (held,) = listed(without, "demo-pkg", headers)
+    removed = remove(without, "demo-pkg", added["id"], headers)
+
+    assert (held["id"], held["publisher"]["issuer"]) == (added["id"], oidc_issuer.url)
+    assert "not a configured github issuer" in held["ignored"]
+    assert removed.status_code == 200, removed.get_data(as_text=True)
+    again = make_app(filed, clients_file=clients.path, issuers=[oidc_issuer.url, other])
+    assert_failure(mint(again.test_client(), make_token()), 422, "invalid-publisher")
+
+
+def test_a_project_holds_a_bounded_number_of_registered_publishers(
+    managed_app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every process reloads every registration after each change and a listing answers
+    # all of a project's: before, one project's key could grow both without end.
+    monkeypatch.setattr("app.registrations.MAX_PUBLISHERS_PER_PROJECT", 3)
+    client = managed_app.test_client()
+    headers = clients.bearer("demo-maintainer")
+    bodies = [registration(oidc_issuer.url, workflow=f"r{i}.yml") for i in range(4)]
+    pending = {"pending": True}
+
+    statuses = [add(client, "demo-pkg", body, headers).status_code for body in bodies[:3]]
+    description = api_error(add(client, "demo-pkg", bodies[3], headers), 409, "too-many-publishers")
+    other = add(client, "other-pkg", bodies[3], clients.bearer("other-maintainer"))
+
+    assert statuses == [201, 201, 201]
+    assert "'demo-pkg' has 3 registered publishers" in description
+    assert other.status_code == 201  # a bound per project
+    unborn = [add(client, "unborn-pkg", body | pending, clients.bearer("index")) for body in bodies]
+    assert [answer.status_code for answer in unborn] == [201, 201, 201, 409]  # pending ones too
+    first = listed(client, "demo-pkg", headers)[0]["id"]
+    assert remove(client, "demo-pkg", first, headers).status_code == 200
+    assert add(client, "demo-pkg", bodies[3], headers).status_code == 201

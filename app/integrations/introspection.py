@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -163,6 +164,12 @@ class IntrospectionClient:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if "@" in urlsplit(trustpub_url).netloc:
+            # Said before anything quotes the URL: it is logged at start and in errors.
+            raise ValueError(
+                "trustpub_url must not hold credentials (user:password@, not shown): "
+                "the client's go in client_id and client_secret"
+            )
         if not trustpub_url.startswith(("http://", "https://")):
             raise ValueError(f"trustpub_url must be an http(s) URL, got {trustpub_url!r}")
         if not client_secret:

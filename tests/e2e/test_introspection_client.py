@@ -289,6 +289,25 @@ def test_an_unreachable_trustpub_fails_closed() -> None:
         client.introspect("tok")
 
 
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://idx:hunter2@trustpub.example", "must not hold credentials"),
+        ("ftp://idx:hunter2@trustpub.example", "must not hold credentials"),
+        ("ftp://trustpub.example", "must be an http(s) URL"),
+    ],
+    ids=["credentials", "credentials-other-scheme", "other-scheme"],
+)
+def test_a_trustpub_url_it_cannot_use_is_refused_without_its_password(
+    url: str, refused: str
+) -> None:
+    with pytest.raises(ValueError, match=r"trustpub_url") as excinfo:
+        IntrospectionClient(url, CLIENT_SECRET)
+
+    assert refused in str(excinfo.value)
+    assert "hunter2" not in str(excinfo.value)
+
+
 def test_refused_client_credentials_fail_closed_and_say_so(fake: FakeTrustpub) -> None:
     client = IntrospectionClient(fake.url, "tpc_wrong", client_id=CLIENT_ID)
 

@@ -63,6 +63,7 @@ class TokenExchange:
 
     def exchange(self, raw_token: str) -> MintedToken:
         if not self.enabled:
+            labelled(metrics().mints, "unknown", NotEnabled.code).inc()
             raise NotEnabled("trusted publishing is disabled on this index")
         now = int(self.clock())
         try:

@@ -59,7 +59,7 @@ def metrics() -> Metrics:
         ),
         store_errors=Counter(
             "trustpub_store_errors_total",
-            "Operations that found the token store unreachable.",
+            "Operations on the token store that failed: unreachable, or not replicated.",
             ["operation"],
         ),
         request_seconds=Histogram(

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import InvalidHeader, InvalidHeaderName, InvalidRequestLine
 from gunicorn.workers.gthread import ThreadWorker
@@ -15,6 +15,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from app.api.errors import Answer, answer_server_refusal
 from app.api.wire import JSON_TYPE
 from app.metrics import mark_process_dead
+from app.observability import REQUEST_ID, log_fields
 
 # What a header name is as gunicorn's errors name it: an RFC 9110 token, upper-cased
 # (gunicorn upper-cases a name before it raises with it). Anything else it quotes is
@@ -83,6 +84,48 @@ def _raw_answer(answer: Answer) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+class TrustpubLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, its lines written by trustpub's handler (JSON lines, or text with
+    `--log-format text`) rather than in gunicorn's own formats, so that a log pipeline
+    reads one format.
+
+    Its access line holds what an operator needs and no credential. gunicorn's combined
+    format logs the query string (where a misbehaving client puts a token), the Referer,
+    and the user name of an `Authorization: Basic` header: the secret itself, for a
+    client that sends its secret with no name (`auth=(secret, "")`)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                if getattr(handler, "_gunicorn", False):
+                    logger.removeHandler(handler)
+            logger.propagate = True
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = str(resp.status).split(None, 1)[0]
+        fields = {
+            "method": environ.get("REQUEST_METHOD", "-"),
+            "path": environ.get("PATH_INFO", ""),  # without the query string
+            "status": int(status) if status.isdigit() else status,
+            "bytes": getattr(resp, "sent", None),
+            "seconds": round(request_time.total_seconds(), 6),
+            "remote_addr": environ.get("REMOTE_ADDR", "-"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        # The request's id as its answer carried it: the app's context has ended by now.
+        request_id = next(
+            (value for name, value in resp.headers if name.lower() == "x-request-id"), "-"
+        )
+        token = REQUEST_ID.set(request_id)
+        try:
+            log_fields(self.access_log, "access", fields)
+        finally:
+            REQUEST_ID.reset(token)
+
+
 # Production worker settings: threads let one worker wait on Redis for one request while
 # serving another; the timeouts bound a stuck request; graceful_timeout lets in-flight
 # exchanges finish on SIGTERM instead of failing.
@@ -95,6 +138,7 @@ DEFAULTS: dict[str, Any] = {
     "limit_request_fields": 64,
     "limit_request_field_size": 8190,
     "errorlog": "-",
+    "logger_class": TrustpubLogger,
     # gunicorn's control socket lives in the home directory and is shared by every
     # instance of the user; trustpub is managed by signals and its process supervisor.
     "control_socket_disable": True,

@@ -666,6 +666,9 @@ class RedisStore:
         """The script's reply, acknowledged only once `min_replicas` replicas have it."""
         reply, *acknowledged = self._run(name, script, keys, args, self._replicated)
         if acknowledged and int(acknowledged[0]) < self._min_replicas:
+            # A 503 as much as an unreachable Redis is: the alert on store errors sees
+            # a failover to a lagging replica too.
+            labelled(metrics().store_errors, name).inc()
             raise StoreUnavailable("the token store could not replicate the write; retry shortly")
         return reply
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,20 @@ def deployment(tmp_path: Path, redis_url: str, oidc_issuer: OIDCIssuer) -> Deplo
 def start_service(tmp_path: Path) -> Iterator[Callable[[Deployment], Service]]:
     services: list[Service] = []
 
-    def start(deployment: Deployment, workers: int = 2) -> Service:
+    def start(deployment: Deployment, workers: int = 2, args: Sequence[str] = ()) -> Service:
         port = free_port()
         log = tmp_path / f"service-{port}.log"
         with log.open("w") as handle:
             process = subprocess.Popen(
-                [TRUSTPUB, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+                [
+                    TRUSTPUB,
+                    "serve",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(workers),
+                    *args,
+                ],
                 env=deployment.env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,

@@ -277,3 +277,49 @@ def test_a_request_the_http_server_refuses_is_answered_in_json(
     assert error["code"] == code, document
     assert error["description"], document
     assert "<" not in error["description"], document
+
+
+# A client's mistakes put credentials where gunicorn's access log (combined format) wrote
+# them: the user name of a Basic header (the secret, sent without a name) and the query
+# string; a Referer may carry a token too.
+@pytest.mark.parametrize(
+    ("method", "path", "options", "status"),
+    [
+        ("POST", "/oauth/introspect", {"auth": ("{secret}", ""), "data": {"token": "x"}}, 401),
+        ("GET", "/oauth/introspect?token={secret}", {}, 405),
+        ("GET", "/healthz", {"headers": {"Referer": "https://ci.example/?token={secret}"}}, 200),
+    ],
+    ids=["basic-secret-without-name", "token-in-query", "token-in-referer"],
+)
+def test_the_access_log_is_json_lines_without_credentials(
+    deployment: Deployment,
+    start_service: Callable[..., Service],
+    method: str,
+    path: str,
+    options: dict[str, object],
+    status: int,
+) -> None:
+    service = start_service(deployment, workers=1, args=["--access-log"])
+    filled = json.loads(json.dumps(options).replace("{secret}", deployment.secret))
+    if "auth" in filled:
+        filled["auth"] = tuple(filled["auth"])
+
+    response = requests.request(
+        method, service.base + path.format(secret=deployment.secret), timeout=10, **filled
+    )
+
+    assert response.status_code == status, response.text
+    time.sleep(0.2)  # the worker's access line
+    text = service.log.read_text()
+    assert deployment.secret not in text
+    # gunicorn's lines too: one format for a log pipeline to read.
+    entries = [json.loads(line) for line in text.splitlines()]
+    (access,) = [
+        entry
+        for entry in entries
+        if entry["logger"] == "gunicorn.access"
+        and entry["request_id"] == response.headers["X-Request-ID"]
+    ]
+    assert access["fields"]["method"] == method
+    assert access["fields"]["path"] == path.partition("?")[0]
+    assert access["fields"]["status"] == status

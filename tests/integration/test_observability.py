@@ -52,6 +52,37 @@ def test_mints_are_counted_by_provider_and_outcome(
     assert "trustpub_request_duration_seconds_bucket" in exposition
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"enabled": False}, {"disabled_providers": frozenset({"github"})}],
+    ids=["service-disabled", "provider-disabled"],
+)
+def test_a_mint_refused_because_trusted_publishing_is_off_is_counted(
+    make_app: MakeApp, make_token: MakeToken, settings: dict[str, object]
+) -> None:
+    # Switched off during an incident: the refusals are what the dashboard must show.
+    client = make_app(**settings).test_client()
+    before = counter(client, "trustpub_mints_total", provider="unknown", outcome="not-enabled")
+
+    assert_failure(mint(client, make_token()), 422, "not-enabled")
+
+    after = counter(client, "trustpub_mints_total", provider="unknown", outcome="not-enabled")
+    assert after - before == 1.0
+
+
+def test_a_write_no_replica_acknowledged_is_counted_as_a_store_error(
+    make_app: MakeApp, make_token: MakeToken
+) -> None:
+    # The test's Redis has no replica: every replay claim fails closed, as after a failover
+    # to a lagging replica, and the alert on store errors must see it.
+    client = make_app(redis_min_replicas=1).test_client()
+    before = counter(client, "trustpub_store_errors_total", operation="claim")
+
+    assert_failure(mint(client, make_token()), 503, "store-unavailable")
+
+    assert counter(client, "trustpub_store_errors_total", operation="claim") - before == 1.0
+
+
 def test_key_set_refreshes_are_counted_by_provider_and_result(
     make_app: MakeApp, oidc_issuer: OIDCIssuer, make_token: MakeToken
 ) -> None:

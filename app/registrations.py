@@ -811,26 +811,21 @@ def _pins_dict(pins: Mapping[str, str] | None) -> dict[str, str] | None:
 def _ignored_dict(
     registration: StoredRegistration, reason: str, pins: Mapping[str, str] | None
 ) -> dict[str, Any]:
-    entry = {key: value for key, value in registration.entry.items() if key != "projects"}
-    return {
-        "id": registration.id,
-        "project": registration.project,
-        "source": "registered",
-        "pending": registration.pending,
-        "expires_at": registration.expires_at,
-        "created_by": registration.created_by,
-        "created_at": registration.created_at,
-        "publisher": entry,
-        "pinned_on_first_use": _pins_dict(pins),
-        "ignored": reason,
-    }
+    return {**_stored_dict(registration, pins), "ignored": reason}
 
 
 def _registration_dict(
     publisher: Publisher, registration: StoredRegistration, pins: Mapping[str, str] | None
 ) -> dict[str, Any]:
+    listed = _stored_dict(registration, pins)
+    listed["publisher"].setdefault("issuer", publisher.issuer)
+    return listed
+
+
+def _stored_dict(
+    registration: StoredRegistration, pins: Mapping[str, str] | None
+) -> dict[str, Any]:
     entry = {key: value for key, value in registration.entry.items() if key != "projects"}
-    entry.setdefault("issuer", publisher.issuer)
     return {
         "id": registration.id,
         "project": registration.project,

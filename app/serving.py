@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from http import HTTPStatus
 from typing import Any
@@ -96,6 +97,10 @@ class TrustpubLogger(glogging.Logger):  # type: ignore[misc]
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        if not logging.getLogger().handlers:
+            # Nothing of trustpub's to write them (a runner that did not configure logging,
+            # as the bench's floors): without gunicorn's own handlers its lines would be lost.
+            return
         for logger in (self.error_log, self.access_log):
             for handler in list(logger.handlers):
                 if getattr(handler, "_gunicorn", False):

@@ -11,7 +11,6 @@ in the family's shape: never a traceback or an HTML page.
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
@@ -80,25 +79,27 @@ def answer_unexpected(method: str, path: str) -> Answer:
 _INTERNAL = ("internal-error", "internal error; it has been logged")
 
 # Statuses the HTTP server (gunicorn) answers itself, before the app sees the request.
+# Codes spelled out, not made from http.HTTPStatus's phrase: Python 3.13 renamed 414
+# after RFC 9110 ("URI Too Long"), and a documented code must not change with it.
 _SERVER_REFUSALS = {
-    400: "the request is not valid HTTP/1.1",
-    403: "the request is forbidden",
-    414: "the request line is too long",
-    417: "the request's Expect header cannot be met",
-    431: "the request has too many header fields, or one too large",
-    501: "the request's transfer coding is not supported",
+    400: ("bad-request", "the request is not valid HTTP/1.1"),
+    403: ("forbidden", "the request is forbidden"),
+    414: ("request-uri-too-long", "the request line is too long"),
+    417: ("expectation-failed", "the request's Expect header cannot be met"),
+    431: (
+        "request-header-fields-too-large",
+        "the request has too many header fields, or one too large",
+    ),
+    501: ("not-implemented", "the request's transfer coding is not supported"),
 }
 
 
 def answer_server_refusal(path: str, status: int) -> Answer:
     """The answer to a request the HTTP server refused or could not serve, with `status`:
     what it is, never the request's own text (the client's, which may hold a credential)."""
-    description = _SERVER_REFUSALS.get(status)
-    if description is None:
+    code, description = _SERVER_REFUSALS.get(status) or _INTERNAL
+    if status not in _SERVER_REFUSALS:
         status = 500
-        code, description = _INTERNAL
-    else:
-        code = HTTPStatus(status).phrase.lower().replace(" ", "-")
     return (
         status,
         error_headers(status, None),

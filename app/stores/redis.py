@@ -436,7 +436,7 @@ class RedisStore:
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
-        return ClaimResult(first=bool(first), epoch=_epoch(epoch))
+        return ClaimResult(first=bool(first), epoch=_epoch("claim", epoch))
 
     def revoke_before(
         self, key: str, moment: int, ttl_seconds: int, audit: Mapping[str, str] | None = None
@@ -451,16 +451,16 @@ class RedisStore:
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         values = self._execute("mget", ("MGET", self._epoch_key, *(self._prefix + k for k in keys)))
         return RevocationState(
-            epoch=_epoch(values[0]) if values[0] is not None else None,
+            epoch=_epoch("mget", values[0]) if values[0] is not None else None,
             revoked_before=tuple(
-                _moment(self._prefix + key, v) if v is not None else None
+                _moment("mget", self._prefix + key, v) if v is not None else None
                 for key, v in zip(keys, values[1:], strict=True)
             ),
         )
 
     def current_epoch(self) -> Epoch:
         (value,) = self._run("epoch", _EPOCH, [self._epoch_key], [new_epoch_id()])
-        return _epoch(value)
+        return _epoch("epoch", value)
 
     def server_time(self) -> float:
         seconds, microseconds = self._execute("time", ("TIME",))
@@ -473,7 +473,7 @@ class RedisStore:
         # can neither mint nor introspect, so it is not ready.
         value = self._execute("ping", ("GET", self._epoch_key))
         if value is not None:
-            _epoch(value)
+            _epoch("ping", value)
 
     # -- registrations -----------------------------------------------------------------
 
@@ -722,7 +722,7 @@ def _readable_registrations(
             )
 
 
-def _epoch(value: bytes) -> Epoch:
+def _epoch(operation: str, value: bytes) -> Epoch:
     """The epoch record as this module writes it; anything else is no epoch to trust, and
     every mint and introspection fails until an operator deletes it (docs/runbooks.md)."""
     try:
@@ -731,17 +731,20 @@ def _epoch(value: bytes) -> Epoch:
         epoch = None
     if epoch is None or not epoch.id:
         log.error("the epoch in the store cannot be read (docs/runbooks.md)")
+        # A 503 on every mint and introspection: the alert on store errors must see it.
+        labelled(metrics().store_errors, operation).inc()
         raise StoreUnavailable("the token store holds a malformed epoch")
     return epoch
 
 
-def _moment(key: str, value: bytes) -> int:
+def _moment(operation: str, key: str, value: bytes) -> int:
     """A revocation entry's moment. One that does not read cannot say which tokens it
     revokes, so the question fails rather than answer active."""
     try:
         return int(value)
     except ValueError:
         log.error("revocation entry %r in the store cannot be read (docs/runbooks.md)", key)
+        labelled(metrics().store_errors, operation).inc()
         raise StoreUnavailable("the token store holds a malformed revocation") from None
 
 

@@ -20,6 +20,7 @@ from .conftest import MakeApp, MakeToken
 from .exchange_api import AUDIENCE, assert_failure, assert_minted, mint
 from .oauth_api import INTROSPECT_PATH, Clients, introspect, is_active
 from .redis_watch import commands_sent
+from .test_observability import counter
 
 
 @pytest.fixture
@@ -302,13 +303,21 @@ def test_a_store_record_that_cannot_be_read_answers_503_never_active(
     finally:
         store.close()
 
+    def store_errors(operation: str) -> float:
+        return counter(client, "trustpub_store_errors_total", operation=operation)
+
+    before = {operation: store_errors(operation) for operation in ("mget", "claim", "ping")}
     with caplog.at_level("ERROR", logger="app.stores.redis"):
         response = introspect(client, token, clients.basic("index"))
 
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"] == "temporarily_unavailable"
     assert "cannot be read" in caplog.text
+    # Every such answer is a 503: the documented alert on store errors must see it.
+    assert store_errors("mget") - before["mget"] == 1.0
     if key == "trustpub:epoch":
         # Nothing can be minted in an epoch that cannot be read, and the process says so.
         assert_failure(mint(client, make_token()), 503, "store-unavailable")
         assert client.get("/readyz").status_code == 503
+        assert store_errors("claim") - before["claim"] == 1.0
+        assert store_errors("ping") - before["ping"] == 1.0

@@ -128,6 +128,9 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:p@ghe.example"}, ["credentials"]),
         # Refused before any check that quotes the URL: the password stays out of the log.
         ({"TRUSTPUB_GITHUB_ISSUERS": "http://u:hunter2@ghe.example/"}, ["credentials"]),
+        # Also where urlsplit refuses the URL, or the scheme lacks a slash: both quote it.
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hun[ter2@ghe.example"}, ["credentials"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https:/u:hunter2@ghe.example"}, ["credentials"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": " , ,"}, ["github_issuers is empty"]),
         # Malformed URLs must be a ConfigurationError too, not a ValueError traceback.
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://[::1"}, ["'https://[::1'"]),
@@ -175,6 +178,8 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "issuer-fragment",
         "issuer-credentials",
         "issuer-credentials-and-http",
+        "issuer-credentials-bracket-in-password",
+        "issuer-credentials-one-slash",
         "issuers-empty-list",
         "issuer-bad-ipv6",
         "issuer-port-out-of-range",

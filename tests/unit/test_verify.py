@@ -498,7 +498,7 @@ class _CountingKeySet:
     def __init__(self) -> None:
         self.calls = 0
 
-    def key_for(self, kid: str) -> Any:
+    def key_for(self, kid: str, alg: str) -> Any:
         self.calls += 1
         return RSA_KEY.public_key()
 

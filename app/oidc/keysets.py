@@ -320,9 +320,9 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, IssuerKey]:
         if key is None:
             continue
         kid = entry["kid"]
-        if kid in keys:
+        if keys.get(kid, key) != key:
             # Which of two keys a token's kid means cannot be known; guessing would make
-            # the verdict depend on the order of the set.
+            # the verdict depend on the order of the set. (The same key twice is one key.)
             ambiguous.add(kid)
         keys[kid] = key
     for kid in ambiguous:

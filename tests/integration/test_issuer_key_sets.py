@@ -332,6 +332,15 @@ def test_a_kid_that_names_two_keys_names_none(
     assert_minted(mint(client, make_token(kid=other_kid)))
 
 
+def test_the_same_key_listed_twice_under_its_kid_is_one_key(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    signing = oidc_issuer.jwks()["keys"][0]
+    oidc_issuer.serve_garbage(json.dumps({"keys": [signing, dict(signing)]}).encode())
+
+    assert_minted(mint(client, make_token()))
+
+
 @pytest.mark.parametrize("status", [500, 404, 429], ids=["500", "404", "429"])
 def test_failing_issuer_on_a_cold_cache_is_503_and_the_failure_is_remembered(
     client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, status: int

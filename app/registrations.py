@@ -17,9 +17,9 @@ Pending publishers register a trusted publisher for a project that does not exis
 They match only while their project does not exist; the first exchange that matches one
 converts it into a normal publisher, atomically in the store (which checks that it is
 still pending and that its project still does not exist). They expire after
-`pending_ttl` seconds (ignored at once, purged from the store by the first poll after)
-and never reserve a name: until converted, other pending publishers may name the same
-project, and the first exchange wins.
+`pending_ttl` seconds (ignored at once, purged from the store by the first poll after,
+with a `publisher-expire` audit record) and never reserve a name: until converted, other
+pending publishers may name the same project, and the first exchange wins.
 
 A publisher that names none of its provider's immutable IDs (a GitLab project or group
 can be deleted and its path taken by someone else) pins them from the first token it
@@ -72,6 +72,7 @@ from app.publishers.policy_files import (
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import (
     UNCONFIRMED,
+    ExpiryRecords,
     RegistrationState,
     RegistrationStore,
     StoredRegistration,
@@ -95,6 +96,8 @@ MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", '))
 # some 16 kB of refs). Checked against the snapshot, so concurrent adds may pass it by a
 # few.
 MAX_PUBLISHERS_PER_PROJECT = 100
+# The actor of the audit record of an expired pending publisher's deletion: no client's.
+EXPIRY_ACTOR = "trustpub"
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -129,6 +132,9 @@ class PublisherSnapshot:
     unpinned: bool
     # When the first pending registration read expires (unix seconds), if any does.
     next_expiry: int | None
+    # Every pending registration read, expired ones too: the audit record of an expired
+    # one's deletion (by a purge, or an add in its place) is prepared from it.
+    pending: tuple[StoredRegistration, ...] = ()
 
 
 class LivePublishers(PublisherRegistry):
@@ -145,6 +151,7 @@ class LivePublishers(PublisherRegistry):
         trusted_issuers: Mapping[str, frozenset[str]],
         clock: Callable[[], float],
         poll_interval: float = 1.0,
+        audit: AuditTrail | None = None,
     ) -> None:
         super().__init__(())
         self._files = tuple(file_publishers)
@@ -158,6 +165,7 @@ class LivePublishers(PublisherRegistry):
         self._trusted_issuers = trusted_issuers
         self._clock = clock
         self._poll_interval = poll_interval
+        self._audit = audit
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._poller_pid: int | None = None
@@ -328,9 +336,7 @@ class LivePublishers(PublisherRegistry):
         purged; raises StoreUnavailable."""
         expiry = self._snapshot.next_expiry
         if expiry is not None and expiry <= self._clock():
-            # Any process may purge: the store removes each registration once, and
-            # changes the version (so every process reloads) only when it removed one.
-            self._store.purge_expired(int(self._clock()))
+            self._purge(int(self._clock()))
         version = self._store.registrations_version()
         if version == self._snapshot.version:
             return self._snapshot
@@ -339,6 +345,19 @@ class LivePublishers(PublisherRegistry):
                 state = self._store.load_registrations()
                 self._snapshot = self._build(state.version, state)
         return self._snapshot
+
+    def _purge(self, now: int) -> None:
+        # Any process may purge: the store removes each registration once, with its audit
+        # record, and changes the version (so every process reloads) only when it removed
+        # one. The process whose purge removed it logs the record.
+        if self._audit is None:
+            self._store.purge_expired(now)
+            return
+        expired = _expiry_records(
+            self._audit, (r for r in self._snapshot.pending if r.expired(now))
+        )
+        for registration_id in self._store.purge_expired(now, expired):
+            self._audit.log(expired.of(registration_id))
 
     def try_refresh(self) -> None:
         try:
@@ -417,6 +436,7 @@ class LivePublishers(PublisherRegistry):
                 (r.expires_at for r in state.registrations if r.expires_at is not None),
                 default=None,
             ),
+            pending=tuple(r for r in state.registrations if r.pending),
         )
 
 
@@ -627,7 +647,20 @@ class PublisherRegistrations:
                 **_identity_fields(entry),
             },
         )
-        refused = self.store.add_registration(registration, now, audit=record)
+        # An expired pending publisher of the same identity that holds its key still (one
+        # this process read after its expiry, before a purge) is deleted in its place.
+        expired = _expiry_records(
+            self.audit,
+            (
+                r
+                for r in snapshot.pending
+                if r.unique_key == registration.unique_key and r.expired(now)
+            ),
+            project=project,
+        )
+        refused, replaced = self.store.add_registration(
+            registration, now, audit=record, expired=expired
+        )
         if refused == UNCONFIRMED:
             raise ProjectsUnconfirmed(_UNCONFIRMED_MESSAGE)
         if refused == "":
@@ -636,6 +669,8 @@ class PublisherRegistrations:
             )
         if refused is not None:
             raise DuplicatePublisher(_duplicate_message(project, registration_source(refused)))
+        if replaced is not None:
+            self.audit.log(expired.of(replaced))
         self.audit.log(record)
         self.publishers.try_refresh()  # answer once this process uses it
         return _registration_dict(publisher, registration, None)
@@ -766,6 +801,30 @@ def _duplicate_message(project: str, holder: str) -> str:
         else f"policy file entry {public_source(holder)!r} (read-only)"
     )
     return f"an identical publisher for {project!r} exists already: {where}"
+
+
+def _expiry_records(
+    audit: AuditTrail, registrations: Iterable[StoredRegistration], **known: str
+) -> ExpiryRecords:
+    """The `publisher-expire` records of deleting `registrations` as expired, with the
+    fields a removal's record has; and for any other registration the store deletes as
+    expired (one this process did not read, or could not), a minimal one: `known`, and
+    the id the store adds."""
+    own = {
+        registration.id: audit.prepare(
+            "publisher-expire",
+            EXPIRY_ACTOR,
+            {
+                "project": registration.project,
+                "publisher_id": registration.id,
+                "pending": "true",
+                **_identity_fields(registration.entry),
+            },
+        )
+        for registration in registrations
+    }
+    other = audit.prepare("publisher-expire", EXPIRY_ACTOR, {**known, "pending": "true"})
+    return ExpiryRecords(other, own)
 
 
 def _identity_fields(entry: Mapping[str, Any]) -> dict[str, str | None]:

@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.signing_keys or settings.dev_dir,
         )
 
+    audit = AuditTrail(stores.audit, time.time)
     # Policy files and registered publishers, one snapshot per process (see
     # app.registrations): the exchange and explain read it without touching the store.
     registry = LivePublishers(
@@ -104,9 +105,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         trusted_issuers,
         clock=time.time,
         poll_interval=settings.registrations_poll_ms / 1000,
+        audit=audit,  # records the purge of expired pending publishers
     )
     registry.try_refresh()
-    audit = AuditTrail(stores.audit, time.time)
     exchange = TokenExchange(
         issuers=issuers,
         providers=dict(PROVIDERS),

@@ -195,6 +195,24 @@ class RegistrationState:
 UNCONFIRMED = "-"
 
 
+@dataclass(frozen=True)
+class ExpiryRecords:
+    """The audit records of the expired pending registrations a change may delete, each
+    stored with its deletion: a registration's own (`by_id`, prepared from what the
+    caller read), or for any other (one the caller did not read, or could not: written
+    by hand, by a bug) `other`, with its `publisher_id` added by the store."""
+
+    other: Mapping[str, str]
+    by_id: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def of(self, registration_id: str) -> dict[str, str]:
+        """The record stored with the deletion of `registration_id`, as the store named it."""
+        own = self.by_id.get(registration_id)
+        if own is not None:
+            return dict(own)
+        return {**self.other, "publisher_id": registration_id}
+
+
 class RegistrationStore(Protocol):
     def registrations_version(self) -> int:
         """One cheap read: pollers reload only when it changed."""
@@ -206,13 +224,20 @@ class RegistrationStore(Protocol):
     # it changed something: no change without its record, no record without its change.
 
     def add_registration(
-        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
-    ) -> str | None:
-        """Add it atomically; None if added (also when this very registration, by its
-        id, was added already: an add sent again after a lost reply, its record not
-        appended again), else the id of the registration that holds its `unique_key`
-        already, "" when a pending one names an existing project, or UNCONFIRMED when a
-        pending one comes before the projects were confirmed in this epoch."""
+        self,
+        registration: StoredRegistration,
+        now: int,
+        audit: Mapping[str, str] | None = None,
+        expired: ExpiryRecords | None = None,
+    ) -> tuple[str | None, str | None]:
+        """Add it atomically: (refused, replaced). `refused` is None if added (also when
+        this very registration, by its id, was added already: an add sent again after a
+        lost reply, its record not appended again), else the id of the registration that
+        holds its `unique_key` already, "" when a pending one names an existing project,
+        or UNCONFIRMED when a pending one comes before the projects were confirmed in
+        this epoch. `replaced` names the expired pending registration that held its
+        `unique_key`, which an add deletes in its place, with its record from `expired`
+        (see `ExpiryRecords.of`); None if there was none."""
         ...
 
     def remove_registration(
@@ -243,8 +268,10 @@ class RegistrationStore(Protocol):
         one write: how many did not."""
         ...
 
-    def purge_expired(self, now: int) -> int:
-        """Remove expired pending registrations; how many were removed."""
+    def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
+        """Remove expired pending registrations, each with its record from `expired`;
+        their ids, as the records name them (see `ExpiryRecords.of`). Concurrent purges
+        remove (and record) each once: the call that removed it answers it."""
         ...
 
     def pin_on_first_use(

@@ -18,6 +18,7 @@ from app.stores.base import (
     AuditRecord,
     ClaimResult,
     Epoch,
+    ExpiryRecords,
     RegistrationState,
     RevocationState,
     StoredRegistration,
@@ -108,22 +109,31 @@ class MemoryStore:
             )
 
     def add_registration(
-        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
-    ) -> str | None:
+        self,
+        registration: StoredRegistration,
+        now: int,
+        audit: Mapping[str, str] | None = None,
+        expired: ExpiryRecords | None = None,
+    ) -> tuple[str | None, str | None]:
         with self._lock:
             holder = self._unique.get(registration.unique_key)
             if holder == registration.id and holder in self._registrations:
-                return None  # this very registration, added already
+                return None, None  # this very registration, added already
+            held = None if holder is None else self._registrations.get(holder)
+            if held is not None and not held.expired(now):
+                return holder, None
+            if registration.pending and registration.project in self._projects:
+                return "", None
+            if registration.pending and not self._projects_confirmed:
+                return UNCONFIRMED, None
+            replaced = None
             if holder is not None:
-                held = self._registrations.get(holder)
-                if held is not None and not held.expired(now):
-                    return holder
                 self._registrations.pop(holder, None)
                 self._pins.pop(holder, None)
-            if registration.pending and registration.project in self._projects:
-                return ""
-            if registration.pending and not self._projects_confirmed:
-                return UNCONFIRMED
+                if held is not None:  # an expired pending one: deleted, with its record
+                    replaced = holder
+                    if expired is not None:
+                        self._append_audit_locked(expired.of(holder))
             self._registrations[registration.id] = registration
             self._unique[registration.unique_key] = registration.id
             if not registration.pending:
@@ -131,7 +141,7 @@ class MemoryStore:
             self._version += 1
             if audit is not None:
                 self._append_audit_locked(audit)
-            return None
+            return None, replaced
 
     def remove_registration(
         self,
@@ -199,17 +209,19 @@ class MemoryStore:
                 self._append_audit_locked(audit)
             return True
 
-    def purge_expired(self, now: int) -> int:
+    def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
         with self._lock:
-            expired = [r for r in self._registrations.values() if r.expired(now)]
-            for registration in expired:
+            gone = [r for r in self._registrations.values() if r.expired(now)]
+            for registration in gone:
                 del self._registrations[registration.id]
                 if self._unique.get(registration.unique_key) == registration.id:
                     del self._unique[registration.unique_key]
                 self._pins.pop(registration.id, None)
-            if expired:
+                if expired is not None:
+                    self._append_audit_locked(expired.of(registration.id))
+            if gone:
                 self._version += 1
-            return len(expired)
+            return tuple(registration.id for registration in gone)
 
     def pin_on_first_use(
         self, key: str, values: Mapping[str, str], audit: Mapping[str, str] | None = None

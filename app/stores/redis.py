@@ -39,6 +39,7 @@ from app.stores.base import (
     AuditRecord,
     ClaimResult,
     Epoch,
+    ExpiryRecords,
     RegistrationState,
     RevocationState,
     StoredRegistration,
@@ -129,16 +130,44 @@ return 1
 """
 )
 
+# An expired pending registration's deletion is recorded by the script that deletes it
+# (the purge, or an add in its place); both begin with this function. Their ARGV from
+# `first` on: the record of any registration the caller did not read (or could not),
+# then id, own record, id, own record... (see ExpiryRecords). It answers nil when the
+# caller passed none, else a function: a deleted id's record, and the id the record
+# names (for the record of any other, the id in printable ASCII: one written by hand
+# may hold any bytes, and a stream record no reader can decode fails every read of it).
+_EXPIRY_RECORDS = """
+local function expiry_records(first)
+  if not ARGV[first] then return nil end
+  -- Decoded first: a record the script cannot read fails before anything is written.
+  local other = cjson.decode(ARGV[first])
+  local own = {}
+  for i = first + 1, #ARGV - 1, 2 do own[ARGV[i]] = cjson.decode(ARGV[i + 1]) end
+  return function(id)
+    if own[id] then return own[id], id end
+    local shown = string.gsub(id, '[^ -~]', '?')
+    local fields = {unpack(other)}
+    fields[#fields + 1] = 'publisher_id'
+    fields[#fields + 1] = shown
+    return fields, shown
+  end
+end
+"""
+
 # Registrations: every change is one script, so the hashes, the set of existing projects
 # and the version that pollers watch can never disagree, and a change and its audit
 # record are written together or not at all (an optional record: a JSON array of field,
 # value, ... as the claim's, appended to the stream under its length bound).
 # KEYS: registrations, pending, unique, version, projects, audit, pins, epoch, confirmed
 # ARGV: id, json, unique key, project, expires_at ('' = not pending), now,
-#       audit length bound, [record]
+#       audit length bound, record ('' = none), [expired records: see _EXPIRY_RECORDS]
+# An add that deletes the expired pending registration holding its key answers {its id}.
 _ADD_REGISTRATION = Script(
-    """
-local fields = ARGV[8] and cjson.decode(ARGV[8])
+    _EXPIRY_RECORDS
+    + """
+local fields = ARGV[8] ~= '' and cjson.decode(ARGV[8])
+local record_of = expiry_records(9)
 local holder = redis.call('HGET', KEYS[3], ARGV[3])
 if holder == ARGV[1] and redis.call('HEXISTS', KEYS[1], holder) == 1 then
   -- This very registration, sent again after its reply was lost (its id is new for
@@ -146,21 +175,28 @@ if holder == ARGV[1] and redis.call('HEXISTS', KEYS[1], holder) == 1 then
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
   return false
 end
-if holder then
+local replaced = false
+if holder and redis.call('HEXISTS', KEYS[1], holder) == 1 then
   local expires = redis.call('HGET', KEYS[2], holder)
-  if redis.call('HEXISTS', KEYS[1], holder) == 1
-     and not (expires and tonumber(expires) <= tonumber(ARGV[6])) then
-    return holder
-  end
-  redis.call('HDEL', KEYS[1], holder)
-  redis.call('HDEL', KEYS[2], holder)
-  redis.call('HDEL', KEYS[7], holder)
+  if not (expires and tonumber(expires) <= tonumber(ARGV[6])) then return holder end
+  replaced = holder
 end
 if ARGV[5] ~= '' then
   if redis.call('SISMEMBER', KEYS[5], ARGV[4]) == 1 then return '' end
   -- The snapshot that let it through may predate a data loss: asked again here.
   local epoch = redis.call('GET', KEYS[8])
   if not epoch or redis.call('GET', KEYS[9]) ~= epoch then return '-' end  -- UNCONFIRMED
+end
+if holder then
+  -- Expired (and pending), or gone: deleted in its place, with its record if it was there.
+  redis.call('HDEL', KEYS[1], holder)
+  redis.call('HDEL', KEYS[2], holder)
+  redis.call('HDEL', KEYS[7], holder)
+  if replaced and record_of then
+    local record
+    record, replaced = record_of(holder)
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', unpack(record))
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
@@ -171,6 +207,7 @@ else
 end
 redis.call('INCR', KEYS[4])
 if fields then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', unpack(fields)) end
+if replaced then return {replaced} end
 return false
 """
 )
@@ -221,31 +258,43 @@ return 'converted'
 """
 )
 
-# KEYS: registrations, pending, unique, version, pins; ARGV: now
+# Each deletion with its record: whichever of several concurrent purges deletes a
+# registration records it, once. Answers the ids deleted, as their records name them.
+# KEYS: registrations, pending, unique, version, pins, audit
+# ARGV: now, audit length bound, [expired records: see _EXPIRY_RECORDS]
 _PURGE = Script(
-    """
+    _EXPIRY_RECORDS
+    + """
+local record_of = expiry_records(3)
 local pending = redis.call('HGETALL', KEYS[2])
-local removed = 0
+local removed = {}
 for i = 1, #pending, 2 do
   -- A record that does not read (an expiry that is no number, a value that is not
   -- JSON: written by hand, by a bug) is left out by the loader; here it must not stop
   -- the purge of every other one. Its unique key, unreadable, is left to the add that
-  -- finds its holder gone.
+  -- finds its holder gone; its audit record is the caller's for any registration it
+  -- could not read.
   local expires = tonumber(pending[i + 1])
   if expires and expires <= tonumber(ARGV[1]) then
-    local value = redis.call('HGET', KEYS[1], pending[i])
+    local id = pending[i]
+    local value = redis.call('HGET', KEYS[1], id)
     local ok, fields = pcall(cjson.decode, value or '')
     local unique = ok and type(fields) == 'table' and fields['unique_key']
-    if type(unique) == 'string' and redis.call('HGET', KEYS[3], unique) == pending[i] then
+    if type(unique) == 'string' and redis.call('HGET', KEYS[3], unique) == id then
       redis.call('HDEL', KEYS[3], unique)
     end
-    redis.call('HDEL', KEYS[1], pending[i])
-    redis.call('HDEL', KEYS[2], pending[i])
-    redis.call('HDEL', KEYS[5], pending[i])
-    removed = removed + 1
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    if record_of then
+      local record
+      record, id = record_of(id)
+      redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[2], '*', unpack(record))
+    end
+    removed[#removed + 1] = id
   end
 end
-if removed > 0 then redis.call('INCR', KEYS[4]) end
+if #removed > 0 then redis.call('INCR', KEYS[4]) end
 return removed
 """
 )
@@ -509,8 +558,12 @@ class RedisStore:
         )
 
     def add_registration(
-        self, registration: StoredRegistration, now: int, audit: Mapping[str, str] | None = None
-    ) -> str | None:
+        self,
+        registration: StoredRegistration,
+        now: int,
+        audit: Mapping[str, str] | None = None,
+        expired: ExpiryRecords | None = None,
+    ) -> tuple[str | None, str | None]:
         expires = "" if registration.expires_at is None else str(registration.expires_at)
         result = self._write(
             "add_registration",
@@ -530,10 +583,14 @@ class RedisStore:
                 registration.project,
                 expires,
                 now,
-                *self._record_arguments(audit),
+                self._audit_max_length,
+                _record_argument(audit) if audit else "",
+                *_expiry_arguments(expired),
             ],
         )
-        return None if result is None else bytes(result).decode()
+        if isinstance(result, list):  # added, in place of the expired registration it names
+            return None, bytes(result[0]).decode(errors="replace")
+        return (None if result is None else bytes(result).decode()), None
 
     def remove_registration(
         self,
@@ -589,11 +646,14 @@ class RedisStore:
             raise StoreUnavailable("the token store lost its data meanwhile; confirm again")
         return bool(confirmed)
 
-    def purge_expired(self, now: int) -> int:
-        (removed,) = self._run(
-            "purge_expired", _PURGE, [*self._registrations_keys, self._pins_key], [now]
+    def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
+        removed = self._write(
+            "purge_expired",
+            _PURGE,
+            [*self._registrations_keys, self._pins_key, self._audit_key],
+            [now, self._audit_max_length, *_expiry_arguments(expired)],
         )
-        return int(removed)
+        return tuple(bytes(key).decode(errors="replace") for key in removed)
 
     def pin_on_first_use(
         self, key: str, values: Mapping[str, str], audit: Mapping[str, str] | None = None
@@ -763,3 +823,14 @@ def _record_argument(audit: Mapping[str, str]) -> bytes:
     """An audit record as the scripts take it: a JSON array of field, value, field,
     value... in the record's order (what XADD takes once unpacked)."""
     return compact(list(chain.from_iterable(audit.items())))
+
+
+def _expiry_arguments(expired: ExpiryRecords | None) -> list[Argument]:
+    """A script's last arguments when it may delete expired pending registrations: the
+    record of any other, then each one's id and own record (see _EXPIRY_RECORDS)."""
+    if expired is None:
+        return []
+    arguments: list[Argument] = [_record_argument(expired.other)]
+    for key, record in expired.by_id.items():
+        arguments += (key, _record_argument(record))
+    return arguments

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from flask import Flask
 from support.claims import unverified_claims
 from support.oidc_issuer import OIDCIssuer
 
-from app.observability import JsonFormatter
+from app.observability import FIELDS_KEY, JsonFormatter
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_minted, mint
@@ -144,6 +145,136 @@ def test_a_conversion_is_recorded(
     assert [r["action"] for r in records] == ["mint", "publisher-convert", "publisher-add"]
     assert records[1]["publisher_id"] == added["id"]
     assert records[0]["publisher_source"] == f"registered: {added['id']}"
+
+
+class _Threads(logging.Handler):
+    """The audit logger's records, with the thread that logged each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen: list[tuple[str, dict[str, str]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.threadName, dict(getattr(record, FIELDS_KEY))))
+
+
+def _expire(store: redis.Redis, registration_id: str) -> None:
+    """As `pending_publisher_days` would: its expiry passed (every process reloads it)."""
+    store.hset("trustpub:registrations:pending", registration_id, "1")
+    store.incr("trustpub:registrations:version")
+
+
+def _expiry_record(oidc_issuer: OIDCIssuer, project: str, registration_id: str) -> dict[str, str]:
+    """A `publisher-expire` record but for its `id`, `at` and `request_id`: as the removal's."""
+    return {
+        "action": "publisher-expire",
+        "actor": "trustpub",
+        "project": project,
+        "publisher_id": registration_id,
+        "pending": "true",
+        "provider": "github",
+        "issuer": oidc_issuer.url,
+        "repository": "octo-org/new",
+        "workflow": "release.yml",
+        "environment": "pypi",
+    }
+
+
+def _without(record: dict[str, str], *fields: str) -> dict[str, str]:
+    return {key: value for key, value in record.items() if key not in fields}
+
+
+def test_an_expired_pending_publisher_is_recorded_once_by_the_process_that_purged_it(
+    make_app: MakeApp,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    audit_log_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    still = {"registrations_poll_ms": 60_000}  # no poll between the steps
+    processes = [make_app(clients_file=clients.path, **still) for _ in range(2)]
+    body = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
+    added = add(processes[0].test_client(), "new-pkg", body, clients.bearer("index")).get_json()
+    _expire(store, added["id"])
+    publishers = [p.extensions["trustpub"].registrations.publishers for p in processes]
+    for each in publishers:
+        each.refresh()  # each reads it expired: its next refresh purges
+    answered: dict[str, tuple[str, ...]] = {}
+    for process in processes:
+        process_store = process.extensions["trustpub"].registrations.store
+        purge = process_store.purge_expired
+
+        def spy(*args: Any, purge: Any = purge) -> tuple[str, ...]:
+            answer: tuple[str, ...] = purge(*args)
+            answered[threading.current_thread().name] = answer
+            return answer
+
+        monkeypatch.setattr(process_store, "purge_expired", spy)
+    logged = _Threads()
+    logging.getLogger("app.audit").addHandler(logged)
+    both = threading.Barrier(2)
+
+    def refresh(each: Any) -> None:
+        both.wait()  # both purge at the same moment
+        each.refresh()
+
+    try:
+        threads = [
+            threading.Thread(target=refresh, args=(each,), name=f"process-{number}")
+            for number, each in enumerate(publishers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        logging.getLogger("app.audit").removeHandler(logged)
+
+    records = audit(processes[1].test_client(), clients.bearer("admin"), "?project=new-pkg")
+    assert [r["action"] for r in records] == ["publisher-expire", "publisher-add"]
+    assert _without(records[0], "id", "at") == _expiry_record(oidc_issuer, "new-pkg", added["id"])
+    # Both purged; the one whose call deleted it logged it, the same record.
+    assert sorted(answered.values()) == [(), (added["id"],)]
+    (deleter,) = [thread for thread, answer in answered.items() if answer]
+    assert [(t, f) for t, f in logged.seen if f["action"] == "publisher-expire"] == [
+        (deleter, _without(records[0], "id"))
+    ]
+    assert not store.hexists("trustpub:registrations", added["id"])
+
+
+def test_an_add_in_place_of_an_expired_pending_publisher_records_its_expiry(
+    make_app: MakeApp,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    audit_log_lines: list[str],
+) -> None:
+    # A process whose snapshot never held the first one unexpired: its add finds it in the
+    # store, expired, not purged yet, and deletes it in its place.
+    still = {"registrations_poll_ms": 60_000}  # no poll between the steps
+    later = make_app(clients_file=clients.path, **still)
+    earlier = make_app(clients_file=clients.path, **still)
+    body = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
+    first = add(earlier.test_client(), "new-pkg", body, clients.bearer("index")).get_json()
+    _expire(store, first["id"])
+
+    second = add(later.test_client(), "new-pkg", body, clients.bearer("index"))
+
+    assert second.status_code == 201, second.get_data(as_text=True)
+    records = audit(later.test_client(), clients.bearer("admin"), "?project=new-pkg")
+    assert [(r["action"], r["publisher_id"]) for r in records] == [
+        ("publisher-add", second.get_json()["id"]),
+        ("publisher-expire", first["id"]),
+        ("publisher-add", first["id"]),
+    ]
+    expired = records[1]
+    assert _without(expired, "id", "at", "request_id") == _expiry_record(
+        oidc_issuer, "new-pkg", first["id"]
+    )
+    assert expired["request_id"] == records[0]["request_id"]  # the add that deleted it
+    logged = [json.loads(line)["fields"] for line in audit_log_lines]
+    assert logged[-2:] == [_without(expired, "id"), _without(records[0], "id")]
 
 
 def test_filters_by_project_repository_and_time(

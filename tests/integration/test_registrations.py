@@ -455,17 +455,25 @@ def test_a_process_reloads_after_a_data_loss_that_brought_the_version_back_to_it
 
 
 @pytest.mark.parametrize(
-    ("stored", "expiry"),
-    [(None, b"soon"), (b"{not json", b"1")],
-    ids=["expiry-not-a-number", "not-json-and-expired"],
+    ("key", "stored", "expiry", "recorded"),
+    [
+        (b"rp_bad", None, b"soon", None),  # expired or not, nobody can tell: kept
+        (b"rp_bad", b"{not json", b"1", "rp_bad"),
+        # Recorded in printable ASCII: a stream record no reader can decode would fail
+        # every read of the audit trail that reaches it.
+        (b"rp_\xffbad\n", b"{not json", b"1", "rp_?bad?"),
+    ],
+    ids=["expiry-not-a-number", "not-json-and-expired", "key-not-utf8-and-expired"],
 )
 def test_a_registration_the_store_cannot_read_does_not_stop_the_purge(
     make_managed_app: Any,
     clients: ManagementClients,
     oidc_issuer: OIDCIssuer,
     store: redis.Redis,
+    key: bytes,
     stored: bytes | None,
     expiry: bytes,
+    recorded: str | None,
 ) -> None:
     # Pending publishers expire every day somewhere; the purge that follows must not
     # trip over the unreadable record, or every process stops reloading (a publisher
@@ -480,8 +488,8 @@ def test_a_registration_the_store_cannot_read_does_not_stop_the_purge(
     store.hset("trustpub:registrations", "rp_old", json.dumps(expired))
     store.hset("trustpub:registrations:pending", "rp_old", int(time.time()) - 10)
     bad = stored or json.dumps({**good, "id": "rp_bad", "unique_key": "elsewhere"}).encode()
-    store.hset("trustpub:registrations", "rp_bad", bad)
-    store.hset("trustpub:registrations:pending", "rp_bad", expiry)
+    store.hset("trustpub:registrations", key, bad)
+    store.hset("trustpub:registrations:pending", key, expiry)
     store.incr("trustpub:registrations:version")
 
     client = make_managed_app().test_client()  # a process that starts now
@@ -490,6 +498,37 @@ def test_a_registration_the_store_cannot_read_does_not_stop_the_purge(
     assert answer.status_code == 200, answer.get_json()
     assert [p["id"] for p in answer.get_json()["publishers"]] == [added.get_json()["id"]]
     assert not store.hexists("trustpub:registrations", "rp_old")  # purged
+    assert store.hexists("trustpub:registrations", key) == (recorded is None)
+    # Each deletion recorded: the one this process read as a removal's record is, the
+    # unreadable one as it can be.
+    audit = client.get("/api/v1/audit", headers=headers)
+    assert audit.status_code == 200, audit.get_json()
+    expiries = {
+        record["publisher_id"]: _without(record, "id", "at", "request_id")
+        for record in audit.get_json()["records"]
+        if record["action"] == "publisher-expire"
+    }
+    old = {
+        "action": "publisher-expire",
+        "actor": "trustpub",
+        "project": "demo-pkg",
+        "publisher_id": "rp_old",
+        "pending": "true",
+        "provider": "github",
+        "issuer": oidc_issuer.url,
+        "repository": "octo-org/demo",
+        "workflow": "release.yml",
+        "environment": "pypi",
+    }
+    minimal = {"action": "publisher-expire", "actor": "trustpub", "pending": "true"}
+    assert expiries == {
+        "rp_old": old,
+        **({recorded: {**minimal, "publisher_id": recorded}} if recorded else {}),
+    }
+
+
+def _without(record: dict[str, str], *fields: str) -> dict[str, str]:
+    return {key: value for key, value in record.items() if key not in fields}
 
 
 def test_a_registration_whose_issuer_is_no_longer_trusted_is_listed_and_can_be_removed(

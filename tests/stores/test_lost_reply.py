@@ -119,12 +119,12 @@ def test_a_registration_whose_reply_was_lost_is_added_not_refused_as_a_duplicate
     proxy: LossyProxy, store: RedisStore
 ) -> None:
     # Redis holds the script first: a lost NOSCRIPT reply would prove nothing.
-    assert store.add_registration(_registration("rp_warm-up", "warm-up"), 100) is None
+    assert store.add_registration(_registration("rp_warm-up", "warm-up"), 100) == (None, None)
     assert store.remove_registration("rp_warm-up") is not None
     registration = _registration("rp_lost", "github:octo-org/demo:demo-pkg")
     proxy.lose_reply_to(b"rp_lost")
 
-    refused = store.add_registration(registration, 100)
+    refused, _ = store.add_registration(registration, 100)
 
     assert proxy.replies_lost == 1
     assert refused is None  # not "held by rp_lost already": the caller records its add

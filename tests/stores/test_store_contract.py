@@ -11,7 +11,7 @@ from support.ports import free_port
 from support.redis_server import RedisServer
 
 from app.errors import StoreUnavailable
-from app.stores.base import UNCONFIRMED, StoredRegistration
+from app.stores.base import UNCONFIRMED, ExpiryRecords, StoredRegistration
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore, connect
 
@@ -204,8 +204,8 @@ def test_registrations_round_trip_and_bump_the_version(make_store: Callable[[], 
     store = make_store()
     start = store.registrations_version()
 
-    assert store.add_registration(_registration("rp_1"), 100) is None
-    assert store.add_registration(_registration("rp_2", unique="u1"), 100) == "rp_1"
+    assert store.add_registration(_registration("rp_1"), 100) == (None, None)
+    assert store.add_registration(_registration("rp_2", unique="u1"), 100) == ("rp_1", None)
     state = store.load_registrations()
 
     assert state.version == store.registrations_version() == start + 1
@@ -215,7 +215,7 @@ def test_registrations_round_trip_and_bump_the_version(make_store: Callable[[], 
     assert store.remove_registration("rp_1") is None
     assert store.load_registrations().registrations == ()
     # Its unique key is free again.
-    assert store.add_registration(_registration("rp_3"), 100) is None
+    assert store.add_registration(_registration("rp_3"), 100) == (None, None)
 
 
 @pytest.mark.parametrize("expires_at", [None, 10_000], ids=["normal", "pending"])
@@ -229,13 +229,13 @@ def test_a_registration_added_again_by_its_own_id_is_added_once(
     start = store.registrations_version()
     registration = _registration("rp_1", "new-pkg", expires_at=expires_at)
 
-    assert store.add_registration(registration, 100) is None
-    assert store.add_registration(registration, 100) is None
+    assert store.add_registration(registration, 100) == (None, None)
+    assert store.add_registration(registration, 100) == (None, None)
 
     state = store.load_registrations()
     assert state.registrations == (registration,)
     assert state.version == start + 1
-    assert store.add_registration(_registration("rp_2", "new-pkg"), 100) == "rp_1"
+    assert store.add_registration(_registration("rp_2", "new-pkg"), 100) == ("rp_1", None)
 
 
 def test_pending_registrations_convert_once_and_never_for_an_existing_project(
@@ -257,7 +257,7 @@ def test_pending_registrations_convert_once_and_never_for_an_existing_project(
     assert state.projects == {"new-pkg"}
     # A pending registration for a project that exists is refused with "".
     late = _registration("rp_c", "new-pkg", "c", expires_at=now + 60)
-    assert store.add_registration(late, now) == ""
+    assert store.add_registration(late, now) == ("", None)
 
 
 def test_expired_pending_registrations_are_purged_and_free_their_key(
@@ -269,15 +269,114 @@ def test_expired_pending_registrations_are_purged_and_free_their_key(
     store.add_registration(_registration("rp_old", "new-pkg", "k", expires_at=now - 1), now - 100)
 
     assert store.convert_pending("rp_old", "new-pkg", now) == "expired"
-    assert (
-        store.add_registration(_registration("rp_new", "new-pkg", "k", expires_at=now + 9), now)
-        is None
-    )
+    assert store.add_registration(
+        _registration("rp_new", "new-pkg", "k", expires_at=now + 9), now
+    ) == (None, "rp_old")
     store.add_registration(_registration("rp_x", "x-pkg", "x", expires_at=now - 1), now - 100)
     version = store.registrations_version()
-    assert store.purge_expired(now) == 1
+    assert store.purge_expired(now) == ("rp_x",)
     assert store.registrations_version() == version + 1
     assert [r.id for r in store.load_registrations().registrations] == ["rp_new"]
+
+
+# The records a caller prepares for the expired pending registrations it may delete:
+# the one it read, and the minimal one for any other (the store adds its id).
+_EXPIRED_OWN = {
+    "action": "publisher-expire",
+    "actor": "trustpub",
+    "project": "new-pkg",
+    "publisher_id": "rp_old",
+    "pending": "true",
+    "repository": "octo-org/demo",
+}
+_EXPIRED_OTHER = {"action": "publisher-expire", "actor": "trustpub", "pending": "true"}
+_NEW_RECORD = {"action": "publisher-add", "publisher_id": "rp_new", "pending": "true"}
+
+
+def _purge(store: Store, expired: ExpiryRecords | None, now: int) -> object:
+    return store.purge_expired(now, expired)
+
+
+def _add_in_its_place(store: Store, expired: ExpiryRecords | None, now: int) -> object:
+    replacement = _registration("rp_new", "new-pkg", "k", expires_at=now + 60)
+    return store.add_registration(replacement, now, audit=_NEW_RECORD, expired=expired)
+
+
+def _add_refused(store: Store, expired: ExpiryRecords | None, now: int) -> object:
+    store.declare_projects(["new-pkg"])  # a pending add for it is refused: nothing changes
+    return _add_in_its_place(store, expired, now)
+
+
+_UNREAD = {**_EXPIRED_OTHER, "publisher_id": "rp_old"}
+_ADDED = (None, None)  # this very add, sent again: added already
+
+
+@pytest.mark.parametrize(
+    ("delete", "own", "answers", "records", "left"),
+    [
+        (_purge, True, [("rp_old",), ()], [_EXPIRED_OWN], []),
+        # Not read by the caller (written after its snapshot, or unreadable): the minimal one.
+        (_purge, False, [("rp_old",), ()], [_UNREAD], []),
+        (_purge, None, [("rp_old",), ()], [], []),  # no records given, none stored
+        (
+            _add_in_its_place,
+            True,
+            [(None, "rp_old"), _ADDED],
+            [_EXPIRED_OWN, _NEW_RECORD],
+            ["rp_new"],
+        ),
+        (_add_in_its_place, False, [(None, "rp_old"), _ADDED], [_UNREAD, _NEW_RECORD], ["rp_new"]),
+        (_add_refused, True, [("", None), ("", None)], [], ["rp_old"]),  # left to the purge
+    ],
+    ids=["purge", "purge-unread", "purge-unrecorded", "add", "add-unread", "add-refused"],
+)
+def test_an_expired_pending_registration_is_deleted_with_its_one_record(
+    make_store: Callable[[], Store],
+    delete: Callable[[Store, ExpiryRecords | None, int], object],
+    own: bool | None,
+    answers: list[object],
+    records: list[dict[str, str]],
+    left: list[str],
+) -> None:
+    store = make_store()
+    store.confirm_projects()  # pending registrations may be added
+    now = int(time.time())
+    store.add_registration(_registration("rp_old", "new-pkg", "k", expires_at=now - 1), now - 100)
+    expired = None
+    if own is not None:
+        expired = ExpiryRecords(_EXPIRED_OTHER, {"rp_old": _EXPIRED_OWN} if own else {})
+
+    # Twice: sent again (or by another process), it finds the deletion done, unrecorded.
+    assert [delete(store, expired, now) for _ in range(2)] == answers
+
+    stored = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [dict(r.fields) for r in reversed(stored.records)] == records
+    assert [r.id for r in store.load_registrations().registrations] == left
+    if expired is not None and records:
+        # What the caller logs, knowing the id the store answered, is what it stored.
+        assert expired.of("rp_old") == records[0]
+
+
+def test_concurrent_purges_delete_and_record_each_registration_once(
+    make_store: Callable[[], Store],
+) -> None:
+    # Every process purges when its snapshot says a pending publisher expired: at once.
+    store = make_store()
+    store.confirm_projects()  # pending registrations may be added
+    now = int(time.time())
+    ids = [f"rp_{n}" for n in range(6)]
+    for n, registration_id in enumerate(ids):
+        expired_one = _registration(registration_id, f"pkg-{n}", f"k{n}", expires_at=now - 1)
+        store.add_registration(expired_one, now - 100)
+    expired = ExpiryRecords(_EXPIRED_OTHER, {})
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda _: store.purge_expired(now, expired), range(12)))
+
+    assert sorted(i for answer in answers for i in answer) == ids  # each by one call
+    stored = store.read_audit(since_ms=None, until_ms=None, limit=20, accept=lambda f: True)
+    assert sorted(r.fields["publisher_id"] for r in stored.records) == ids
+    assert store.load_registrations().registrations == ()
 
 
 _IDS = {"namespace_id": "4231", "project_id": "58112"}
@@ -329,8 +428,8 @@ def test_pins_go_with_their_registration_and_no_other(make_store: Callable[[], S
     store.remove_registration("rp_removed")
     # An expired pending registration gives its unique key to a new one, and its pins go.
     replacement = _registration("rp_new", "new-pkg", "d", expires_at=now + 60)
-    assert store.add_registration(replacement, now) is None
-    assert store.purge_expired(now) == 1
+    assert store.add_registration(replacement, now) == (None, "rp_replaced")
+    assert store.purge_expired(now) == ("rp_purged",)
 
     assert set(store.load_registrations().pins) == {"rp_kept", "file:k"}
     # A registration added again under a removed one's id would start unpinned.
@@ -412,24 +511,24 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
     [
         (
             [_add("rp_1", "u1"), _add("rp_2", "u1")],
-            [None, "rp_1"],
+            [(None, None), ("rp_1", None)],
             [("publisher-add", "rp_1", "false")],  # a duplicate leaves no record
         ),
         (
             [_declare("new-pkg"), _add("rp_1", "u1", pending=True)],
-            [1, ""],
+            [1, ("", None)],
             [("project-declare", "new-pkg", "")],  # a pending add for a project that exists
         ),
         (
             [_add("rp_1", "u1"), _remove("rp_1", "false"), _remove("rp_1", "false")],
-            [None, True, False],
+            [(None, None), True, False],
             [("publisher-add", "rp_1", "false"), ("publisher-remove", "rp_1", "false")],
         ),
         (
             # The caller saw it pending; it was converted since: the record says what was
             # removed, as the store held it.
             [_add("rp_1", "u1", pending=True), _convert("rp_1"), _remove("rp_1", "true")],
-            [None, "converted", True],
+            [(None, None), "converted", True],
             [
                 ("publisher-add", "rp_1", "true"),
                 ("publisher-convert", "rp_1", ""),
@@ -438,7 +537,7 @@ def _convert(registration_id: str) -> Callable[[Store], object]:
         ),
         (
             [_add("rp_1", "u1", pending=True), _convert("rp_1"), _convert("rp_1")],
-            [None, "converted", "normal"],
+            [(None, None), "converted", "normal"],
             [("publisher-add", "rp_1", "true"), ("publisher-convert", "rp_1", "")],
         ),
         (
@@ -693,7 +792,7 @@ def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], 
     store = make_store()
     unconfirmed = store.load_registrations()
     pending = _registration("rp_early", "new-pkg", expires_at=10_000)
-    assert store.add_registration(pending, 100) == UNCONFIRMED  # asked in the write itself
+    assert store.add_registration(pending, 100) == (UNCONFIRMED, None)  # asked in the write
 
     first = store.confirm_projects(audit={"action": "projects-confirm"})
     again = store.confirm_projects(audit={"action": "projects-confirm"})
@@ -704,4 +803,4 @@ def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], 
     assert confirmed.version != unconfirmed.version  # every process reloads
     records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
     assert [r.fields["action"] for r in records.records] == ["projects-confirm"]
-    assert store.add_registration(pending, 100) is None
+    assert store.add_registration(pending, 100) == (None, None)

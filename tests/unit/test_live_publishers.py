@@ -4,11 +4,13 @@ snapshot of the registrations, whatever the store holds by the time the exchange
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from support.claims import github_claims
 
+from app.audit import AuditTrail
 from app.errors import InvalidPendingPublisher
 from app.publishers.github import GitHubClaims, GitHubProvider
 from app.publishers.providers import PROVIDERS
@@ -45,7 +47,7 @@ def registered(
         unique_key=unique_key(publisher, PROJECT),
         expires_at=NOW + 86400 if pending else None,
     )
-    assert store.add_registration(registration, NOW) is None
+    assert store.add_registration(registration, NOW) == (None, None)
     return registration
 
 
@@ -82,7 +84,7 @@ def _converted_elsewhere(store: MemoryStore, registration: StoredRegistration) -
 
 
 def _expired(store: MemoryStore, registration: StoredRegistration) -> None:
-    assert store.purge_expired(NOW + 86400) == 1
+    assert store.purge_expired(NOW + 86400) == (registration.id,)
 
 
 # What another process may do to the pending publisher between the match and the
@@ -166,3 +168,48 @@ def test_two_tied_pending_publishers_of_one_project_convert_once_and_mint() -> N
 
     assert projects == frozenset({PROJECT})
     assert len(converted) == 1
+
+
+@dataclass(frozen=True)
+class LoggedTrail(AuditTrail):
+    """An audit trail that keeps the records it logs."""
+
+    logged: list[dict[str, str]] = field(default_factory=list)
+
+    def log(self, entry: Mapping[str, str]) -> None:
+        self.logged.append(dict(entry))
+
+
+def test_an_expired_pending_publisher_purged_by_two_processes_is_recorded_and_logged_once() -> None:
+    clock = [float(NOW)]
+    store = MemoryStore(clock=lambda: clock[0])
+    store.confirm_projects()  # pending registrations may be added
+    registration = registered(store, pending=True)  # expires a day after NOW
+    trails = [LoggedTrail(store, lambda: clock[0]) for _ in range(2)]
+    processes = [
+        LivePublishers((), store, PROVIDERS, TRUSTED, clock=lambda: clock[0], audit=trail)
+        for trail in trails
+    ]
+    for process in processes:
+        process.refresh()
+
+    clock[0] = NOW + 86400
+    for process in processes:
+        process.refresh()
+
+    stored = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    record = {
+        "action": "publisher-expire",
+        "actor": "trustpub",
+        "at": str(NOW + 86400),
+        "project": PROJECT,
+        "publisher_id": registration.id,
+        "pending": "true",
+        "provider": "github",
+        "issuer": PUBLIC_GITHUB_ISSUER,
+        "repository": "octo-org/demo",
+        "workflow": "release.yml",
+    }
+    assert [r.fields for r in stored.records] == [record]
+    # Logged by the first, whose purge deleted it; the second found nothing to delete.
+    assert [trail.logged for trail in trails] == [[record], []]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -171,6 +172,8 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so that stop() can take the workers with it.
+                start_new_session=True,
             )
 
     def wait_ready(self) -> None:
@@ -201,6 +204,11 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        # A worker its master did not reap (gunicorn's gthread worker can deadlock in its
+        # quick-shutdown handler; the master kills it after graceful_timeout, 20 s, but
+        # this waits 10) would outlive the test, and every later one.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc = None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

@@ -262,6 +262,8 @@ def test_serve_runs_gunicorn_and_stops_gracefully(
         "TRUSTPUB_REDIS_URL": redis_url,
         "TRUSTPUB_POLICIES_DIR": str(REPO_ROOT / "policies"),
         "TRUSTPUB_DEV": "true",
+        # The workers' metric files in the test's directory, not a temporary one left behind.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     server = subprocess.Popen(
         [TRUSTPUB, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],

@@ -52,6 +52,9 @@ def service(tmp_path: Path, redis_server: RedisServer, redis_url: str) -> Iterat
             "TRUSTPUB_POLICIES_DIR": str(REPO_ROOT / "policies"),
             "TRUSTPUB_CLIENTS_FILE": str(clients_file),
             "TRUSTPUB_DEV": "true",
+            # The workers' metric files in the test's directory, not a temporary one left
+            # behind.
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

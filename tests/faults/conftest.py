@@ -91,6 +91,9 @@ def deployment(tmp_path: Path, redis_url: str, oidc_issuer: OIDCIssuer) -> Deplo
         "TRUSTPUB_MINT_RATE_LIMIT": "100000/minute",
         "TRUSTPUB_PUBLISHER_RATE_LIMIT": "100000/minute",
         "TRUSTPUB_INTROSPECT_RATE_LIMIT": "100000/minute",
+        # Where several workers keep their metric files: the test's own directory, not a
+        # temporary one that `trustpub serve` would make and leave behind.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
 
     def make_token(**overrides: Any) -> str:

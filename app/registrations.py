@@ -63,6 +63,7 @@ from app.errors import (
     TooManyPublishers,
 )
 from app.explain import public_source
+from app.observability import REQUEST_ID
 from app.publishers.model import Provider, ProviderClaims, Publisher, pinned_on_first_use
 from app.publishers.policy_files import (
     PROJECT_NAME_MAX,
@@ -353,11 +354,17 @@ class LivePublishers(PublisherRegistry):
         if self._audit is None:
             self._store.purge_expired(now)
             return
-        expired = _expiry_records(
-            self._audit, (r for r in self._snapshot.pending if r.expired(now))
-        )
-        for registration_id in self._store.purge_expired(now, expired):
-            self._audit.log(expired.of(registration_id))
+        # An expiry is no request's doing, though a request's refresh may purge it: its
+        # record and log line carry no request id (an add in its place keeps the add's).
+        outside_the_request = REQUEST_ID.set("-")
+        try:
+            expired = _expiry_records(
+                self._audit, (r for r in self._snapshot.pending if r.expired(now))
+            )
+            for registration_id in self._store.purge_expired(now, expired):
+                self._audit.log(expired.of(registration_id))
+        finally:
+            REQUEST_ID.reset(outside_the_request)
 
     def try_refresh(self) -> None:
         try:

@@ -21,7 +21,15 @@ from app.observability import FIELDS_KEY, JsonFormatter
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_minted, mint
-from .registrations_api import AUDIT_PATH, ManagementClients, add, api_error, registration, remove
+from .registrations_api import (
+    AUDIT_PATH,
+    ManagementClients,
+    add,
+    api_error,
+    listed,
+    registration,
+    remove,
+)
 
 
 @pytest.fixture
@@ -241,6 +249,32 @@ def test_an_expired_pending_publisher_is_recorded_once_by_the_process_that_purge
         (deleter, _without(records[0], "id"))
     ]
     assert not store.hexists("trustpub:registrations", added["id"])
+
+
+def test_a_purge_a_request_set_off_carries_no_request_id(
+    make_app: MakeApp,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    audit_log_lines: list[str],
+) -> None:
+    # The listing's refresh purges it, but the expiry is not the listing's doing: a record
+    # naming its request would send whoever follows the id to the wrong caller.
+    app = make_app(clients_file=clients.path, registrations_poll_ms=60_000)
+    client = app.test_client()
+    body = registration(oidc_issuer.url, repository="octo-org/new", pending=True)
+    added = add(client, "new-pkg", body, clients.bearer("index")).get_json()
+    _expire(store, added["id"])
+    app.extensions["trustpub"].registrations.publishers.refresh()  # reads it expired
+    headers = {**clients.bearer("admin"), "X-Request-ID": "listing-request-0001"}
+
+    assert listed(client, "new-pkg", headers) == []
+
+    (expired, _) = audit(client, clients.bearer("admin"), "?project=new-pkg")
+    assert (expired["action"], expired["publisher_id"]) == ("publisher-expire", added["id"])
+    assert "request_id" not in expired
+    (line,) = [json.loads(line) for line in audit_log_lines if "publisher-expire" in line]
+    assert line["request_id"] == "-"
 
 
 def test_an_add_in_place_of_an_expired_pending_publisher_records_its_expiry(

@@ -790,10 +790,7 @@ def _epoch(operation: str, value: bytes) -> Epoch:
     except ValueError:  # UnicodeDecodeError too
         epoch = None
     if epoch is None or not epoch.id:
-        log.error("the epoch in the store cannot be read (docs/runbooks.md)")
-        # A 503 on every mint and introspection: the alert on store errors must see it.
-        labelled(metrics().store_errors, operation).inc()
-        raise StoreUnavailable("the token store holds a malformed epoch")
+        raise _unreadable(operation, "epoch", "the epoch")
     return epoch
 
 
@@ -803,9 +800,16 @@ def _moment(operation: str, key: str, value: bytes) -> int:
     try:
         return int(value)
     except ValueError:
-        log.error("revocation entry %r in the store cannot be read (docs/runbooks.md)", key)
-        labelled(metrics().store_errors, operation).inc()
-        raise StoreUnavailable("the token store holds a malformed revocation") from None
+        raise _unreadable(operation, "revocation", f"revocation entry {key!r}") from None
+
+
+def _unreadable(operation: str, what: str, record: str) -> StoreUnavailable:
+    """The failure of a request that found `record`, which only this module writes, not
+    readable: logged with where to look, and counted as a store error (the alert's
+    metric), as every request that reads it is a 503 until an operator mends it."""
+    log.error("%s in the store cannot be read (docs/runbooks.md)", record)
+    labelled(metrics().store_errors, operation).inc()
+    return StoreUnavailable(f"the token store holds a malformed {what}")
 
 
 def _decode_pins(value: bytes) -> dict[str, str]:

@@ -143,6 +143,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     verifier = build_upload_verifier(settings, key_ring)
     app = Flask(__name__)
+    # Before any route exists (each takes the map's setting when added): a doubled slash
+    # names no route. Merged, it would get Werkzeug's HTML 308 to the merged path, which a
+    # client may follow with its token in the body.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = Services(

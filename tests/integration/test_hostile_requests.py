@@ -261,6 +261,30 @@ def test_every_method_on_every_route(
     check(response, path, logs, redis_server)
 
 
+def misspelled(path: str, spelling: str) -> str:
+    head, _, tail = path.rpartition("/")
+    return {"doubled-slash": f"{head}//{tail}", "trailing-slash": f"{path}/"}[spelling]
+
+
+@pytest.mark.parametrize("spelling", ["doubled-slash", "trailing-slash"])
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+def test_misspelled_paths_get_a_json_404_not_a_redirect(
+    hostile: FlaskClient,
+    logs: pytest.LogCaptureFixture,
+    redis_server: RedisServer,
+    route: tuple[str, str],
+    spelling: str,
+) -> None:
+    # Werkzeug would answer a doubled slash with an HTML 308 to the merged path: a redirect
+    # a client may follow with its token in the body, and no error shape to read.
+    method, path = route
+    odd = misspelled(path, spelling)
+    response = hostile.open(odd, method=method, json={"token": SECRET})
+    assert response.status_code == 404, (odd, response.status_code)
+    assert "Location" not in response.headers
+    check(response, odd, logs, redis_server)
+
+
 @pytest.mark.parametrize("content_type", CONTENT_TYPES, ids=repr)
 @pytest.mark.parametrize("body", [b for _, b in BODIES], ids=[n for n, _ in BODIES])
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])

@@ -295,11 +295,15 @@ def _optional_path(name: str, value: Any) -> Path | None:
 def _rate_limit(raw: Mapping[str, Any], name: str) -> str:
     text = _as_str(name, raw.get(name, getattr(Settings, name)))
     try:
-        limits.parse_many(text)
+        items = limits.parse_many(text)
     except ValueError:
         raise ConfigurationError(
             f"{name} {text!r} is not a rate limit: use e.g. '30/minute' or '10/second;300/hour'"
         ) from None
+    if any(item.amount < 1 for item in items):
+        # It would refuse every request: an outage that looks like a limit. A route is
+        # switched off elsewhere (enabled, disabled_providers), not here.
+        raise ConfigurationError(f"{name} {text!r}: each limit must allow at least 1 request")
     return text
 
 
@@ -426,9 +430,7 @@ def validate_issuer_url(name: str, issuer: str) -> None:
         # urlsplit and requests would read its host apart: keys are fetched by requests.
         raise ConfigurationError(f"{name}: issuer {issuer!r} must not contain a backslash")
     if parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"{name}: issuer {issuer!r} must not have a query, fragment or credentials"
-        )
+        raise ConfigurationError(f"{name}: issuer {issuer!r} must not have a query or fragment")
     if issuer.endswith("/"):
         raise ConfigurationError(
             f"{name}: issuer {issuer!r} must not end with '/': tokens carry it without one"

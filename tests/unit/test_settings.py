@@ -123,8 +123,8 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         ),
         ({"TRUSTPUB_GITHUB_ISSUERS": "token.actions.githubusercontent.com"}, ["https://"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://"}, ["must be an https:// URL"]),
-        ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example?x=1"}, ["query, fragment"]),
-        ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example#x"}, ["query, fragment"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example?x=1"}, ["query or fragment"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://ghe.example#x"}, ["query or fragment"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:p@ghe.example"}, ["credentials"]),
         # Refused before any check that quotes the URL: the password stays out of the log.
         ({"TRUSTPUB_GITHUB_ISSUERS": "http://u:hunter2@ghe.example/"}, ["credentials"]),
@@ -148,6 +148,10 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
             ["redis_url or in_memory_stores, not both"],
         ),
         ({"TRUSTPUB_IN_MEMORY_STORES": "maybe"}, ["in_memory_stores"]),
+        ({"TRUSTPUB_MINT_RATE_LIMIT": "lots"}, ["mint_rate_limit 'lots' is not a rate limit"]),
+        # A limit of nothing refuses every request: an outage, not a limit.
+        ({"TRUSTPUB_INTROSPECT_RATE_LIMIT": "0/minute"}, ["introspect_rate_limit", "0/minute"]),
+        ({"TRUSTPUB_READ_RATE_LIMIT": "30/minute;0 per hour"}, ["read_rate_limit", "at least 1"]),
     ],
     ids=[
         "audience-missing",
@@ -192,6 +196,9 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "dev-not-bool",
         "redis-and-in-memory",
         "in-memory-not-bool",
+        "rate-limit-not-one",
+        "rate-limit-zero",
+        "rate-limit-zero-among-others",
     ],
 )
 def test_invalid_environment_is_a_configuration_error(

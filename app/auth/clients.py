@@ -160,6 +160,16 @@ def load_clients_file(path: Path) -> ClientRegistry:
     names = [client.name for client, _ in credentials]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"clients_file: {path}: client names must be unique")
+    first_with: dict[bytes, int] = {}
+    for index, (_, digest) in enumerate(credentials):
+        # A bearer secret names its client by the hash alone: two clients with one hash
+        # would leave which of them (and which scopes) a caller gets to the file's order.
+        earlier = first_with.setdefault(digest, index)
+        if earlier != index:
+            raise ConfigurationError(
+                f"clients_file: {path}: client[{index}].secret_sha256 is client[{earlier}]'s: "
+                "each client needs its own secret ('trustpub clients add')"
+            )
     return ClientRegistry(credentials)
 
 

@@ -29,8 +29,8 @@ def write_clients(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def client_entry(scopes: str = '["introspect"]', digest: str = DIGEST) -> str:
-    return f'[[client]]\nname = "idx"\nscopes = {scopes}\nsecret_sha256 = "{digest}"\n'
+def client_entry(scopes: str = '["introspect"]', digest: str = DIGEST, name: str = "idx") -> str:
+    return f'[[client]]\nname = "{name}"\nscopes = {scopes}\nsecret_sha256 = "{digest}"\n'
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,13 @@ def client_entry(scopes: str = '["introspect"]', digest: str = DIGEST) -> str:
         (client_entry(digest=DIGEST.upper()), ["secret_sha256", "lower-case hex"]),
         # What a hand-made hash of an unset variable gives: any empty secret would match.
         (client_entry(digest=EMPTY_DIGEST), ["secret_sha256", "empty secret"]),
+        (client_entry() + client_entry(), ["client names must be unique"]),
+        # A bearer secret would name whichever came last: an entry copied to grant more
+        # scopes would take over the other's callers, or the other way round.
+        (
+            client_entry() + client_entry(scopes='["admin"]', name="ops"),
+            ["client[1].secret_sha256", "client[0]", "its own secret"],
+        ),
     ],
     ids=[
         "scopes-empty",
@@ -52,6 +59,8 @@ def client_entry(scopes: str = '["introspect"]', digest: str = DIGEST) -> str:
         "scope-table",
         "digest-upper-case",
         "digest-of-empty-secret",
+        "name-twice",
+        "secret-twice",
     ],
 )
 def test_invalid_clients_file(tmp_path: Path, text: str, fragments: list[str]) -> None:

@@ -183,6 +183,7 @@ class IntrospectionClient:
         self._session_factory = session_factory
         self._idle_sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._closed = False
         self._clock = clock
         self.cache = _ActiveCache(cache_ttl, cache_size, clock, monotonic)
 
@@ -214,8 +215,10 @@ class IntrospectionClient:
     # -- HTTP ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the idle HTTP sessions (their pooled connections)."""
+        """Close the HTTP sessions (their pooled connections): the idle ones now, those of
+        calls under way as each returns. A later call uses a session of its own and closes it."""
         with self._sessions_lock:
+            self._closed = True
             sessions, self._idle_sessions = self._idle_sessions, []
         for session in sessions:
             session.close()
@@ -239,7 +242,7 @@ class IntrospectionClient:
             yield session
         finally:
             with self._sessions_lock:
-                keep = len(self._idle_sessions) < MAX_IDLE_SESSIONS
+                keep = not self._closed and len(self._idle_sessions) < MAX_IDLE_SESSIONS
                 if keep:
                     self._idle_sessions.append(session)
             if not keep:

@@ -388,6 +388,44 @@ def test_a_thread_per_request_reuses_one_session_and_leaves_none_open(
     assert closed == made
 
 
+def test_close_also_closes_the_sessions_of_calls_under_way(fake: FakeTrustpub) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    asking, closed_client = threading.Event(), threading.Event()
+    made: list[requests.Session] = []
+    closed: list[requests.Session] = []
+
+    class HeldOpen(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+        def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+            asking.set()
+            assert closed_client.wait(5)
+            return super().post(*args, **kwargs)
+
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    client = make_client(fake, cache_ttl=0, session_factory=HeldOpen)
+    caller = threading.Thread(target=client.introspect, args=("tok",))
+    caller.start()
+    assert asking.wait(5)
+    client.close()
+    closed_client.set()
+    caller.join(5)
+
+    assert fake.asked("tok") == 1
+    assert len(made) == 1
+    assert closed == made
+    # A call after close() still answers, and leaves no session open either.
+    closed_client.set()
+    assert client.introspect("tok") is not None
+    assert len(made) == 2
+    assert closed == made
+
+
 # -- decisions -----------------------------------------------------------------
 
 

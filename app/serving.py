@@ -11,6 +11,7 @@ from flask import Flask
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import InvalidHeader, InvalidHeaderName, InvalidRequestLine
+from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.api.errors import Answer, answer_server_refusal
@@ -40,6 +41,10 @@ class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
             exc.hdr = _NOT_SHOWN
         elif isinstance(exc, InvalidRequestLine):
             exc.req = _NOT_SHOWN  # its query string may hold a token
+        if getattr(req, "query", None):
+            # gunicorn logs a failed request's whole URI ("Error handling request POST
+            # /oauth/introspect?token=..."). The request is over: its connection closes.
+            req.uri = req.path
         # gunicorn chooses the status, logs and writes its page: the page goes to a stand-in
         # and only its status is kept.
         page = _ErrorPage()
@@ -52,6 +57,13 @@ class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
             util.write_nonblock(client, _raw_answer(answer))
         except Exception:
             self.log.debug("Failed to send error message.")
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # gthread's own shuts its thread pool down here, in the signal handler. A SIGQUIT or
+        # SIGINT that lands while the main thread is inside the pool's submit(), which holds
+        # the same lock, hangs the worker until the master kills it. The pool's threads are
+        # stopped at exit anyway (concurrent.futures joins them), as after gthread's.
+        Worker.handle_quit(self, sig, frame)
 
 
 class _ErrorPage:

@@ -91,6 +91,18 @@ def test_resources_and_probes(rendered: dict[str, Rendered], scenario: str) -> N
     assert rendered[scenario].pod["terminationGracePeriodSeconds"] > 5 + 20
 
 
+@pytest.mark.parametrize(("workers", "directory"), [(2, "/tmp/metrics"), (1, None)])
+def test_several_workers_keep_their_metric_files_in_one_directory_under_tmp(
+    chart: helm.Chart, workers: int, directory: str | None
+) -> None:
+    # Set, `trustpub serve` empties it at start; unset, it makes a new one at every start
+    # of the container, and the emptyDir outlives the container. One worker has no files.
+    out = render(chart, merge(REQUIRED, {"gunicorn": {"workers": workers}}))
+    container = out.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.get("PROMETHEUS_MULTIPROC_DIR") == directory
+
+
 def test_no_pre_stop_wait_when_it_is_zero(chart: helm.Chart) -> None:
     out = render(chart, merge(REQUIRED, {"preStopSeconds": 0}))
     assert "lifecycle" not in out.one("Deployment")["spec"]["template"]["spec"]["containers"][0]

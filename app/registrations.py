@@ -83,6 +83,8 @@ log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "registered: "
 ID_PREFIX = "rp_"
+# Registered ids are 19 characters, policy-file ones a path and an index.
+MAX_QUOTED_ID_LENGTH = 200
 # Pin keys of policy-file publishers; a registered publisher's is its id (ID_PREFIX).
 FILE_PIN_PREFIX = "file:"
 # Project names one declaration takes: an index of 600,000 projects declares them in 60
@@ -697,7 +699,7 @@ class PublisherRegistrations:
                     "this publisher comes from a policy file: remove it there (in Git)"
                 )
             self._require_manager(client, project)
-            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
+            raise NotFound(f"no registered publisher {_quoted_id(registration_id)} for {project!r}")
         own_pending = (
             not client.manages(project)
             and registration.pending
@@ -725,7 +727,7 @@ class PublisherRegistrations:
             ):
                 # Converted since the snapshot: a normal publisher now, its project's own.
                 self._require_manager(client, project)
-            raise NotFound(f"no registered publisher {registration_id!r} for {project!r}")
+            raise NotFound(f"no registered publisher {_quoted_id(registration_id)} for {project!r}")
         self.audit.log({**record, "pending": "true" if removed.pending else "false"})
         self.publishers.try_refresh()
         return {"removed": registration_id, "project": project}
@@ -844,6 +846,13 @@ def _identity_fields(entry: Mapping[str, Any]) -> dict[str, str | None]:
         "email": entry.get("email"),
     }
     return {key: value if isinstance(value, str) else None for key, value in fields.items()}
+
+
+def _quoted_id(registration_id: str) -> str:
+    # The id is the request's own path segment: quoted back only when it is id-sized.
+    if len(registration_id) <= MAX_QUOTED_ID_LENGTH:
+        return repr(registration_id)
+    return f"with that id ({len(registration_id)} characters)"
 
 
 def _file_id(publisher: Publisher) -> str:

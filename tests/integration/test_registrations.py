@@ -94,6 +94,29 @@ def test_removed_publisher_stops_minting(
     api_error(remove(client, "demo-pkg", added["id"], headers), 404, "not-found")
 
 
+@pytest.mark.parametrize(
+    ("publisher_id", "said"),
+    [
+        ("rp_0123456789abcdef", "no registered publisher 'rp_0123456789abcdef' for 'demo-pkg'"),
+        ("rp_" + "x" * 3000, "no registered publisher with that id (3003 characters) for"),
+    ],
+    ids=["id-sized", "long"],
+)
+def test_an_unknown_publisher_id_is_quoted_back_only_when_id_sized(
+    managed_app: Flask, clients: ManagementClients, publisher_id: str, said: str
+) -> None:
+    client = managed_app.test_client()
+
+    description = api_error(
+        remove(client, "demo-pkg", publisher_id, clients.bearer("demo-maintainer")),
+        404,
+        "not-found",
+    )
+
+    assert said in description
+    assert "x" * 300 not in description
+
+
 def test_changes_reach_other_processes_within_the_poll_interval(
     make_managed_app: Any,
     clients: ManagementClients,

@@ -411,10 +411,7 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
             "redis_url: a sentinel URL is "
             "redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"
         )
-    sentinels = []
-    for host_port in hosts.split(","):
-        host, _, port = host_port.rpartition(":") if ":" in host_port else (host_port, "", "")
-        sentinels.append((host, int(port) if port else 26379))
+    sentinels = [sentinel_address(address) for address in hosts.split(",")]
     password = unquote(parts.password) if parts.password else None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
@@ -426,6 +423,25 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     )
     client: redis.Redis = sentinel.master_for(path[0])  # type: ignore[no-untyped-call]
     return client
+
+
+def sentinel_address(address: str) -> tuple[str, int]:
+    """(host, port) of one HOST[:PORT] of a sentinel URL, an IPv6 host in brackets
+    (`[fd00::1]:26379`); ValueError for anything else."""
+    if address.startswith("["):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("an IPv6 sentinel is [ADDRESS]:PORT")
+        port = rest[1:] if rest else None
+    else:
+        host, colon, port_text = address.partition(":")
+        port = port_text if colon else None
+    if not host or (port is not None and not (port.isascii() and port.isdigit())):
+        raise ValueError("a sentinel is HOST:PORT")
+    number = int(port) if port is not None else 26379
+    if not 0 < number < 65536:
+        raise ValueError("a sentinel's port is 1-65535")
+    return host, number
 
 
 class RedisStore:

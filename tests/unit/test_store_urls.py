@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import ConfigurationError
 from app.stores.rate_limits import SharedRateLimiter
-from app.stores.redis import connect
+from app.stores.redis import connect, sentinel_address
 
 PASSWORD = "S3CRET-pw"
 
@@ -24,6 +24,9 @@ def _rate_limiter(url: str) -> object:
         (connect, f"reddis://:{PASSWORD}@redis.internal:6379/0", "redis_url"),
         (connect, f"redis://:{PASSWORD}@redis.internal:63 79/0", "redis_url"),
         (connect, f"redis+sentinel://:{PASSWORD}@s1:port/mymaster", "redis_url"),
+        (connect, f"redis+sentinel://:{PASSWORD}@[fd00::1/mymaster", "redis_url"),
+        (connect, f"redis+sentinel://:{PASSWORD}@fd00::1:26379/mymaster", "redis_url"),
+        (connect, f"redis+sentinel://:{PASSWORD}@s1:26379,/mymaster", "redis_url"),
         (connect, f"unix://:{PASSWORD}@/run/redis.sock?db=zero", "redis_url"),
         (_rate_limiter, f"reddis://:{PASSWORD}@redis.internal:6379/0", "rate_limit_storage"),
         (_rate_limiter, f"redis://:{PASSWORD}@redis.internal:port/0", "rate_limit_storage"),
@@ -56,3 +59,53 @@ def test_a_readable_store_url_builds_its_client_without_connecting(
     build: Callable[[str], object], url: str
 ) -> None:
     assert build(url) is not None
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("s1", ("s1", 26379)),
+        ("s1:26380", ("s1", 26380)),
+        ("10.0.0.7:26380", ("10.0.0.7", 26380)),
+        ("[fd00::1]:26380", ("fd00::1", 26380)),
+        ("[::1]", ("::1", 26379)),
+    ],
+)
+def test_a_sentinel_address_is_host_and_port_an_ipv6_host_in_brackets(
+    address: str, expected: tuple[str, int]
+) -> None:
+    assert sentinel_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        ":26379",
+        "s1:",
+        "s1:port",
+        "s1:0",
+        "s1:65536",
+        "s1:2\u00b2",
+        "fd00::1",
+        "[fd00::1",
+        "[fd00::1]26379",
+        "[fd00::1]:",
+        "[]:26379",
+    ],
+)
+def test_a_sentinel_address_that_is_not_host_and_port_is_refused(address: str) -> None:
+    with pytest.raises(ValueError, match="sentinel"):
+        sentinel_address(address)
+
+
+def test_ipv6_sentinels_reach_redis_py_without_their_brackets() -> None:
+    client = connect("redis+sentinel://[fd00::1]:26380,[fd00::2],s3/mymaster/2")
+
+    manager = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    addresses = [
+        (s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+        for s in manager.sentinels
+    ]
+    assert addresses == [("fd00::1", 26380), ("fd00::2", 26379), ("s3", 26379)]
+    assert client.connection_pool.connection_kwargs["db"] == 2

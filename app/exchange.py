@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.clocks import CLOCK_SKEW_SECONDS
 from app.errors import (
     InvalidReuseToken,
     NotEnabled,
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long after a data loss began a new epoch its tokens may still predate it. A token
+# exchanged just before the loss carries an `iat` by the issuer's clock, which a replica
+# accepts up to LEEWAY_SECONDS ahead of its own; the epoch is dated by Redis's clock, which
+# a replica's may run up to CLOCK_SKEW_SECONDS ahead of.
+EPOCH_MARGIN_SECONDS = LEEWAY_SECONDS + CLOCK_SKEW_SECONDS
+
 
 @dataclass(frozen=True)
 class TokenExchange:
@@ -56,10 +63,10 @@ class TokenExchange:
     registrations: LivePublishers | None = None
     audit: AuditTrail | None = None
     # Seconds after the replay store's epoch began during which a token's `iat` may still
-    # predate the data loss that began it: `iat` is the issuer's clock, accepted up to
-    # LEEWAY_SECONDS ahead of ours. 0 for in-memory stores (development only), whose
-    # epoch is the process's start, so that a fresh `make run` mints at once.
-    epoch_margin: int = LEEWAY_SECONDS
+    # predate the data loss that began it (EPOCH_MARGIN_SECONDS). 0 for in-memory stores
+    # (development only), whose epoch is the process's start, so that a fresh `make run`
+    # mints at once.
+    epoch_margin: int = EPOCH_MARGIN_SECONDS
 
     def exchange(self, raw_token: str) -> MintedToken:
         if not self.enabled:

@@ -21,7 +21,7 @@ from app.api.services import EXTENSION_KEY, Services
 from app.audit import AuditTrail
 from app.auth.clients import ClientRegistry, load_clients_file
 from app.errors import StoreUnavailable
-from app.exchange import TokenExchange
+from app.exchange import EPOCH_MARGIN_SECONDS, TokenExchange
 from app.explain import TokenExplainer
 from app.oidc.dev_issuer import (
     dev_issuer_config,
@@ -29,7 +29,7 @@ from app.oidc.dev_issuer import (
     load_or_create_dev_issuer_key,
 )
 from app.oidc.keysets import CachedKeySet, HttpKeySetFetcher
-from app.oidc.verify import LEEWAY_SECONDS, TrustedIssuers
+from app.oidc.verify import TrustedIssuers
 from app.private_files import write_private_file
 from app.publishers.policy_files import load_policy_dir
 from app.publishers.providers import PROVIDERS
@@ -78,8 +78,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     stores = build_stores(settings)
     try:
         # Start the epoch now rather than at the first exchange: a new deployment
-        # refuses the tokens of its epoch's first minute (app.exchange), a minute that
-        # then passes while it starts rather than after its first request.
+        # refuses the tokens of its epoch's first 90 s (app.exchange), which then pass
+        # while it starts rather than after its first request.
         stores.revocations.current_epoch()
         if stores.in_memory:
             # Development only: no index declared projects to a store that lives and dies
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         clock=time.time,
         registrations=registry,
         audit=audit,
-        epoch_margin=0 if stores.in_memory else LEEWAY_SECONDS,
+        epoch_margin=0 if stores.in_memory else EPOCH_MARGIN_SECONDS,
     )
     # The same issuers, providers and registry as the exchange: its report cannot
     # differ from what the exchange decides.

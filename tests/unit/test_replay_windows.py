@@ -123,3 +123,26 @@ def test_a_token_exchanged_before_a_data_loss_is_refused_after_it(replica: Any, 
 
     with pytest.raises(InvalidReuseToken, match="predates a reset"):
         replica(emptied, clock).exchange(token)
+
+
+@pytest.mark.parametrize("replica_ahead", [0, 15, CLOCK_SKEW_SECONDS])
+def test_a_token_exchanged_before_a_data_loss_is_refused_by_a_replica_ahead_of_redis(
+    replica: Any, replica_ahead: int
+) -> None:
+    # The epoch is dated by Redis's clock; the replica that exchanged the token runs
+    # `replica_ahead` seconds ahead of it, and accepted an `iat` the full leeway ahead of
+    # its own: up to the leeway and the skew after Redis's now.
+    redis_clock = Clock(ISSUED_AT - 3600)
+    store = _store_since(redis_clock)
+    redis_clock.now = ISSUED_AT - LEEWAY_SECONDS - replica_ahead
+    replica_clock = Clock(redis_clock.now + replica_ahead)
+    token = _token()
+    replica(store, replica_clock).exchange(token)
+    redis_clock.now += 1
+    replica_clock.now += 1
+    emptied = _store_since(redis_clock)  # the loss: a new epoch, by Redis's clock
+    redis_clock.now += 1
+    replica_clock.now += 1
+
+    with pytest.raises(InvalidReuseToken, match="predates a reset"):
+        replica(emptied, replica_clock).exchange(token)

@@ -23,7 +23,6 @@ from app.publishers.constraints import (
     Glob,
     Rule,
     RuleFactory,
-    check_rules,
     equal_to,
     is_true,
     matches_any,
@@ -117,8 +116,11 @@ class ReusableWorkflowRule:
     def key(self) -> str:
         return f"{self.claim}~{self.repository.lower()}{_WORKFLOWS_DIR}{self.file}@{self.ref.text}"
 
-    def check(self, received: str | None) -> ClaimCheck:
-        split = split_workflow_ref(received) if received is not None else None
+    def check(self, received: str | None, own_refs: tuple[str, ...] = ()) -> ClaimCheck:
+        # `own_refs`: the run's `ref` and `sha`, the only refs that may hold an "@"
+        # (a monorepo tag `refs/tags/pkg@1.0.0` running a same-repository reusable
+        # workflow), as `_workflow_file` accepts them in `workflow_ref`.
+        split = split_workflow_ref(received, own_refs) if received is not None else None
         ok = split is not None and (
             split[0].lower() == self.repository.lower()
             and split[1] == self.file
@@ -137,11 +139,13 @@ def is_workflow_file(name: str) -> bool:
     return _WORKFLOW_FILE.fullmatch(name) is not None
 
 
-def split_workflow_ref(value: str) -> tuple[str, str, str] | None:
-    """(OWNER/REPO, FILE, REF) of `OWNER/REPO/.github/workflows/FILE@REF`, or None if odd."""
+def split_workflow_ref(value: str, own_refs: tuple[str, ...] = ()) -> tuple[str, str, str] | None:
+    """(OWNER/REPO, FILE, REF) of `OWNER/REPO/.github/workflows/FILE@REF`, or None if odd.
+
+    REF may hold an "@" only when it is one of `own_refs` (the run's own ref or sha)."""
     repository, marker, rest = value.partition(_WORKFLOWS_DIR)
     file_name, at, ref = rest.partition("@")
-    if not (marker and at and ref and "@" not in ref):
+    if not (marker and at and ref and ("@" not in ref or ref in own_refs)):
         return None
     if not (REPOSITORY.fullmatch(repository) and is_workflow_file(file_name)):
         return None
@@ -257,7 +261,7 @@ class GitHubPublisher:
                 )
             )
         if self.rules:
-            checks.extend(check_rules(self.rules, claims.values))
+            checks.extend(_check_rules(self.rules, claims.values))
         return tuple(checks)
 
     @cached_property
@@ -349,6 +353,17 @@ class GitHubProvider:
             environment=environment,
             values={**values, **optional},
         )
+
+
+def _check_rules(rules: tuple[Rule, ...], values: Mapping[str, str | None]) -> list[ClaimCheck]:
+    """Each rule's check; the reusable-workflow rule also hears the run's own ref and sha."""
+    own_refs = tuple(ref for ref in (values.get("ref"), values.get("sha")) if ref)
+    return [
+        rule.check(values.get(rule.claim), own_refs)
+        if isinstance(rule, ReusableWorkflowRule)
+        else rule.check(values.get(rule.claim))
+        for rule in rules
+    ]
 
 
 def _workflow_file(repository: str, workflow_ref: str, ref: str, sha: str) -> str:

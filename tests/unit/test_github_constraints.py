@@ -190,6 +190,32 @@ def test_job_workflow_ref(pinned: str, job_workflow_ref: str, matches: bool) -> 
         assert repr(pinned) in mismatch.expected
 
 
+MONOREPO_TAG = "refs/tags/demo-pkg@1.0.0"  # changesets and lerna tag releases so
+OWN_WORKFLOWS = "octo-org/demo/.github/workflows"
+
+
+@pytest.mark.parametrize(
+    ("job_workflow_ref", "matches"),
+    [
+        # A same-repository reusable workflow runs at the run's own ref, "@" and all, as
+        # the calling workflow's workflow_ref does.
+        (f"{OWN_WORKFLOWS}/publish.yml@{MONOREPO_TAG}", True),
+        # Any other ref holding an "@" could move where FILE ends: refused.
+        (f"{OWN_WORKFLOWS}/publish.yml@x.yml@{MONOREPO_TAG}", False),
+        (f"{OWN_WORKFLOWS}/publish.yml@refs/tags/other@1.0.0", False),
+        (f"{OWN_WORKFLOWS}/publish.yml@{MONOREPO_TAG}@{MONOREPO_TAG}", False),
+    ],
+    ids=["run-at-its-own-tag", "file-moved", "another-tag", "own-tag-twice"],
+)
+def test_job_workflow_ref_of_a_run_at_a_tag_holding_an_at_sign(
+    job_workflow_ref: str, matches: bool
+) -> None:
+    publisher = constrained(job_workflow_ref=f"{OWN_WORKFLOWS}/publish.yml@refs/tags/*")
+    claims = parse(ref=MONOREPO_TAG, job_workflow_ref=job_workflow_ref)
+
+    assert (publisher.mismatches(claims) == ()) is matches
+
+
 def test_publisher_workflow_is_still_the_calling_workflow() -> None:
     # The caller's release.yml calls the organisation's shared publish workflow: the
     # publisher names release.yml and pins the shared one.

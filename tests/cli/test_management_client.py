@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,6 +87,24 @@ def server() -> Iterator[_Server]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def cli_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The CLI's waits, recorded instead of waited. Patching `time.sleep` patches it for
+    every thread: a registrations poller left running by an earlier test's app would
+    spin and fill the record. The CLI runs in the main thread; others still sleep."""
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():
+            slept.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr("app.cli.time.sleep", sleep)
+    return slept
 
 
 def _invoke(server: _Server, tmp_path: Path, args: list[str], secret: str = SECRET) -> Result:
@@ -206,15 +225,14 @@ def test_other_calls_report_a_rate_limit_at_once(server: _Server, tmp_path: Path
 
 
 def test_a_bulk_declaration_limited_without_end_gives_up(
-    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: _Server, tmp_path: Path, cli_sleeps: list[float]
 ) -> None:
     # A proxy (or a budget someone else keeps spending) that answers 429 to every call:
     # the CLI must stop one day, and never ask again without waiting.
     limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
     server.posts = [(429, {"Retry-After": "0"}, limited)] * 1000
     server.posts.append((200, {}, {"declared": 1, "created": 1}))
-    slept: list[float] = []
-    monkeypatch.setattr("app.cli.time.sleep", slept.append)
+    slept = cli_sleeps
 
     result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])
 
@@ -236,7 +254,7 @@ def test_a_bulk_declaration_limited_without_end_gives_up(
 def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
     server: _Server,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    cli_sleeps: list[float],
     retry_after: str,
     exit_code: int,
     slept_for: list[float],
@@ -246,11 +264,9 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
         (429, {"Retry-After": retry_after}, limited),
         (200, {}, {"declared": 1, "created": 1}),
     ]
-    slept: list[float] = []
-    monkeypatch.setattr("app.cli.time.sleep", slept.append)
 
     result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])
 
     assert result.exit_code == exit_code, repr(result.exception)
     assert isinstance(result.exception, SystemExit | None), repr(result.exception)
-    assert slept == slept_for
+    assert cli_sleeps == slept_for

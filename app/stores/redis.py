@@ -355,6 +355,20 @@ return {ARGV[2], 1}
 """
 )
 
+# An audit record on its own (a conversion's mint, a refusal, a revocation of tokens that
+# have all expired). As a revocation's, a key per call marks it stored: a call sent again
+# after its reply was lost answers the first record's id rather than store it twice.
+# KEYS: audit, request; ARGV: audit length bound, record
+_APPEND_AUDIT = Script(
+    """
+local stored = redis.call('GET', KEYS[2])
+if stored then return stored end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(ARGV[2])))
+redis.call('SET', KEYS[2], id, 'EX', 60)
+return id
+"""
+)
+
 # How many stream entries one read of the audit trail asks for at a time.
 _AUDIT_BATCH = 500
 # The greatest sequence number of a stream id: `MS-_MAX_SEQUENCE` ends millisecond MS.
@@ -685,9 +699,13 @@ class RedisStore:
     # -- audit trail -------------------------------------------------------------------
 
     def append_audit(self, fields: Mapping[str, str]) -> str:
-        trimmed: Command = ("XADD", self._audit_key, "MAXLEN", "~", self._audit_max_length)
-        command: Command = (*trimmed, "*", *chain.from_iterable(fields.items()))
-        return bytes(self._execute("append_audit", command)).decode()
+        (record_id,) = self._run(
+            "append_audit",
+            _APPEND_AUDIT,
+            [self._audit_key, self._prefix + "audit:request:" + new_epoch_id()],
+            [self._audit_max_length, _record_argument(fields)],
+        )
+        return bytes(record_id).decode()
 
     def read_audit(
         self,

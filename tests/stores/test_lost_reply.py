@@ -169,6 +169,21 @@ def test_a_revocation_whose_reply_was_lost_keeps_its_one_record(
     assert [r.fields for r in records.records] == [{"action": "revoke", "jti": "lost"}]
 
 
+def test_an_audit_record_on_its_own_whose_reply_was_lost_is_stored_once(
+    proxy: LossyProxy, store: RedisStore
+) -> None:
+    # A conversion's mint, a refusal, a revocation of expired tokens: records appended
+    # without a claim or a revocation entry around them.
+    proxy.lose_reply_to(b"lost-record-jti")
+    record = {"action": "mint", "jti": "lost-record-jti", "projects": "demo-pkg"}
+
+    store.append_audit(record)
+
+    assert proxy.replies_lost == 1
+    records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [r.fields for r in records.records] == [record]
+
+
 def test_a_pin_found_again_is_written_again_so_that_a_wait_after_it_counts(
     proxy: LossyProxy, store: RedisStore, redis_server: RedisServer
 ) -> None:

@@ -117,6 +117,7 @@ class ThreadConnections:
         probing = self._admit() if self._silent_until else False
         held = self._held()
         proven = held.proven
+        started = self._clock()
         try:
             try:
                 replies = self._round_trip(held, commands)
@@ -136,6 +137,15 @@ class ThreadConnections:
             # requests of the next second fail at once, rather than each holding one of
             # the process's threads for the timeout while `/healthz` waits for a thread.
             self._silent_until = self._clock() + SILENCE_SECONDS
+            raise
+        except redis.ConnectionError:
+            # A failure that took the socket timeout is a silence too, whatever it is
+            # called: redis-py's Sentinel discovery reports sentinels that time out, one
+            # after the other, as MasterNotFoundError, a ConnectionError (3 s for three).
+            now = self._clock()
+            timeout = self._connection_kwargs.get("socket_timeout")
+            if timeout is not None and now - started >= timeout:
+                self._silent_until = now + SILENCE_SECONDS
             raise
         if probing:
             self._silent_until = 0.0

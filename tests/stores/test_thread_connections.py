@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -233,6 +234,43 @@ def test_a_silent_redis_fails_a_request_after_one_socket_timeout(
         store.close()
 
     assert all(seconds < 1.5 * SOCKET_TIMEOUT_SECONDS for seconds in held), held
+
+
+@pytest.fixture
+def silent_sentinels() -> Iterator[str]:
+    """Three sentinels that accept connections and never answer (a partitioned or stopped
+    host): listening sockets never accepted from, the kernel completing the handshake."""
+    sockets = []
+    for _ in range(3):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        sockets.append(sock)
+    try:
+        yield ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_silent_sentinels_fail_a_request_after_their_timeouts_then_at_once(
+    silent_sentinels: str,
+) -> None:
+    # Discovery asks each sentinel in turn and reports their timeouts as a connection
+    # error (MasterNotFoundError): every request was held 3 s, each holding a thread.
+    store = RedisStore(connect(f"redis+sentinel://{silent_sentinels}/mymaster"))
+    held: list[float] = []
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.revocation_state(["rev:jti:x"])
+            held.append(time.monotonic() - started)
+    finally:
+        store.close()
+
+    assert held[0] < 3.5 * SOCKET_TIMEOUT_SECONDS, held  # the three sentinels, once
+    assert held[1] < 0.1, held  # within the next second: at once
 
 
 def test_after_a_timeout_requests_fail_at_once_until_one_has_asked_again(

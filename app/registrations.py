@@ -346,8 +346,25 @@ class LivePublishers(PublisherRegistry):
         with self._reload_lock:
             if self._store.registrations_version() != self._snapshot.version:
                 state = self._store.load_registrations()
+                if not self._file_projects <= state.projects:
+                    state = self._record_file_projects(state)
                 self._snapshot = self._build(state.version, state)
         return self._snapshot
+
+    def _record_file_projects(self, state: RegistrationState) -> RegistrationState:
+        # A project a policy file names exists, and must go on existing once the file no
+        # longer names it (its publisher removed after a compromise, say): the set never
+        # shrinks, so no pending publisher can take the name then. No audit record: the
+        # policy files' history is in Git. If the write fails, this process still counts
+        # its files' projects, and its next reload tries again.
+        missing = sorted(self._file_projects - state.projects)
+        try:
+            for first in range(0, len(missing), MAX_DECLARED_PROJECTS):
+                self._store.declare_projects(missing[first : first + MAX_DECLARED_PROJECTS])
+            return self._store.load_registrations()
+        except StoreUnavailable:
+            log.warning("registrations: the policy files' projects could not be recorded yet")
+            return state
 
     def _purge(self, now: int) -> None:
         # Any process may purge: the store removes each registration once, with its audit

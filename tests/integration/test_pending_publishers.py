@@ -90,6 +90,23 @@ def test_a_pending_publisher_for_an_existing_project_is_refused(
     api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
 
 
+def test_a_project_a_policy_file_named_stays_existing_once_the_file_drops_it(
+    make_app: MakeApp, clients: ManagementClients, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    settings = {"clients_file": clients.path, "registration_rate_limit": "1000/minute"}
+    filed = github_publisher(oidc_issuer.url, projects=["demo-pkg"])
+    unrelated = github_publisher(oidc_issuer.url, repository="octo-org/else", projects=["else"])
+    before = make_app([filed, unrelated], **settings).test_client()
+    assert upload_token_projects(assert_minted(mint(before, make_token()))) == ["demo-pkg"]
+    # The runbook's first step for a compromised workflow: its entry removed, redeployed.
+    after = make_app([unrelated], **settings).test_client()
+    body = registration(oidc_issuer.url, repository="octo-org/other", **PENDING)
+
+    # Another repository's pending publisher would take the project the index has.
+    api_error(add(after, "demo-pkg", body, clients.bearer("index")), 409, "project-exists")
+    assert_failure(mint(after, make_token(**OTHER_REPOSITORY)), 422, "invalid-publisher")
+
+
 @pytest.mark.parametrize("store_began", ["new-deployment", "data-loss"])
 def test_pending_publishers_wait_until_an_admin_confirms_the_projects(
     app: Flask,
@@ -149,7 +166,10 @@ def test_an_index_declares_its_projects_in_bulk_then_confirms(
     assert declared.status_code == 200, declared.get_data(as_text=True)
     assert declared.get_json() == {"declared": 9_999, "created": 9_999}
     assert again.get_json() == {"declared": 1, "created": 0}
-    assert store.scard("trustpub:projects") == 9_999
+    # A subset: each app's process adds its policy files' projects too (filed-pkg here), and
+    # so may an earlier test's app whose poller has not ended yet.
+    expected = {*names[:-2], "declared-pkg", "filed-pkg"}
+    assert expected <= {name.decode() for name in store.smembers("trustpub:projects")}
     body = registration(oidc_issuer.url, **PENDING)
     api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
     assert add(client, "new-pkg", body, clients.bearer("index")).status_code == 201

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,6 +20,9 @@ from support.claims import gitlab_claims, unverified_claims
 from support.oidc_issuer import OIDCIssuer
 from werkzeug.test import Client, TestResponse
 
+from app.clocks import CLOCK_SKEW_SECONDS
+from app.oidc.verify import LEEWAY_SECONDS
+
 AUDIENCE = "trustpub-test.example"
 MINT_PATH = "/_/oidc/mint-token"
 LEGACY_MINT_PATH = "/_/oidc/github/mint-token"
@@ -27,6 +31,7 @@ FAILURE_MESSAGE = "Token request failed"
 
 # Replay records are the only thing the core exchange writes; one pattern finds them.
 REPLAY_KEY_PATTERN = "trustpub:jti:*"
+EPOCH_KEY = "trustpub:epoch"
 
 T = TypeVar("T")
 
@@ -101,6 +106,17 @@ def upload_token_projects(minted: dict[str, Any]) -> list[str]:
     """The `projects` of a minted upload token (signature checked in test_happy_path)."""
     projects: list[str] = unverified_claims(minted["token"])["projects"]
     return projects
+
+
+def token_past_the_epoch(make_token: Callable[..., str], store: redis.Redis) -> str:
+    """A token a store's epoch, begun within the last second, cannot have seen: dated the
+    leeway ahead of a later second (as far ahead as an issuer's clock may be), the epoch
+    dated back by the clock skew (as far as a replica's clock may be ahead of Redis's)
+    rather than waiting that long."""
+    epoch_id, _, began = store.get(EPOCH_KEY).decode().rpartition(":")
+    store.set(EPOCH_KEY, f"{epoch_id}:{int(began) - CLOCK_SKEW_SECONDS}")
+    time.sleep(1.05)
+    return make_token(now=int(time.time()) + LEEWAY_SECONDS)
 
 
 def replay_keys(store: redis.Redis) -> list[bytes]:

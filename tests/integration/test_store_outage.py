@@ -10,11 +10,14 @@ import time
 from flask.testing import FlaskClient
 from support.redis_server import RedisServer
 
-from app.clocks import CLOCK_SKEW_SECONDS
-from app.oidc.verify import LEEWAY_SECONDS
-
 from .conftest import MakeApp, MakeToken
-from .exchange_api import assert_failure, assert_minted, mint, replay_keys
+from .exchange_api import (
+    assert_failure,
+    assert_minted,
+    mint,
+    replay_keys,
+    token_past_the_epoch,
+)
 
 
 def test_exchange_fails_closed_while_redis_is_down_and_recovers(
@@ -40,9 +43,10 @@ def test_exchange_fails_closed_while_redis_is_down_and_recovers(
     redis_server.restart()  # same port, empty data set
     # The restarted store is empty: its new epoch begins at the next exchange, and a
     # token it cannot tell from one exchanged before the loss is refused: one not issued
-    # more than the leeway after the epoch began (the issuer's clock may be that far ahead).
+    # more than the leeway and the clock skew after the epoch began (app.exchange).
     assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")
-    fresh = token_past_the_epoch(make_token, redis_server)
+    with redis_server.client() as store:
+        fresh = token_past_the_epoch(make_token, store)
     assert_minted(mint(client, fresh))
     assert client.get("/readyz").status_code == 200
     store = redis_server.client()
@@ -70,19 +74,5 @@ def test_app_starts_while_redis_is_down_and_serves_once_it_is_back(
     redis_server.restart()
     assert client.get("/readyz").status_code == 200
     assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")  # see above
-    assert_minted(mint(client, token_past_the_epoch(make_token, redis_server)))
-
-
-def token_past_the_epoch(make_token: MakeToken, redis_server: RedisServer) -> str:
-    """A token a store's epoch, begun within the last second, cannot have seen: dated
-    the leeway ahead of a later second (as far ahead as an issuer's clock may be), the
-    epoch dated back by the clock skew (as far as a replica's clock may be ahead of
-    Redis's) rather than waiting that long."""
-    store = redis_server.client()
-    try:
-        epoch_id, _, began = store.get("trustpub:epoch").decode().rpartition(":")
-        store.set("trustpub:epoch", f"{epoch_id}:{int(began) - CLOCK_SKEW_SECONDS}")
-    finally:
-        store.close()
-    time.sleep(1.05)
-    return make_token(now=int(time.time()) + LEEWAY_SECONDS)
+    with redis_server.client() as store:
+        assert_minted(mint(client, token_past_the_epoch(make_token, store)))

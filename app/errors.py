@@ -127,6 +127,21 @@ class StoreUnavailable(TrustpubError):
     oauth_error = "temporarily_unavailable"
 
 
+class StoreMayEvict(StoreUnavailable):
+    """Redis may evict keys under memory pressure: a replay record or a revocation could
+    vanish before its time, so the store is not fit to serve until that is set right.
+
+    The public description says what to fix but not how Redis is set up; `detail`, for
+    the operator's log and for start-up's error, says that too."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "the token store may evict keys, which could undo a revocation or a replay "
+            "record: set Redis's maxmemory-policy to noeviction"
+        )
+        self.detail = detail
+
+
 class KeySetUnavailable(TrustpubError):
     """The CI provider's key set cannot be fetched and no usable cached copy exists."""
 

@@ -20,7 +20,7 @@ from app.api.observe import install_request_hooks
 from app.api.services import EXTENSION_KEY, Services
 from app.audit import AuditTrail
 from app.auth.clients import ClientRegistry, load_clients_file
-from app.errors import StoreUnavailable
+from app.errors import ConfigurationError, StoreMayEvict, StoreUnavailable
 from app.exchange import EPOCH_MARGIN_SECONDS, TokenExchange
 from app.explain import TokenExplainer
 from app.oidc.dev_issuer import (
@@ -81,10 +81,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         # refuses the tokens of its epoch's first 90 s (app.exchange), which then pass
         # while it starts rather than after its first request.
         stores.revocations.current_epoch()
+        for check in stores.health:
+            check.ping()
         if stores.in_memory:
             # Development only: no index declared projects to a store that lives and dies
             # with this process, and pending publishers should work in `make run`.
             stores.registrations.confirm_projects()
+    except StoreMayEvict as exc:
+        # Found at start-up, it stops the deployment as a bad policy file does; found
+        # later (a change of Redis's settings), readiness reports it (app.api.meta).
+        raise ConfigurationError(
+            f"Redis may evict trustpub's keys ({exc.detail}): a revocation or a replay "
+            "record could vanish before its time. Set maxmemory-policy to noeviction "
+            "(docs/kubernetes.md, Persistence)"
+        ) from None
     except StoreUnavailable:
         log.warning("the store is unreachable at start-up; requests will fail until it is back")
     if settings.dev:

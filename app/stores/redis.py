@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from app.errors import ConfigurationError, StoreUnavailable
+from app.errors import ConfigurationError, StoreMayEvict, StoreUnavailable
 from app.json_text import compact
 from app.metrics import labelled, metrics
 from app.stores.base import (
@@ -496,6 +496,9 @@ class RedisStore:
             (("WAIT", min_replicas, REPLICA_WAIT_MS),) if min_replicas > 0 else ()
         )
         self._min_replicas = min_replicas
+        # What this process last logged about eviction (ping): said once, not per probe.
+        self._eviction_said: str | None = None
+        self._eviction_unknown_said = False
 
     def close(self) -> None:
         self._connections.close()
@@ -549,10 +552,43 @@ class RedisStore:
         # On the thread's own connection, as a request's commands go: within one socket
         # timeout, where the pool's client (its retry, a health check each) took four.
         # The epoch rather than PING, at the same cost: a store whose epoch cannot be read
-        # can neither mint nor introspect, so it is not ready.
-        value = self._execute("ping", ("GET", self._epoch_key))
-        if value is not None:
-            _epoch("ping", value)
+        # can neither mint nor introspect, so it is not ready. In the same round trip,
+        # whether Redis may evict keys: a store that may drop a revocation or a replay
+        # record before its time is not ready either (StoreMayEvict).
+        epoch, memory = self._fail_closed(
+            "ping", self._connections.execute, [("GET", self._epoch_key), ("INFO", "memory")]
+        )
+        if isinstance(epoch, redis.ResponseError):
+            raise self._unavailable("ping") from epoch
+        if epoch is not None:
+            _epoch("ping", epoch)
+        self._check_eviction(memory)
+
+    def _check_eviction(self, memory: object) -> None:
+        try:
+            if isinstance(memory, redis.ResponseError):
+                raise ValueError(str(memory))
+            risk = eviction_risk(memory if isinstance(memory, bytes) else str(memory).encode())
+        except ValueError as unknown:
+            # An ACL without INFO (it is in @dangerous) or a proxy with its own INFO: the
+            # setting cannot be read here, and granting INFO for it is the operator's call.
+            if not self._eviction_unknown_said:
+                self._eviction_unknown_said = True
+                log.warning(
+                    "Redis does not say whether it may evict keys (%s); make sure its "
+                    "maxmemory-policy is noeviction",
+                    unknown,
+                )
+            return
+        if risk != self._eviction_said:
+            # Once per change, not per probe: the probe asks every few seconds.
+            self._eviction_said = risk
+            if risk is None:
+                log.info("Redis no longer evicts keys: the store is ready again")
+            else:
+                log.error("Redis may evict trustpub's keys (%s): not ready", risk)
+        if risk is not None:
+            raise StoreMayEvict(risk)
 
     # -- registrations -----------------------------------------------------------------
 
@@ -786,10 +822,33 @@ class RedisStore:
         try:
             return call(*args, **kw)
         except redis.RedisError as exc:
-            labelled(metrics().store_errors, operation).inc()
-            raise StoreUnavailable(
-                "the token store is unavailable; retry in a few seconds"
-            ) from exc
+            raise self._unavailable(operation) from exc
+
+    @staticmethod
+    def _unavailable(operation: str) -> StoreUnavailable:
+        labelled(metrics().store_errors, operation).inc()
+        return StoreUnavailable("the token store is unavailable; retry in a few seconds")
+
+
+def eviction_risk(memory_info: bytes) -> str | None:
+    """What lets Redis evict keys, read from the reply of `INFO memory`; None when nothing
+    does. Raises ValueError when the reply does not say."""
+    fields = dict(
+        line.split(":", 1)
+        for line in memory_info.decode("utf-8", "replace").splitlines()
+        if ":" in line
+    )
+    try:
+        limit = int(fields["maxmemory"])
+        policy = fields["maxmemory_policy"].strip()
+    except (KeyError, ValueError):
+        raise ValueError("INFO memory names no maxmemory and maxmemory_policy") from None
+    # Without a memory limit Redis never evicts, whatever the policy; with one, every
+    # policy but noeviction may take a key that has a TTL (replay records, revocations),
+    # and the allkeys ones the epoch too.
+    if limit == 0 or policy == "noeviction":
+        return None
+    return f"maxmemory-policy {policy} with maxmemory {limit} bytes"
 
 
 def _versioned(version: bytes | None, epoch: bytes | None) -> int:

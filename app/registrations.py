@@ -37,7 +37,6 @@ import logging
 import os
 import secrets
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -99,8 +98,9 @@ MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", '))
 # some 16 kB of refs). Checked against the snapshot, so concurrent adds may pass it by a
 # few.
 MAX_PUBLISHERS_PER_PROJECT = 100
-# The actor of the audit record of an expired pending publisher's deletion: no client's.
-EXPIRY_ACTOR = "trustpub"
+# The actor of the audit records of trustpub's own changes, no client's: an expired
+# pending publisher's deletion, the policy files' projects declared.
+SERVICE_ACTOR = "trustpub"
 
 IdentityKey = tuple[tuple[str, ...], str]
 
@@ -172,6 +172,8 @@ class LivePublishers(PublisherRegistry):
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._poller_pid: int | None = None
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
         # Parsed registrations by (id, stored JSON): a reload parses only what changed.
         self._parsed: dict[tuple[str, str], Publisher] = {}
         self._snapshot = self._build(None, RegistrationState(0, (), frozenset()))
@@ -354,17 +356,32 @@ class LivePublishers(PublisherRegistry):
     def _record_file_projects(self, state: RegistrationState) -> RegistrationState:
         # A project a policy file names exists, and must go on existing once the file no
         # longer names it (its publisher removed after a compromise, say): the set never
-        # shrinks, so no pending publisher can take the name then. No audit record: the
-        # policy files' history is in Git. If the write fails, this process still counts
-        # its files' projects, and its next reload tries again.
+        # shrinks, so no pending publisher can take the name then. Recorded as an index's
+        # declaration is, with actor "trustpub": the count, not the names, which the
+        # policy files' history in Git holds. If the write fails, this process still
+        # counts its files' projects, and its next reload tries again.
         missing = sorted(self._file_projects - state.projects)
+        # Set off by the poller or by a request's refresh, but no request's doing.
+        outside_the_request = REQUEST_ID.set("-")
         try:
             for first in range(0, len(missing), MAX_DECLARED_PROJECTS):
-                self._store.declare_projects(missing[first : first + MAX_DECLARED_PROJECTS])
+                batch = missing[first : first + MAX_DECLARED_PROJECTS]
+                if self._audit is None:
+                    self._store.declare_projects(batch)
+                    continue
+                record = self._audit.prepare(
+                    "projects-declare", SERVICE_ACTOR, {"count": str(len(batch))}
+                )
+                # The store appends the record only when it added a name: of processes
+                # loading the same files at once, the first records them.
+                if self._store.declare_projects(batch, audit=record):
+                    self._audit.log(record)
             return self._store.load_registrations()
         except StoreUnavailable:
             log.warning("registrations: the policy files' projects could not be recorded yet")
             return state
+        finally:
+            REQUEST_ID.reset(outside_the_request)
 
     def _purge(self, now: int) -> None:
         # Any process may purge: the store removes each registration once, with its audit
@@ -401,12 +418,24 @@ class LivePublishers(PublisherRegistry):
             if self._poller_pid == pid:
                 return
             self._poller_pid = pid
-            threading.Thread(
+            self._poller = threading.Thread(
                 target=_poll,
-                args=(weakref.ref(self), self._poll_interval),
+                args=(weakref.ref(self), self._poll_interval, self._stop_polling),
                 name="trustpub-registrations",
                 daemon=True,
-            ).start()
+            )
+            self._poller.start()
+
+    def stop_polling(self) -> None:
+        """End this process's poller, once its reload under way (if any) is done.
+
+        A server's poller lives as long as its process. Tests build an app per test on
+        one Redis: an earlier test's poller would reload, and write its files' projects,
+        into the next test's store."""
+        self._stop_polling.set()
+        poller = self._poller
+        if poller is not None and poller is not threading.current_thread():
+            poller.join(timeout=10)  # a reload under way waits at most a few timeouts
 
     def _build(self, version: int | None, state: RegistrationState) -> PublisherSnapshot:
         now = self._clock()
@@ -466,11 +495,10 @@ class LivePublishers(PublisherRegistry):
         )
 
 
-def _poll(owner_ref: weakref.ref[LivePublishers], interval: float) -> None:
+def _poll(owner_ref: weakref.ref[LivePublishers], interval: float, stop: threading.Event) -> None:
     # Holds its owner weakly between polls: an app that is dropped (tests build many)
     # takes its poller with it.
-    while True:
-        time.sleep(interval)
+    while not stop.wait(interval):
         owner = owner_ref()
         if owner is None:
             return
@@ -839,7 +867,7 @@ def _expiry_records(
     own = {
         registration.id: audit.prepare(
             "publisher-expire",
-            EXPIRY_ACTOR,
+            SERVICE_ACTOR,
             {
                 "project": registration.project,
                 "publisher_id": registration.id,
@@ -849,7 +877,7 @@ def _expiry_records(
         )
         for registration in registrations
     }
-    other = audit.prepare("publisher-expire", EXPIRY_ACTOR, {**known, "pending": "true"})
+    other = audit.prepare("publisher-expire", SERVICE_ACTOR, {**known, "pending": "true"})
     return ExpiryRecords(other, own)
 
 

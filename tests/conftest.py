@@ -44,12 +44,17 @@ def redis_url(redis_server: RedisServer) -> str:
         client.set(EPOCH_KEY, epoch)
         # Its index confirmed its projects in that epoch (pending publishers may register).
         client.set("trustpub:projects:confirmed", epoch)
+        # And it recorded its policy file's project when it started (app.registrations):
+        # an app on the default publisher records nothing more, nor audits it.
+        client.sadd("trustpub:projects", DEFAULT_PROJECT)
     finally:
         client.close()
     return redis_server.url
 
 
 EPOCH_KEY = "trustpub:epoch"
+# The project of the tests' default publisher (tests/integration/policies.py).
+DEFAULT_PROJECT = "demo-pkg"
 
 
 @pytest.fixture(scope="session")

@@ -78,15 +78,25 @@ def make_settings(
 
 
 @pytest.fixture
-def make_app(make_settings: Callable[..., Settings]) -> MakeApp:
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[MakeApp]:
     """A freshly built app (cold key cache) for the given publishers and settings."""
+    made: list[Flask] = []
 
     def make(publishers: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Flask:
         app = create_app(make_settings(publishers, **kwargs))
         app.testing = True
+        made.append(app)
         return app
 
-    return make
+    yield make
+    for app in made:
+        stop_polling(app)
+
+
+def stop_polling(app: Flask) -> None:
+    """End the app's registrations poller: left running, it would reload (and record its
+    policy files' projects) into the store of the tests that follow."""
+    app.extensions["trustpub"].registrations.publishers.stop_polling()
 
 
 @pytest.fixture
@@ -105,7 +115,7 @@ def module_app(
     oidc_issuer_server: OIDCIssuer,
     signing_key_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Flask:
+) -> Iterator[Flask]:
     """One app per module, registering the default publisher only.
 
     For table-driven modules that only send tokens: building an app and warming its key
@@ -125,7 +135,8 @@ def module_app(
         )
     )
     app.testing = True
-    return app
+    yield app
+    stop_polling(app)
 
 
 def module_settings(

@@ -21,6 +21,7 @@ from app.observability import FIELDS_KEY, JsonFormatter
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_minted, mint
+from .policies import github_publisher
 from .registrations_api import (
     AUDIT_PATH,
     ManagementClients,
@@ -249,6 +250,34 @@ def test_an_expired_pending_publisher_is_recorded_once_by_the_process_that_purge
         (deleter, _without(records[0], "id"))
     ]
     assert not store.hexists("trustpub:registrations", added["id"])
+
+
+def test_a_policy_files_new_projects_are_recorded_once_by_trustpub(
+    make_app: MakeApp,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    audit_log_lines: list[str],
+) -> None:
+    filed = github_publisher(oidc_issuer.url, projects=["Demo_Pkg", "filed-pkg", "other-pkg"])
+    settings = {"clients_file": clients.path}
+    first = make_app([filed], **settings)  # demo-pkg is known already (tests/conftest.py)
+    make_app([filed], **settings)  # a second process loads the same file
+    # A later deployment whose file adds one project.
+    added = github_publisher(oidc_issuer.url, repository="octo-org/new", projects=["new-pkg"])
+    make_app([filed, added], **settings)
+
+    records = audit(first.test_client(), clients.bearer("admin"))
+
+    assert [_without(r, "id", "at") for r in records] == [
+        {"action": "projects-declare", "actor": "trustpub", "count": "1"},
+        {"action": "projects-declare", "actor": "trustpub", "count": "2"},
+    ]
+    # Logged by the process that wrote it, as no request's doing.
+    logged = [json.loads(line) for line in audit_log_lines]
+    assert [(line["fields"]["count"], line["request_id"]) for line in logged] == [
+        ("2", "-"),
+        ("1", "-"),
+    ]
 
 
 def test_a_purge_a_request_set_off_carries_no_request_id(

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 
-from .conftest import module_settings
+from .conftest import module_settings, stop_polling
 from .exchange_api import post_chunked
 from .registrations_api import ManagementClients
 
@@ -170,7 +171,7 @@ def hostile_app(
     signing_key_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
     mgmt: ManagementClients,
-) -> Flask:
+) -> Iterator[Flask]:
     unlimited = "1000000/minute"
     app = create_app(
         module_settings(
@@ -188,7 +189,8 @@ def hostile_app(
         )
     )
     app.testing = False  # as in production: errors go through the handlers
-    return app
+    yield app
+    stop_polling(app)
 
 
 @pytest.fixture

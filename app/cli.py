@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import getpass
+import ipaddress
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -476,7 +478,7 @@ class _Api:
                 f"TRUSTPUB_CLIENT_SECRET (or secret in {path}) holds a space, a control or a "
                 "non-ASCII character: copy the secret again"
             )
-        self.url = url.rstrip("/")
+        self.url = _management_url(url.rstrip("/"), f"TRUSTPUB_URL (or url in {path})")
         self._headers = {"Authorization": f"Bearer {secret}"}
 
     def call(
@@ -522,6 +524,29 @@ class _Api:
                 "does TRUSTPUB_URL name the service?"
             )
         return body
+
+
+def _management_url(url: str, named: str) -> str:
+    """`url`, unless the bearer secret would cross a network unencrypted to reach it."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise click.ClickException(
+            f"{named} must be an https:// URL (http:// only to this machine)"
+        )
+    if parts.scheme == "https" or os.environ.get("TRUSTPUB_ALLOW_PLAIN_HTTP") == "1":
+        return url
+    try:
+        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        loopback = False
+    if not loopback:
+        raise click.ClickException(
+            f"{named} is plain http:// to {parts.hostname}: the client secret would cross the "
+            "network unencrypted. Use https://, or reach the service through this machine "
+            "(kubectl port-forward, an SSH tunnel); set TRUSTPUB_ALLOW_PLAIN_HTTP=1 only "
+            "where the network itself is protected"
+        )
+    return url
 
 
 # Waits of one call on 429 (at most _LONGEST_WAIT each): more than an hour's limit

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from app.cli import cli
@@ -270,3 +271,52 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
     assert result.exit_code == exit_code, repr(result.exception)
     assert isinstance(result.exception, SystemExit | None), repr(result.exception)
     assert cli_sleeps == slept_for
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_plain_http", "sent"),
+    [
+        ("https://trustpub.example.com", False, True),
+        ("https://10.0.0.5:8443", False, True),
+        ("http://127.0.0.1:8000", False, True),
+        ("http://127.0.0.2:8000", False, True),
+        ("http://localhost:8000", False, True),
+        ("http://[::1]:8000", False, True),
+        ("http://trustpub.example.com", False, False),
+        ("http://10.0.0.5:8000", False, False),
+        ("http://[fd00::1]:8000", False, False),
+        ("http://localhost.example.com", False, False),  # a name that may resolve anywhere
+        ("http://trustpub.example.com", True, True),  # the operator's word for its network
+        ("ftp://127.0.0.1", False, False),
+        ("trustpub.example.com", False, False),
+        ("https://", False, False),
+    ],
+)
+def test_the_secret_is_sent_over_plain_http_only_to_this_machine(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    allow_plain_http: bool,
+    sent: bool,
+) -> None:
+    requested: list[str] = []
+
+    def request(method: str, address: str, **kwargs: Any) -> Any:
+        requested.append(address)
+        raise requests.ConnectionError("not sent anywhere in this test")
+
+    monkeypatch.setattr(requests, "request", request)
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "TRUSTPUB_URL": url, "TRUSTPUB_CLIENT_SECRET": SECRET}
+    if allow_plain_http:
+        env["TRUSTPUB_ALLOW_PLAIN_HTTP"] = "1"
+
+    result = CliRunner().invoke(cli, ["audit"], env=env)
+
+    assert result.exit_code == 1, repr(result.exception)
+    assert SECRET not in result.output
+    if sent:
+        assert requested == [url + "/api/v1/audit"]
+        assert "cannot reach" in result.output
+    else:
+        assert requested == []
+        assert "https://" in result.output

@@ -6,6 +6,7 @@ import gc
 import getpass
 import ipaddress
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -75,15 +76,16 @@ def serve(
         raise click.ClickException(
             "in-memory stores hold state per process: use --workers 1 or set TRUSTPUB_REDIS_URL"
         )
+    made_directory: Path | None = None
     if workers > 1:
         # Before the app (and so any metric) exists: every worker then counts into its
         # own files, which /metrics sums.
-        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-            prefix="trustpub-metrics-"
-        )
-        for stale in Path(directory).glob("*.db"):
+        given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="trustpub-metrics-"))
+        made_directory = None if given else directory
+        for stale in directory.glob("*.db"):
             stale.unlink()  # counts of an earlier run of this service
-        enable_multiprocess(Path(directory))
+        enable_multiprocess(directory)
     try:
         app = create_app(settings)
     except ConfigurationError as exc:
@@ -99,7 +101,14 @@ def serve(
         "threads": threads,
         "accesslog": "-" if access_log else None,
     }
-    GunicornApplication(app, options).run()
+    master = os.getpid()
+    try:
+        GunicornApplication(app, options).run()
+    finally:
+        # The master's exit only: a worker that exits (replaced, or at shutdown) leaves
+        # through this frame too, forked from inside run().
+        if made_directory is not None and os.getpid() == master:
+            shutil.rmtree(made_directory, ignore_errors=True)
 
 
 @cli.command("check-policies")

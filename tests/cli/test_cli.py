@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -310,3 +311,64 @@ def test_serve_runs_gunicorn_and_stops_gracefully(
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_serve_removes_the_metrics_directory_it_made_and_only_when_it_stops(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    # No PROMETHEUS_MULTIPROC_DIR (outside the chart): serve makes a temporary one.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {
+        **os.environ,
+        **_production_env(tmp_path, TRUSTPUB_REDIS_URL=redis_url),
+        "TMPDIR": str(temporary),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [TRUSTPUB, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until(lambda: _answers(f"{base}/readyz"), "service did not start")
+        (directory,) = temporary.glob("trustpub-metrics-*")
+        # The first worker may answer before the master has forked the second.
+        _wait_until(lambda: len(_children(server.pid)) == 2, "the workers did not start")
+        workers = _children(server.pid)
+        # A worker that exits on its own (replaced by the master) leaves it in place.
+        os.kill(workers[0], signal.SIGTERM)
+        _wait_until(
+            lambda: len(set(_children(server.pid)) - set(workers)) == 1, "no worker replaced it"
+        )
+        assert directory.is_dir()
+        assert requests.get(f"{base}/metrics", timeout=2).status_code == 200
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert list(temporary.iterdir()) == []
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def _wait_until(condition: Callable[[], bool], failure: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)

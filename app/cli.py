@@ -732,9 +732,14 @@ def projects() -> None:
     type=click.File("r", encoding="utf-8"),
     help="Also the names in this file, one per line ('-': standard input).",
 )
-def projects_declare(names: tuple[str, ...], from_file: Any) -> None:
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Then confirm that these are every project of the index (`projects confirm`).",
+)
+def projects_declare(names: tuple[str, ...], from_file: Any, confirm: bool) -> None:
     """Declare that the projects NAMES exist on the index: no pending publisher may then
-    claim them."""
+    claim them. Prints the store's epoch, which `projects confirm` names."""
     from app.registrations import MAX_DECLARED_PROJECTS
 
     listed = list(names)
@@ -744,20 +749,49 @@ def projects_declare(names: tuple[str, ...], from_file: Any) -> None:
         raise click.UsageError("name at least one project, or give --from-file")
     api = _Api()
     created = 0
+    epochs: list[str] = []
     for start in range(0, len(listed), MAX_DECLARED_PROJECTS):
         batch = listed[start : start + MAX_DECLARED_PROJECTS]
         answer = api.call(
             "POST", "/api/v1/projects", wait_when_limited=True, json={"projects": batch}
         )
         created += answer["created"]
-    click.echo(f"declared {len(listed)} names; {created} projects were new")
+        epochs.append(answer["epoch"])
+    if len(set(epochs)) > 1:
+        # The names declared before the loss are gone with it: a confirmation now would
+        # vouch for a set without them.
+        raise click.ClickException(
+            "the store lost its data while the names were declared: run this again"
+        )
+    click.echo(f"declared {len(listed)} names; {created} projects were new (epoch {epochs[0]})")
+    if confirm:
+        _confirm(api, epochs[0])
 
 
 @projects.command("confirm")
-def projects_confirm() -> None:
+@click.option(
+    "--epoch",
+    required=True,
+    help="The epoch `projects declare` printed (`projects status`, for an index without projects).",
+)
+def projects_confirm(epoch: str) -> None:
     """Confirm that every project of the index is declared, which pending publishers wait
-    for (once per store epoch: again after a data loss)."""
-    changed = _Api().call("PUT", "/api/v1/projects")["changed"]
+    for (once per store epoch: again after a data loss). Refused if the store lost its
+    data since EPOCH: declare again."""
+    _confirm(_Api(), epoch)
+
+
+@projects.command("status")
+def projects_status() -> None:
+    """The store's epoch, and whether the index's projects are confirmed in it."""
+    answer = _Api().call("GET", "/api/v1/projects")
+    state = "confirmed" if answer["confirmed"] else "not confirmed"
+    click.echo(f"epoch {answer['epoch']}: {state}")
+
+
+def _confirm(api: _Api, epoch: str) -> None:
+    answer = api.call("PUT", "/api/v1/projects", wait_when_limited=True, json={"epoch": epoch})
+    changed = answer["changed"]
     click.echo("confirmed" if changed else "confirmed already")
 
 

@@ -155,6 +155,21 @@ class ConfigurationError(Exception):
     """Settings or policies that stop start-up. Not an HTTP error: the operator must act."""
 
 
+class DeclarationsLost(TrustpubError):
+    """A confirmation that every project is declared, naming an epoch the store left:
+    it lost its data since, and the declarations with it."""
+
+    code = "declarations-lost"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the token store lost its data after those declarations began, and the names "
+            "with it: declare every project again, then confirm with the epoch that "
+            "declaration answers"
+        )
+
+
 class InvalidPendingPublisher(TrustpubError):
     """A pending publisher matched, but its project exists now (or it was taken first)."""
 

@@ -31,6 +31,7 @@ in the store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -72,6 +73,8 @@ from app.publishers.policy_files import (
 from app.publishers.registry import PublisherMatch, PublisherRegistry, PublisherReport, choose
 from app.stores.base import (
     UNCONFIRMED,
+    Declaration,
+    Epoch,
     ExpiryRecords,
     RegistrationState,
     RegistrationStore,
@@ -90,6 +93,8 @@ FILE_PIN_PREFIX = "file:"
 # calls, two minutes of the default registration rate limit (`trustpub projects declare`
 # waits when it is limited).
 MAX_DECLARED_PROJECTS = 10_000
+# An epoch as a declaration answers it ("<id>:<unix seconds>") is some 40 characters.
+MAX_EPOCH_LENGTH = 100
 # Its body, were every name of the longest length: above the app's usual body limit.
 MAX_DECLARATION_BYTES = MAX_DECLARED_PROJECTS * (PROJECT_NAME_MAX + len('"", ')) + 64
 # Registered publishers (pending ones too) one project may hold. Every process loads
@@ -374,7 +379,7 @@ class LivePublishers(PublisherRegistry):
                 )
                 # The store appends the record only when it added a name: of processes
                 # loading the same files at once, the first records them.
-                if self._store.declare_projects(batch, audit=record):
+                if self._store.declare_projects(batch, audit=record).created:
                     self._audit.log(record)
             return self._store.load_registrations()
         except StoreUnavailable:
@@ -781,7 +786,12 @@ class PublisherRegistrations:
         project = normalized_project(project_name)
         _require_admin(client, "declaring a project")
         record = self.audit.prepare("project-declare", client.name, {"project": project})
-        return {"project": project, "created": bool(self._declare([project], record))}
+        declared = self._declare([project], record)
+        return {
+            "project": project,
+            "created": bool(declared.created),
+            "epoch": declared.epoch.encode(),
+        }
 
     def declare_projects(self, client: Client, body: Any) -> dict[str, Any]:
         """Many projects at once: an index declares all of its own in a few calls (on a
@@ -797,24 +807,38 @@ class PublisherRegistrations:
             raise InvalidRequest("every project name must be a string")
         projects = sorted({normalized_project(name) for name in names})
         record = self.audit.prepare("projects-declare", client.name, {"count": str(len(projects))})
-        return {"declared": len(projects), "created": self._declare(projects, record)}
+        declared = self._declare(projects, record)
+        return {
+            "declared": len(projects),
+            "created": declared.created,
+            "epoch": declared.epoch.encode(),
+        }
 
-    def _declare(self, projects: Sequence[str], record: Mapping[str, str]) -> int:
-        created = self.store.declare_projects(projects, audit=record)
-        if created:
+    def _declare(self, projects: Sequence[str], record: Mapping[str, str]) -> Declaration:
+        declared = self.store.declare_projects(projects, audit=record)
+        if declared.created:
             self.audit.log(record)
         self.publishers.try_refresh()
-        return created
+        return declared
 
-    def confirm_projects(self, client: Client) -> dict[str, Any]:
-        """An admin's word that every project of the index is declared, for this epoch."""
+    def projects_status(self, client: Client) -> dict[str, Any]:
+        """The store's epoch, which a confirmation names, and whether it is confirmed."""
+        _require_admin(client, "reading whether the projects are confirmed")
+        epoch, confirmed = self.store.projects_status()
+        return {"epoch": epoch.encode(), "confirmed": confirmed}
+
+    def confirm_projects(self, client: Client, body: Any) -> dict[str, Any]:
+        """An admin's word that every project of the index is declared, naming the epoch
+        the declarations began in: one the store left (a data loss since) is refused,
+        for the names declared before the loss are gone."""
         _require_admin(client, "confirming the projects")
+        declared_in = _declared_epoch(body)
         record = self.audit.prepare("projects-confirm", client.name, {})
-        confirmed = self.store.confirm_projects(audit=record)
+        confirmed = self.store.confirm_projects(audit=record, declared_in=declared_in)
         if confirmed:
             self.audit.log(record)
         self.publishers.try_refresh()
-        return {"confirmed": True, "changed": confirmed}
+        return {"confirmed": True, "changed": confirmed, "epoch": declared_in.encode()}
 
     def read_audit(self, client: Client, query: AuditQuery) -> dict[str, Any]:
         if query.project is not None:
@@ -846,6 +870,20 @@ _UNCONFIRMED_MESSAGE = (
     "pending publishers wait until an admin confirms that trustpub knows every project of "
     "the index (a new store, or one that lost its data): declare them, then PUT /api/v1/projects"
 )
+
+
+def _declared_epoch(body: Any) -> Epoch:
+    value = body.get("epoch") if isinstance(body, dict) and len(body) == 1 else None
+    epoch: Epoch | None = None
+    if isinstance(value, str) and len(value) <= MAX_EPOCH_LENGTH:
+        with contextlib.suppress(ValueError):  # no ":<seconds>" at its end
+            epoch = Epoch.decode(value)
+    if epoch is None or not epoch.id:
+        raise InvalidRequest(
+            'the body must be {"epoch": "..."}: the epoch the first declaration answered '
+            "(or GET /api/v1/projects, for an index without projects)"
+        )
+    return epoch
 
 
 def _duplicate_message(project: str, holder: str) -> str:

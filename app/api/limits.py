@@ -76,7 +76,7 @@ def install_rate_limits(
         own_budget(settings.read_rate_limit, "read-address", _client_address),
         own_budget(settings.read_rate_limit, "read-client", _api_client),
     ]
-    for endpoint in ("projects.list_publishers", "projects.read_audit"):
+    for endpoint in ("projects.list_publishers", "projects.read_audit", "projects.projects_status"):
         limited[endpoint] = reads
     checks = {endpoint: _rate_check(budgets) for endpoint, budgets in limited.items()}
     for endpoint, check in checks.items():

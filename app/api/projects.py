@@ -45,10 +45,17 @@ def remove_publisher(project: str, publisher_id: str) -> Response:
     return _no_store(jsonify(services().registrations.remove(client, project, publisher_id)))
 
 
+@blueprint.get("/projects")
+def projects_status() -> Response:
+    client = authenticated_client()
+    return _no_store(jsonify(services().registrations.projects_status(client)))
+
+
 @blueprint.put("/projects")
 def confirm_projects() -> Response:
     client = authenticated_client()
-    return _no_store(jsonify(services().registrations.confirm_projects(client)))
+    body = json_or_none(request.get_data(cache=False))
+    return _no_store(jsonify(services().registrations.confirm_projects(client, body)))
 
 
 @blueprint.post("/projects")

@@ -39,6 +39,15 @@ class Epoch:
 
 
 @dataclass(frozen=True)
+class Declaration:
+    """What declaring projects did: how many names were new, and the epoch they were
+    written in, which the confirmation that every project is declared must name."""
+
+    created: int
+    epoch: Epoch
+
+
+@dataclass(frozen=True)
 class ClaimResult:
     first: bool
     epoch: Epoch
@@ -263,9 +272,9 @@ class RegistrationStore(Protocol):
 
     def declare_projects(
         self, projects: Sequence[str], audit: Mapping[str, str] | None = None
-    ) -> int:
+    ) -> Declaration:
         """Record that each of `projects` exists, with `audit` when any did not yet, in
-        one write: how many did not."""
+        one write: how many did not, and in which epoch (one begins if none has)."""
         ...
 
     def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
@@ -282,9 +291,20 @@ class RegistrationStore(Protocol):
         a registration removes the pins under its id."""
         ...
 
-    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
+    def confirm_projects(
+        self, audit: Mapping[str, str] | None = None, declared_in: Epoch | None = None
+    ) -> bool:
         """Record that `projects` holds every project of the index, for the current epoch
-        (a data loss forgets it with the projects), with `audit`; whether it was not yet."""
+        (a data loss forgets it with the projects), with `audit`; whether it was not yet.
+
+        `declared_in`: the epoch the declarations began in. Unless it is the current
+        one, the store lost its data since, and raises DeclarationsLost: confirming then
+        would vouch for a set that lost the names declared before."""
+        ...
+
+    def projects_status(self) -> tuple[Epoch, bool]:
+        """The current epoch (one begins if none has), and whether `projects` was
+        confirmed complete in it."""
         ...
 
 

@@ -12,11 +12,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from app.errors import DeclarationsLost
 from app.stores.base import (
     UNCONFIRMED,
     AuditPage,
     AuditRecord,
     ClaimResult,
+    Declaration,
     Epoch,
     ExpiryRecords,
     RegistrationState,
@@ -188,18 +190,22 @@ class MemoryStore:
 
     def declare_projects(
         self, projects: Sequence[str], audit: Mapping[str, str] | None = None
-    ) -> int:
+    ) -> Declaration:
         with self._lock:
             new = set(projects) - self._projects
             if not new:
-                return 0
+                return Declaration(0, self._epoch)
             self._projects |= new
             self._version += 1
             if audit is not None:
                 self._append_audit_locked(audit)
-            return len(new)
+            return Declaration(len(new), self._epoch)
 
-    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
+    def confirm_projects(
+        self, audit: Mapping[str, str] | None = None, declared_in: Epoch | None = None
+    ) -> bool:
+        if declared_in is not None and declared_in != self._epoch:
+            raise DeclarationsLost()
         with self._lock:
             if self._projects_confirmed:
                 return False
@@ -208,6 +214,10 @@ class MemoryStore:
             if audit is not None:
                 self._append_audit_locked(audit)
             return True
+
+    def projects_status(self) -> tuple[Epoch, bool]:
+        with self._lock:
+            return self._epoch, self._projects_confirmed
 
     def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
         with self._lock:

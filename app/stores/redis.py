@@ -31,13 +31,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from app.errors import ConfigurationError, StoreMayEvict, StoreUnavailable
+from app.errors import ConfigurationError, DeclarationsLost, StoreMayEvict, StoreUnavailable
 from app.json_text import compact
 from app.metrics import labelled, metrics
 from app.stores.base import (
     AuditPage,
     AuditRecord,
     ClaimResult,
+    Declaration,
     Epoch,
     ExpiryRecords,
     RegistrationState,
@@ -90,16 +91,17 @@ return {epoch, first and 1 or 0}
 """
 )
 
-_EPOCH = Script(
-    """
+# The epoch, begun now (by the server's clock, as the replay claim begins it) if none
+# has: KEYS[1] the epoch, ARGV[1] a new id. The start of scripts that answer it.
+_GET_OR_BEGIN_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1] .. ':' .. redis.call('TIME')[1]
   redis.call('SET', KEYS[1], epoch)
 end
-return epoch
 """
-)
+
+_EPOCH = Script(_GET_OR_BEGIN_EPOCH + "return epoch\n")
 
 # Keep the latest moment: a later, narrower revocation never shortens an earlier one.
 # The revocation's audit record (optional) is appended with it, as a registration's is.
@@ -299,35 +301,47 @@ return removed
 """
 )
 
-# KEYS: projects, version, audit; ARGV: audit length bound, record or "", projects...
+# KEYS: epoch, projects, version, audit; ARGV: new epoch id, audit length bound, record
+# or "", projects...
 # SADD takes the names in slices: Lua's unpack refuses some 8,000 values at once.
 _DECLARE_PROJECTS = Script(
-    """
+    _GET_OR_BEGIN_EPOCH
+    + """
 local added = 0
-for first = 3, #ARGV, 1000 do
-  added = added + redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+for first = 4, #ARGV, 1000 do
+  added = added + redis.call('SADD', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
-redis.call('INCR', KEYS[2])
-if added > 0 and ARGV[2] ~= '' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(ARGV[2])))
+redis.call('INCR', KEYS[3])
+if added > 0 and ARGV[3] ~= '' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(ARGV[3])))
 end
-return added
+return {added, epoch}
+"""
+)
+
+# KEYS: epoch, confirmed; ARGV: new epoch id
+_PROJECTS_STATUS = Script(
+    _GET_OR_BEGIN_EPOCH
+    + """
+return {epoch, redis.call('GET', KEYS[2]) == epoch and 1 or 0}
 """
 )
 
 # The projects set confirmed complete for the current epoch: a store that loses its data
 # loses the confirmation with the set (and the epoch it names).
-# KEYS: confirmed, epoch, version, audit; ARGV: audit length bound, [record]
+# KEYS: confirmed, epoch, version, audit; ARGV: audit length bound, the epoch the
+# declarations began in or "" (any), [record]
 _CONFIRM_PROJECTS = Script(
     """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then return -1 end
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then return -2 end
 if redis.call('GET', KEYS[1]) == epoch then
   -- Written again (sent again after a lost reply?), so that a WAIT after it counts it.
   redis.call('SET', KEYS[1], epoch)
   return 0
 end
-local fields = ARGV[2] and cjson.decode(ARGV[2])
+local fields = ARGV[3] and cjson.decode(ARGV[3])
 redis.call('SET', KEYS[1], epoch)
 redis.call('INCR', KEYS[3])
 if fields then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', unpack(fields)) end
@@ -690,27 +704,42 @@ class RedisStore:
 
     def declare_projects(
         self, projects: Sequence[str], audit: Mapping[str, str] | None = None
-    ) -> int:
+    ) -> Declaration:
         record = _record_argument(audit) if audit else ""
-        added = self._write(
+        added, epoch = self._write(
             "declare_projects",
             _DECLARE_PROJECTS,
-            [self._projects_key, self._registrations_keys[3], self._audit_key],
-            [self._audit_max_length, record, *projects],
+            [self._epoch_key, self._projects_key, self._registrations_keys[3], self._audit_key],
+            [new_epoch_id(), self._audit_max_length, record, *projects],
         )
-        return int(added)
+        return Declaration(int(added), _epoch("declare_projects", epoch))
 
-    def confirm_projects(self, audit: Mapping[str, str] | None = None) -> bool:
-        self.current_epoch()  # the epoch it confirms for: one, if none began yet
+    def confirm_projects(
+        self, audit: Mapping[str, str] | None = None, declared_in: Epoch | None = None
+    ) -> bool:
+        if declared_in is None:
+            self.current_epoch()  # the epoch it confirms for: one, if none began yet
+        bound, *record = self._record_arguments(audit)
         confirmed = self._write(
             "confirm_projects",
             _CONFIRM_PROJECTS,
             [self._confirmed_key, self._epoch_key, self._registrations_keys[3], self._audit_key],
-            self._record_arguments(audit),
+            [bound, "" if declared_in is None else declared_in.encode(), *record],
         )
+        if confirmed < 0 and declared_in is not None:
+            raise DeclarationsLost()
         if confirmed == -1:
             raise StoreUnavailable("the token store lost its data meanwhile; confirm again")
         return bool(confirmed)
+
+    def projects_status(self) -> tuple[Epoch, bool]:
+        ((epoch, confirmed),) = self._run(
+            "projects_status",
+            _PROJECTS_STATUS,
+            [self._epoch_key, self._confirmed_key],
+            [new_epoch_id()],
+        )
+        return _epoch("projects_status", epoch), bool(confirmed)
 
     def purge_expired(self, now: int, expired: ExpiryRecords | None = None) -> tuple[str, ...]:
         removed = self._write(

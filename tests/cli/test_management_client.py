@@ -30,6 +30,8 @@ class _Server(ThreadingHTTPServer):
     queries: list[dict[str, list[str]]]
     # Answers to the next POSTs, in order: (status, headers, body).
     posts: list[tuple[int, dict[str, str], dict[str, Any]]]
+    # The bodies of the PUTs received (each answered as a first confirmation).
+    puts: list[Any]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,6 +73,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._answer()
 
+    def do_PUT(self) -> None:
+        sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.server.puts.append(sent)
+        body = json.dumps({"confirmed": True, "changed": True, **sent}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -82,6 +94,7 @@ def server() -> Iterator[_Server]:
     server.audit_pages = {}
     server.queries = []
     server.posts = []
+    server.puts = []
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         yield server
@@ -199,15 +212,51 @@ def test_a_bulk_declaration_waits_out_a_rate_limit_and_goes_on(
     limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
     server.posts = [
         (429, {"Retry-After": "1"}, limited),
-        (200, {}, {"declared": 2, "created": 2}),
+        (200, {}, {"declared": 2, "created": 2, "epoch": "e:1"}),
     ]
 
     result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg", "b-pkg"])
 
     assert result.exit_code == 0, result.output
     assert "rate limited; going on in 1 s" in result.output
-    assert result.output.endswith("declared 2 names; 2 projects were new\n")
+    assert result.output.endswith("declared 2 names; 2 projects were new (epoch e:1)\n")
     assert server.posts == []  # asked again after the wait
+
+
+def test_a_declaration_confirms_with_the_epoch_it_began_in(server: _Server, tmp_path: Path) -> None:
+    names = tmp_path / "projects.txt"
+    names.write_text("".join(f"pkg-{index}\n" for index in range(10_001)))  # two calls
+    server.posts = [
+        (200, {}, {"declared": 10_000, "created": 10_000, "epoch": "e:1"}),
+        (200, {}, {"declared": 1, "created": 1, "epoch": "e:1"}),
+    ]
+
+    result = _invoke(
+        server, tmp_path, ["projects", "declare", "--from-file", str(names), "--confirm"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "declared 10001 names; 10001 projects were new (epoch e:1)\nconfirmed\n"
+    assert server.puts == [{"epoch": "e:1"}]
+
+
+def test_a_data_loss_while_declaring_stops_before_any_confirmation(
+    server: _Server, tmp_path: Path
+) -> None:
+    names = tmp_path / "projects.txt"
+    names.write_text("".join(f"pkg-{index}\n" for index in range(10_001)))
+    server.posts = [
+        (200, {}, {"declared": 10_000, "created": 10_000, "epoch": "e:1"}),
+        (200, {}, {"declared": 1, "created": 1, "epoch": "lost-since:2"}),
+    ]
+
+    result = _invoke(
+        server, tmp_path, ["projects", "declare", "--from-file", str(names), "--confirm"]
+    )
+
+    assert result.exit_code == 1
+    assert "the store lost its data while the names were declared: run this again" in result.output
+    assert server.puts == []
 
 
 def test_other_calls_report_a_rate_limit_at_once(server: _Server, tmp_path: Path) -> None:
@@ -232,7 +281,7 @@ def test_a_bulk_declaration_limited_without_end_gives_up(
     # the CLI must stop one day, and never ask again without waiting.
     limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
     server.posts = [(429, {"Retry-After": "0"}, limited)] * 1000
-    server.posts.append((200, {}, {"declared": 1, "created": 1}))
+    server.posts.append((200, {}, {"declared": 1, "created": 1, "epoch": "e:1"}))
     slept = cli_sleeps
 
     result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])
@@ -263,7 +312,7 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
     limited = {"error": {"code": "rate-limited", "description": "too many requests"}}
     server.posts = [
         (429, {"Retry-After": retry_after}, limited),
-        (200, {}, {"declared": 1, "created": 1}),
+        (200, {}, {"declared": 1, "created": 1, "epoch": "e:1"}),
     ]
 
     result = _invoke(server, tmp_path, ["projects", "declare", "a-pkg"])

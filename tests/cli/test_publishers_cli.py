@@ -175,14 +175,22 @@ def test_an_index_declares_its_projects_and_confirms(
 
     refused = run("projects", "declare", "cli-pkg", env=service)
     declared = run("projects", "declare", "Cli_Pkg", "--from-file", str(names), env=admin)
-    confirmed = run("projects", "confirm", env=admin)
-    again = run("projects", "confirm", env=admin)
+    epoch = store.get("trustpub:epoch").decode()
+    before = run("projects", "status", env=admin)
+    unnamed = run("projects", "confirm", env=admin)
+    confirmed = run("projects", "confirm", "--epoch", epoch, env=admin)
+    again = run("projects", "confirm", "--epoch", epoch, env=admin)
+    after = run("projects", "status", env=admin)
 
     assert refused.returncode != 0
     assert "insufficient-scope" in refused.stderr
     assert declared.returncode == 0, declared.stderr
-    assert declared.stdout == "declared 10002 names; 10002 projects were new\n"
+    assert declared.stdout == f"declared 10002 names; 10002 projects were new (epoch {epoch})\n"
+    assert before.stdout == f"epoch {epoch}: not confirmed\n"
+    assert unnamed.returncode == 2  # a usage error: the epoch must be named
+    assert "--epoch" in unnamed.stderr
     assert (confirmed.stdout, again.stdout) == ("confirmed\n", "confirmed already\n")
+    assert after.stdout == f"epoch {epoch}: confirmed\n"
     # A subset: the service adds its policy files' projects to the set too.
     expected = {f"pkg-{index}" for index in range(10_001)} | {"cli-pkg"}
     assert expected <= {name.decode() for name in store.smembers("trustpub:projects")}

@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, str]] = [
     ("PUT", "/api/v1/projects/demo-pkg"),
     ("POST", "/api/v1/projects"),
     ("PUT", "/api/v1/projects"),
+    ("GET", "/api/v1/projects"),
     ("GET", "/api/v1/audit"),
 ]
 POST_ROUTES = [route for route in ROUTES if route[0] == "POST"]

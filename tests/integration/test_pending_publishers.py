@@ -130,15 +130,19 @@ def test_pending_publishers_wait_until_an_admin_confirms_the_projects(
     api_error(
         add(client, "declared-pkg", body, clients.bearer("index")), 409, "projects-unconfirmed"
     )
+    # The index declares again, and confirms naming the epoch that declaration answered.
+    redeclared = client.put("/api/v1/projects/declared-pkg", headers=admin).get_json()
+    epoch = {"epoch": redeclared["epoch"]}
     api_error(
-        client.put("/api/v1/projects", headers=clients.bearer("index")), 403, "insufficient-scope"
+        client.put("/api/v1/projects", json=epoch, headers=clients.bearer("index")),
+        403,
+        "insufficient-scope",
     )
-    client.put("/api/v1/projects/declared-pkg", headers=admin)  # the index declares again
-    confirmed = client.put("/api/v1/projects", headers=admin)
-    again = client.put("/api/v1/projects", headers=admin)
+    confirmed = client.put("/api/v1/projects", json=epoch, headers=admin)
+    again = client.put("/api/v1/projects", json=epoch, headers=admin)
 
-    assert confirmed.get_json() == {"confirmed": True, "changed": True}
-    assert again.get_json() == {"confirmed": True, "changed": False}
+    assert confirmed.get_json() == {"confirmed": True, "changed": True, **epoch}
+    assert again.get_json() == {"confirmed": True, "changed": False, **epoch}
     api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
     assert add(client, "new-pkg", body, clients.bearer("index")).status_code == 201
     records = client.get("/api/v1/audit?limit=3", headers=admin).get_json()["records"]
@@ -161,11 +165,13 @@ def test_an_index_declares_its_projects_in_bulk_then_confirms(
 
     declared = client.post("/api/v1/projects", json={"projects": names}, headers=admin)
     again = client.post("/api/v1/projects", json={"projects": ["declared-pkg"]}, headers=admin)
-    client.put("/api/v1/projects", headers=admin)
+    epoch = store.get("trustpub:epoch").decode()
+    confirmed = client.put("/api/v1/projects", json={"epoch": epoch}, headers=admin)
 
     assert declared.status_code == 200, declared.get_data(as_text=True)
-    assert declared.get_json() == {"declared": 9_999, "created": 9_999}
-    assert again.get_json() == {"declared": 1, "created": 0}
+    assert declared.get_json() == {"declared": 9_999, "created": 9_999, "epoch": epoch}
+    assert again.get_json() == {"declared": 1, "created": 0, "epoch": epoch}
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
     # A subset: each app's process adds its policy files' projects too (filed-pkg here), and
     # so may an earlier test's app whose poller has not ended yet.
     expected = {*names[:-2], "declared-pkg", "filed-pkg"}
@@ -179,6 +185,103 @@ def test_an_index_declares_its_projects_in_bulk_then_confirms(
         ("projects-confirm", None),
         ("projects-declare", "9999"),  # the call that declared nothing left no record
     ]
+
+
+def test_a_confirmation_naming_an_epoch_before_a_data_loss_is_refused(
+    app: Flask, clients: ManagementClients, oidc_issuer: OIDCIssuer, store: redis.Redis
+) -> None:
+    client = app.test_client()
+    admin = clients.bearer("admin")
+    body = registration(oidc_issuer.url, **PENDING)
+
+    def declare(*names: str) -> str:
+        answer = client.post("/api/v1/projects", json={"projects": names}, headers=admin)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        epoch: str = answer.get_json()["epoch"]
+        return epoch
+
+    began = declare("declared-pkg")
+    store.flushall()  # Redis loses its data in the middle of the index's declarations
+    went_on = declare("other-pkg")
+    refused = client.put("/api/v1/projects", json={"epoch": began}, headers=admin)
+
+    assert went_on != began
+    api_error(refused, 409, "declarations-lost")
+    # Confirmed, the new store would let a pending publisher take a project of the index
+    # whose declaration the loss took with it.
+    api_error(
+        add(client, "declared-pkg", body, clients.bearer("index")), 409, "projects-unconfirmed"
+    )
+    status = client.get("/api/v1/projects", headers=admin)
+    assert status.get_json() == {"epoch": went_on, "confirmed": False}
+    # Declared again from the start, in one epoch: confirmed.
+    again = declare("declared-pkg", "other-pkg")
+    assert again == went_on
+    confirmed = client.put("/api/v1/projects", json={"epoch": again}, headers=admin)
+    assert confirmed.get_json() == {"confirmed": True, "changed": True, "epoch": again}
+    assert client.get("/api/v1/projects", headers=admin).get_json()["confirmed"] is True
+    api_error(add(client, "declared-pkg", body, clients.bearer("index")), 409, "project-exists")
+    records = client.get("/api/v1/audit?limit=10", headers=admin).get_json()["records"]
+    assert [r["action"] for r in records].count("projects-confirm") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "client_name", "status", "code"),
+    [
+        (None, "admin", 400, "invalid-request"),
+        ({}, "admin", 400, "invalid-request"),
+        ({"epoch": 7}, "admin", 400, "invalid-request"),
+        ({"epoch": "no-seconds"}, "admin", 400, "invalid-request"),
+        ({"epoch": ":1795582800"}, "admin", 400, "invalid-request"),
+        ({"epoch": "a" * 100 + ":1795582800"}, "admin", 400, "invalid-request"),
+        ({"epoch": "a:1795582800", "confirm": True}, "admin", 400, "invalid-request"),
+        ({"epoch": "never-this-stores:1795582800"}, "admin", 409, "declarations-lost"),
+        ({"epoch": "never-this-stores:1795582800"}, "index", 403, "insufficient-scope"),
+    ],
+    ids=[
+        "no-body",
+        "empty",
+        "not-a-string",
+        "no-seconds",
+        "no-id",
+        "too-long",
+        "more-fields",
+        "another-epoch",
+        "not-admin",
+    ],
+)
+def test_a_confirmation_names_an_epoch_or_is_refused(
+    app: Flask,
+    clients: ManagementClients,
+    store: redis.Redis,
+    body: Any,
+    client_name: str,
+    status: int,
+    code: str,
+) -> None:
+    store.delete("trustpub:projects:confirmed")
+    client = app.test_client()
+
+    answer = client.put("/api/v1/projects", json=body, headers=clients.bearer(client_name))
+
+    api_error(answer, status, code)
+    assert store.get("trustpub:projects:confirmed") is None
+
+
+def test_the_projects_status_is_an_admins_to_read(
+    app: Flask, clients: ManagementClients, store: redis.Redis
+) -> None:
+    client = app.test_client()
+
+    status = client.get("/api/v1/projects", headers=clients.bearer("admin"))
+
+    assert status.get_json() == {
+        "epoch": store.get("trustpub:epoch").decode(),
+        "confirmed": True,  # the suite's store was confirmed an hour ago (tests/conftest.py)
+    }
+    api_error(
+        client.get("/api/v1/projects", headers=clients.bearer("index")), 403, "insufficient-scope"
+    )
 
 
 @pytest.mark.parametrize(

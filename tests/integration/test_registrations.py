@@ -363,8 +363,10 @@ def test_declaring_a_project_needs_admin(managed_app: Flask, clients: Management
     first = client.put("/api/v1/projects/New_Pkg", headers=clients.basic("admin"))
     again = client.put("/api/v1/projects/new-pkg", headers=clients.basic("admin"))
 
-    assert first.get_json() == {"project": "new-pkg", "created": True}
-    assert again.get_json() == {"project": "new-pkg", "created": False}
+    epoch = first.get_json()["epoch"]
+    assert first.get_json() == {"project": "new-pkg", "created": True, "epoch": epoch}
+    assert again.get_json() == {"project": "new-pkg", "created": False, "epoch": epoch}
+    assert epoch == managed_app.extensions["trustpub"].registrations.store.current_epoch().encode()
 
 
 def test_registrations_are_rate_limited_per_key(

@@ -108,7 +108,11 @@ def _requests(mgmt: ManagementClients, oidc_url: str) -> list[tuple[str, Request
             "declare-projects",
             lambda c, a, s: c.post("/api/v1/projects", json={"projects": ["a"]}, headers=admin),
         ),
-        ("confirm-projects", lambda c, a, s: c.put("/api/v1/projects", headers=admin)),
+        (
+            "confirm-projects",
+            lambda c, a, s: c.put("/api/v1/projects", json={"epoch": "e:1"}, headers=admin),
+        ),
+        ("projects-status", lambda c, a, s: c.get("/api/v1/projects", headers=admin)),
         ("audit", lambda c, a, s: c.get("/api/v1/audit", headers=admin)),
         ("readyz", lambda c, a, s: c.get("/readyz")),
     ]
@@ -130,6 +134,7 @@ REQUEST_NAMES = [
     "declare-project",
     "declare-projects",
     "confirm-projects",
+    "projects-status",
     "audit",
     "readyz",
 ]

@@ -143,7 +143,7 @@ def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
     proxy.lose_reply_to(b"rp_gone")
     removed = store.remove_registration("rp_gone", audit={"action": "publisher-remove"})
     proxy.lose_reply_to(b"new-pkg")
-    created = store.declare_projects(["new-pkg"], audit={"action": "project-declare"})
+    created = store.declare_projects(["new-pkg"], audit={"action": "project-declare"}).created
 
     assert proxy.replies_lost == 2
     assert (removed, created) == (None, 0)

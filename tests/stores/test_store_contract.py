@@ -10,8 +10,8 @@ import pytest
 from support.ports import free_port
 from support.redis_server import RedisServer
 
-from app.errors import StoreUnavailable
-from app.stores.base import UNCONFIRMED, ExpiryRecords, StoredRegistration
+from app.errors import DeclarationsLost, StoreUnavailable
+from app.stores.base import UNCONFIRMED, Epoch, ExpiryRecords, StoredRegistration
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore, connect
 
@@ -484,7 +484,7 @@ def _declare(project: str) -> Callable[[Store], object]:
     def change(store: Store) -> object:
         return store.declare_projects(
             [project], audit={"action": "project-declare", "project": project}
-        )
+        ).created
 
     return change
 
@@ -606,8 +606,8 @@ def test_the_store_tells_its_time(make_store: Callable[[], Store]) -> None:
 def test_declared_projects_exist(make_store: Callable[[], Store]) -> None:
     store = make_store()
 
-    assert store.declare_projects(["new-pkg"]) == 1
-    assert store.declare_projects(["new-pkg"]) == 0
+    assert store.declare_projects(["new-pkg"]).created == 1
+    assert store.declare_projects(["new-pkg"]).created == 0
     assert store.load_registrations().projects == {"new-pkg"}
 
 
@@ -620,13 +620,13 @@ def test_many_projects_are_declared_in_one_write_with_one_record(
     # More names than Lua unpacks at once, one of them known already.
     names = [f"pkg-{index}" for index in range(9_000)]
 
-    created = store.declare_projects(names, audit={"action": "projects-declare"})
+    created = store.declare_projects(names, audit={"action": "projects-declare"}).created
 
     assert created == 8_999
     assert store.load_registrations().projects == set(names)
     assert store.load_registrations().version != version
     assert _change_records(store) == [("projects-declare", "", "")]
-    assert store.declare_projects(names, audit={"action": "projects-declare"}) == 0
+    assert store.declare_projects(names, audit={"action": "projects-declare"}).created == 0
     assert len(_change_records(store)) == 1  # nothing new, nothing recorded
 
 
@@ -786,6 +786,36 @@ def test_the_claimant_holding_a_key_is_told_it_is_first_and_records_once(
         since_ms=None, until_ms=None, limit=10, accept=lambda f: True
     ).records
     assert [record.fields["jti"] for record in records] == ["one"]
+
+
+def test_a_declaration_answers_its_epoch_which_a_confirmation_names(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()  # Redis's holds no epoch yet: the declaration begins one
+
+    declared = store.declare_projects(["new-pkg"])
+    before = store.projects_status()
+    confirmed = store.confirm_projects(declared_in=declared.epoch)
+
+    assert declared.epoch == store.current_epoch()
+    assert before == (declared.epoch, False)
+    assert confirmed is True
+    assert store.projects_status() == (declared.epoch, True)
+    assert store.load_registrations().projects_confirmed
+
+
+def test_a_confirmation_naming_another_epoch_is_refused_and_not_recorded(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    current = store.declare_projects(["new-pkg"]).epoch
+    left = Epoch(id="a-data-set-since-lost", created_at=current.created_at - 60)
+
+    with pytest.raises(DeclarationsLost):
+        store.confirm_projects(audit={"action": "projects-confirm"}, declared_in=left)
+
+    assert store.projects_status() == (current, False)
+    assert _change_records(store) == []
 
 
 def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], Store]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
-from gunicorn.http.errors import InvalidHeader, InvalidHeaderName, InvalidRequestLine
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -25,6 +25,11 @@ from app.observability import REQUEST_ID, log_fields
 # JWT is made of token characters too, but never of upper case only.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
 _NOT_SHOWN = "(not shown: it may hold a credential)"
+# The attributes in which gunicorn's parse errors quote what the client sent, and its log
+# line and page then quote it too: a request line, method or version, a header, a chunk
+# of the body (drained after the app answered without reading it: a 401, a 404), a
+# PROXY line. Any of them may hold a token or a secret sent in the wrong place.
+_QUOTED = ("req", "method", "version", "hdr", "expect", "data", "term", "line")
 
 
 class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -35,15 +40,12 @@ class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
     forgotten) is quoted whole, secret and all."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        if isinstance(exc, InvalidHeader | InvalidHeaderName) and not _HEADER_NAME.fullmatch(
-            str(exc.hdr)
-        ):
-            exc.hdr = _NOT_SHOWN
-        elif isinstance(exc, InvalidRequestLine):
-            exc.req = _NOT_SHOWN  # its query string may hold a token
-        if getattr(req, "query", None):
-            # gunicorn logs a failed request's whole URI ("Error handling request POST
-            # /oauth/introspect?token=..."). The request is over: its connection closes.
+        if isinstance(exc, ParseException):
+            _redact(exc)
+        if isinstance(getattr(req, "path", None), str):
+            # gunicorn logs a failed request's whole target ("Error handling request POST
+            # /oauth/introspect?token=..."): its query, fragment or an absolute target's
+            # user and password. The request is over: its connection closes.
             req.uri = req.path
         # gunicorn chooses the status, logs and writes its page: the page goes to a stand-in
         # and only its status is kept.
@@ -64,6 +66,16 @@ class RedactingThreadWorker(ThreadWorker):  # type: ignore[misc]
         # the same lock, hangs the worker until the master kills it. The pool's threads are
         # stopped at exit anyway (concurrent.futures joins them), as after gthread's.
         Worker.handle_quit(self, sig, frame)
+
+
+def _redact(exc: ParseException) -> None:
+    for name in _QUOTED:
+        value = getattr(exc, name, None)
+        if not isinstance(value, str | bytes):
+            continue  # InvalidHeader's `req` is the request, not a line of it
+        if name == "hdr" and _HEADER_NAME.fullmatch(str(value)):
+            continue  # a header name alone: what was wrong with it is worth saying
+        setattr(exc, name, _NOT_SHOWN)
 
 
 class _ErrorPage:

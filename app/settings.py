@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +40,9 @@ _AUTHORITY = re.compile(r"^[^:/?#]*:/*([^/?#]*)")
 class Settings:
     audience: str
     policies_dir: Path
-    redis_url: str | None = None
+    # Out of the repr, as a password they may hold: a Settings printed by a debugger or a
+    # log line must not carry it.
+    redis_url: str | None = field(default=None, repr=False)
     # Replicas that must hold a replay claim or revocation before it is acknowledged.
     redis_min_replicas: int = 0
     signing_keys: Path | None = None
@@ -65,7 +67,7 @@ class Settings:
     # Rate limits (the `limits` notation, e.g. "30/minute;300/hour"), kept in
     # `rate_limit_storage`: memory:// counts per process; a redis:// URL shares the
     # counts between replicas at the cost of a round trip per limited request.
-    rate_limit_storage: str = "memory://"
+    rate_limit_storage: str = field(default="memory://", repr=False)
     mint_rate_limit: str = "60/minute;600/hour"
     publisher_rate_limit: str = "30/minute"
     introspect_rate_limit: str = "6000/minute"

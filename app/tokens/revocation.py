@@ -113,7 +113,12 @@ class TokenRevoker:
     ) -> Revocation:
         provider = self.issuers.get(issuer)
         if provider is None:
-            raise InvalidRequest(f"{issuer!r} is not a CI issuer this service trusts")
+            # Not quoted: what was sent in its place may be a token, pasted in the wrong
+            # field. The trusted ones are the deployment's configuration, no secret.
+            raise InvalidRequest(
+                "'issuer' is not a CI issuer this service trusts: "
+                + ", ".join(sorted(self.issuers))
+            )
         if repository != repository.strip().strip("/") or "://" in repository:
             raise InvalidRequest("'repository' is a repository's path (owner/name), not a URL")
         form = _REPOSITORY_FORMS.get(provider)

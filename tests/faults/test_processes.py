@@ -222,6 +222,47 @@ def test_a_malformed_authorization_line_never_puts_the_secret_in_the_log(
     assert deployment.secret not in service.log.read_text()
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        # The app refuses these before it reads their body (no credentials, a mistyped
+        # path); gunicorn then drains the body to keep the connection, and a body that is
+        # not the chunks it announced was quoted whole: its first line, the token.
+        (
+            b"POST /oauth/introspect HTTP/1.1\r\nHost: trustpub\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\ntoken=%s\r\n0\r\n\r\n",
+            401,
+        ),
+        (
+            b"POST /_/oidc/mint-token/ HTTP/1.1\r\nHost: trustpub\r\n"
+            b'Transfer-Encoding: chunked\r\n\r\n{"token": "%s"}\r\n0\r\n\r\n',
+            404,
+        ),
+        # A token in the query after a space: the rest of the line is the HTTP version.
+        (b"POST /oauth/introspect?token=Bearer %s HTTP/1.1\r\nHost: trustpub\r\n\r\n", 400),
+    ],
+    ids=["drained-after-401", "drained-after-404", "token-as-version"],
+)
+def test_a_token_the_http_parser_could_not_parse_stays_out_of_the_log(
+    deployment: Deployment,
+    start_service: Callable[[Deployment], Service],
+    request_bytes: bytes,
+    status: int,
+) -> None:
+    service = start_service(deployment, workers=1)
+    token = deployment.make_token().encode()
+
+    answered, body = raw_exchange(service, request_bytes % token)
+
+    assert answered == status, body
+    assert token not in body
+    time.sleep(0.2)  # the worker's log line
+    logged = service.log.read_text()
+    assert "Invalid request from ip=127.0.0.1" in logged
+    assert token.decode() not in logged
+
+
 # Requests gunicorn refuses itself, before the app sees them: each answered in JSON with a
 # code, as every other error is, and not with gunicorn's HTML page. The route decides the
 # shape when gunicorn has read it (the contract's envelope under /_/oidc/).

@@ -30,16 +30,14 @@ LIMITED_USER = "trustpub-no-info"
 
 
 @pytest.fixture
-def redis_config(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
-    """A client to change the test server's settings; they are put back afterwards."""
-    client = redis_server.client()
+def redis_config(store: redis.Redis) -> Iterator[redis.Redis]:
+    """The `store` client, to change the test server's settings: put back afterwards."""
     try:
-        yield client
+        yield store
     finally:
-        client.config_set("maxmemory", 0)
-        client.config_set("maxmemory-policy", "noeviction")
-        client.acl_deluser(LIMITED_USER)
-        client.close()
+        store.config_set("maxmemory", 0)
+        store.config_set("maxmemory-policy", "noeviction")
+        store.acl_deluser(LIMITED_USER)
 
 
 def _may_evict(client: redis.Redis, policy: str = "allkeys-lru") -> None:

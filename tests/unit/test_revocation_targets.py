@@ -143,3 +143,21 @@ def test_a_jti_no_token_carries_is_refused_not_acknowledged(keys: KeyRing, jti: 
         revoker.revoke_jti(jti, actor="t")
 
     assert len(store) == 0  # nothing stored
+
+
+def test_an_issuer_this_service_does_not_trust_is_refused_without_being_quoted(
+    keys: KeyRing,
+) -> None:
+    store, minter, revoker, _ = services(keys)
+    publisher = {"provider": "github", "issuer": GITHUB, **PUBLISHERS[GITHUB]}
+    pasted = minter.mint(frozenset({"demo-pkg"}), publisher, store.current_epoch().id, NOW).token
+
+    with pytest.raises(InvalidRequest) as refused:
+        revoker.revoke_publisher(pasted, "octo-org/demo", None, actor="t")
+
+    assert pasted not in refused.value.description
+    assert pasted.split(".")[-1] not in refused.value.description  # nor its signature
+    assert refused.value.description == (
+        f"'issuer' is not a CI issuer this service trusts: {GOOGLE}, {GITLAB}, {GITHUB}"
+    )
+    assert len(store) == 0

@@ -61,6 +61,19 @@ def test_production_defaults() -> None:
     assert settings.token_issuer not in settings.github_issuers
 
 
+def test_the_settings_repr_holds_no_store_password() -> None:
+    settings = load_settings(
+        production(
+            TRUSTPUB_REDIS_URL="redis://:S3CRET-redis@redis.internal:6379/0",
+            TRUSTPUB_RATE_LIMIT_STORAGE="redis://:S3CRET-limits@redis.internal:6379/1",
+        )
+    )
+
+    assert settings.redis_url is not None  # read, and used
+    assert "S3CRET" not in repr(settings)
+    assert "S3CRET" not in str(settings)
+
+
 def test_dev_defaults_need_no_audience_and_no_keys() -> None:
     settings = load_settings({}, dev=True)
 

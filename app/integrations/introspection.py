@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ DEFAULT_TIMEOUT = 5.0
 MAX_TOKEN_LENGTH = 8192
 # An introspection answer is a few hundred bytes; a huge body is not one.
 MAX_ANSWER_BYTES = 64 * 1024
+# An answer that trickles in is cut off this many timeouts after it was asked for: the
+# timeout bounds each read, not their sum, and the upload waits on the answer.
+ANSWER_DEADLINE_TIMEOUTS = 3
+# Passed with every call: proxies from the environment (HTTP_PROXY, ALL_PROXY), which
+# requests would otherwise use even for a loopback trustpub, would receive the index's
+# client secret and the upload token. A proxy is the caller's explicit choice: a
+# `session_factory` whose sessions set one. (None is requests' "none"; its stubs say str.)
+_NO_ENVIRONMENT_PROXIES = cast("dict[str, str]", {"http": None, "https": None, "all": None})
 # Idle sessions kept for the next calls; past this many concurrent calls, the extra
 # sessions are closed after use.
 MAX_IDLE_SESSIONS = 16
@@ -250,23 +259,27 @@ class IntrospectionClient:
 
     def _post(self, token: str) -> Any:
         auth: tuple[str, str] | None = None
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self._client_id is not None:
             auth = (self._client_id, self._client_secret)
         else:
             headers["Authorization"] = f"Bearer {self._client_secret}"
+        deadline = time.monotonic() + ANSWER_DEADLINE_TIMEOUTS * self.timeout
         try:
             with self._session() as session:
-                response = session.post(
+                proxies = None if session.proxies else _NO_ENVIRONMENT_PROXIES
+                with session.post(
                     self.endpoint,
                     data={"token": token},
                     auth=auth,
                     headers=headers,
                     timeout=self.timeout,
                     allow_redirects=False,
-                )
-                content = response.content
-        except requests.RequestException as exc:
+                    proxies=proxies,
+                    stream=True,
+                ) as response:
+                    content = _bounded_content(response, deadline)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise IntrospectionUnavailable(
                 f"cannot reach trustpub at {self.endpoint}: {type(exc).__name__}"
             ) from exc
@@ -278,8 +291,6 @@ class IntrospectionClient:
             )
         if status != 200:
             raise IntrospectionUnavailable(f"trustpub answered HTTP {status}")
-        if len(content) > MAX_ANSWER_BYTES:
-            raise IntrospectionUnavailable("trustpub's answer is too large")
         try:
             return json.loads(content, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -323,6 +334,23 @@ class IntrospectionClient:
             projects=frozenset(normalize_project_name(p) for p in projects),
             publisher=MappingProxyType(dict(publisher)),
         )
+
+
+def _bounded_content(response: requests.Response, deadline: float) -> bytes:
+    """The answer's body, read only as far as MAX_ANSWER_BYTES and the deadline allow."""
+    if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        # Asked for as is: a compressed answer would be decompressed past any bound.
+        raise IntrospectionUnavailable("trustpub's answer is compressed, which it never is")
+    content = bytearray()
+    # read1: what one read brings, so that the deadline is checked after every read (each
+    # within the timeout), where a read of 16 KiB could take a trickled answer past it.
+    while chunk := response.raw.read1(16 * 1024):
+        content += chunk
+        if len(content) > MAX_ANSWER_BYTES:
+            raise IntrospectionUnavailable("trustpub's answer is too large")
+        if time.monotonic() > deadline:
+            raise IntrospectionUnavailable("trustpub's answer took too long to arrive")
+    return bytes(content)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -19,6 +19,7 @@ import importlib
 import logging
 import socketserver
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -215,10 +216,44 @@ def _pypiserver_project_of() -> Any:
     return project_of
 
 
+# wsgiref's server has no timeout and no bound on its threads: every client that stops
+# sending would hold a thread for ever. A read that waits longer than this fails, and past
+# this many requests at once a new connection is closed unanswered.
+CLIENT_TIMEOUT_SECONDS = 60
+MAX_CONCURRENT_REQUESTS = 64
+
+
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     """wsgiref's server, one thread per request: a slow upload must not stop downloads."""
 
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # refused now, not queued behind stalled ones
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            # A client that stopped sending: a line, not socketserver's traceback.
+            log.info("closed a connection from %s: nothing sent for a while", client_address[0])
+            return
+        super().handle_error(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (socket.getfqdn), which can
@@ -230,6 +265,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         self.setup_environ()
 
 
+def timed_handler(handler: type[Any]) -> type[Any]:
+    """`handler`, with CLIENT_TIMEOUT_SECONDS on each read from the client."""
+    return type(f"Timed{handler.__name__}", (handler,), {"timeout": CLIENT_TIMEOUT_SECONDS})
+
+
 def _serve(app: WSGIApplication, config: Any, pypiserver_main: Any) -> None:
     bottle: Any = importlib.import_module("pypiserver.bottle_wrapper")
     server = str(config.server_method)
@@ -238,7 +278,7 @@ def _serve(app: WSGIApplication, config: Any, pypiserver_main: Any) -> None:
         server = "wsgiref"
     if server == "wsgiref":
         options = {
-            "handler_class": pypiserver_main.WsgiHandler,
+            "handler_class": timed_handler(pypiserver_main.WsgiHandler),
             "server_class": ThreadingWSGIServer,
         }
     if server == "gunicorn":

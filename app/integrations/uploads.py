@@ -49,6 +49,8 @@ CHECKED_UPLOAD = "trustpub.token"
 # What pypiserver (and PyPI) accept as a distribution file name: no paths, no spaces.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.!+-]*")
 _SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+# Where an index may take a source archive's project to end (project_from_filename).
+_DASH_DIGIT = re.compile(r"-[0-9]")
 # A project name as PEP 508 allows it. Checked before normalising: str.lower() turns
 # some non-ASCII letters into ASCII ones (KELVIN SIGN into "k"), and a name with a line
 # break, quoted in a refusal's reason, would forge a line in the log.
@@ -70,17 +72,29 @@ def project_from_filename(filename: str) -> str | None:
     Wheels: the first `-`-separated field. Source archives: everything before the last
     `-` (PEP 625 names have no `-` in the project part). A `.asc` signature belongs to
     the file it signs.
+
+    A name that an index may split elsewhere is none: a version (or a wheel's build tag)
+    that does not begin with a digit, or an archive whose project part holds a `-` and a
+    digit. pypiserver and others take the project up to the first `-<digit>`:
+    `demo-evil-1.0-py3-none-any.whl` and `demo-1.0-2.0.tar.gz` would be `demo`'s files
+    here and another project's there.
     """
     if not _FILENAME.fullmatch(filename):
         return None
     base = filename.removesuffix(".asc")
     if base.endswith(".whl"):
         fields = base[: -len(".whl")].split("-")
-        return fields[0] if len(fields) in (5, 6) and fields[0] else None
+        if len(fields) not in (5, 6) or not fields[0]:
+            return None
+        if not fields[1][:1].isdigit() or (len(fields) == 6 and not fields[2][:1].isdigit()):
+            return None
+        return fields[0]
     for suffix in _SDIST_SUFFIXES:
         if base.endswith(suffix):
             project, dash, version = base[: -len(suffix)].rpartition("-")
-            return project if dash and project and version else None
+            if not (dash and project and version[:1].isdigit()):
+                return None
+            return None if _DASH_DIGIT.search(project) else project
     return None
 
 
@@ -193,10 +207,14 @@ class UploadGuard:
         if not decision.allowed or decision.token is None:
             log.warning("upload refused: %s", decision.reason)
             return request.deny(start_response, 403, decision.reason)
-        return self._check_body(request, decision.token, start_response)
+        return self._check_body(request, credentials, decision.token, start_response)
 
     def _check_body(
-        self, request: _Request, token: ActiveToken, start_response: StartResponse
+        self,
+        request: _Request,
+        credentials: tuple[str, str],
+        token: ActiveToken,
+        start_response: StartResponse,
     ) -> Iterable[bytes]:
         environ = request.environ
         if environ.get("HTTP_TRANSFER_ENCODING"):
@@ -210,11 +228,12 @@ class UploadGuard:
         # Closed on every refusal, else by _Closing once the server is done with the answer.
         spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         try:
-            refusal = self._check_form(request, token, length, spool)
-            if refusal is not None:
+            checked = self._check_form(request, credentials, token, length, spool)
+            if not isinstance(checked, ActiveToken):
                 spool.close()
-                status, reason = refusal
+                status, reason = checked
                 return request.deny(start_response, status, reason)
+            token = checked
             spool.seek(0)
             environ["wsgi.input"] = spool
             environ["CONTENT_LENGTH"] = str(length)
@@ -225,9 +244,15 @@ class UploadGuard:
             raise
 
     def _check_form(
-        self, request: _Request, token: ActiveToken, length: int, spool: IO[bytes]
-    ) -> tuple[int, str] | None:
-        """(status, reason) to refuse the upload, or None once it may go to the index."""
+        self,
+        request: _Request,
+        credentials: tuple[str, str],
+        token: ActiveToken,
+        length: int,
+        spool: IO[bytes],
+    ) -> tuple[int, str] | ActiveToken:
+        """(status, reason) to refuse the upload, or the token once it may go to the
+        index."""
         try:
             form = self._read_form(request, length, spool)
         except MalformedUpload as exc:
@@ -237,6 +262,15 @@ class UploadGuard:
         if problem:
             log.warning("upload refused for token %s: %s", token.jti, problem)
             return status, problem
+        # Asked again now that the body is in (from the cache, within its TTL): reading it
+        # may take longer than the token lives, or than a revocation takes to be answered.
+        decision = self.authorizer.check_token(*credentials)
+        if not decision.allowed or decision.token is None:
+            log.warning(
+                "upload refused for token %s after its body: %s", token.jti, decision.reason
+            )
+            return 403, decision.reason
+        token = decision.token
         decision = self.authorizer.check_projects(token, projects)
         if not decision.allowed:
             log.warning("upload refused for token %s: %s", token.jti, decision.reason)
@@ -251,7 +285,7 @@ class UploadGuard:
             publisher.get("run_id", "-"),
             token.jti,
         )
-        return None
+        return token
 
     def _read_form(self, request: _Request, length: int, spool: IO[bytes]) -> UploadForm:
         boundary = form_data_boundary(str(request.environ.get("CONTENT_TYPE", "")))

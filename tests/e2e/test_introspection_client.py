@@ -8,8 +8,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -28,6 +29,7 @@ from .fake_trustpub import (
     FakeTrustpub,
     active_answer,
 )
+from .servers import LoopbackServer
 
 
 class Clock:
@@ -487,7 +489,8 @@ INTEGRATIONS = Path(__file__).resolve().parents[2] / "app" / "integrations"
 
 
 def test_the_package_imports_only_the_standard_library_requests_and_itself() -> None:
-    allowed = set(sys.stdlib_module_names) | {"requests", "app"}
+    # urllib3: requests' own transport, which requests installs (its read errors).
+    allowed = set(sys.stdlib_module_names) | {"requests", "urllib3", "app"}
     for path in INTEGRATIONS.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names: list[str] = []
@@ -499,3 +502,84 @@ def test_the_package_imports_only_the_standard_library_requests_and_itself() -> 
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
                 if name.startswith("app"):
                     assert name.startswith("app.integrations"), f"{path.name} imports {name}"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A proxy that records what it is sent, and answers 502."""
+
+    seen: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append((self.requestline, self.headers.get("Authorization", ""), body))
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_environment_proxy_is_not_sent_the_secret_or_the_token(
+    fake: FakeTrustpub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    _Recorder.seen = []
+    with LoopbackServer(_Recorder) as proxy:
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+
+        answer = make_client(fake).introspect("tok")
+
+    assert answer is not None  # trustpub itself was asked
+    assert answer.projects == {"demo-pkg"}
+    assert _Recorder.seen == []
+
+
+class _EndlessAnswer(BaseHTTPRequestHandler):
+    """An answer without a length that floods, or that trickles a byte at a time."""
+
+    protocol_version = "HTTP/1.0"
+    mode = "flood"
+    sent = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        try:
+            if type(self).mode == "flood":
+                for _ in range(1600):  # 100 MiB
+                    self.wfile.write(b" " * 65536)
+                    type(self).sent += 65536
+            else:
+                for _ in range(12):  # each byte well within the read timeout
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+                self.wfile.write(b'{"active": false}')
+        except OSError:
+            pass  # the client hung up: what the test wants
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "refusal"),
+    [("flood", "too large"), ("trickle", "took too long")],
+)
+def test_an_answer_is_read_only_as_far_as_its_bound_and_deadline(mode: str, refusal: str) -> None:
+    _EndlessAnswer.mode, _EndlessAnswer.sent = mode, 0
+    with LoopbackServer(_EndlessAnswer) as server:
+        client = IntrospectionClient(server.url, CLIENT_SECRET, client_id=CLIENT_ID, timeout=1)
+        started = time.monotonic()
+        with pytest.raises(IntrospectionUnavailable, match=refusal):
+            client.introspect("tok")
+        took = time.monotonic() - started
+
+    assert took < 4  # three timeouts, and a read
+    assert _EndlessAnswer.sent < 16 * 1024 * 1024  # not 100 MiB taken in before the check

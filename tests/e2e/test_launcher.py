@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
 
 import pytest
 
 from app.integrations import IntrospectionClient, UploadAuthorizer, UploadGuard
+from app.integrations import pypiserver_launcher as launcher
 from app.integrations.pypiserver_launcher import (
     _pypiserver_app,
     split_argv,
@@ -118,3 +123,55 @@ def test_an_upload_token_opens_no_download_or_listing_behind_passwords(
 
     assert [get("/simple/private-b/"), get("/packages/private_b-1.0.tar.gz")] == ["403", "403"]
     assert authorizer.auther()("__token__", "tok")  # the token itself is active
+
+
+def _closed(connection: socket.socket) -> bool:
+    try:
+        return connection.recv(1024) == b""
+    except TimeoutError:  # still held open
+        return False
+
+
+def _hello(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_the_wsgiref_server_bounds_stalled_clients_in_time_and_number(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(launcher, "CLIENT_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(launcher, "MAX_CONCURRENT_REQUESTS", 4)
+    server = launcher.ThreadingWSGIServer(
+        ("127.0.0.1", 0), launcher.timed_handler(WSGIRequestHandler)
+    )
+    server.set_app(_hello)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    stalled = [socket.create_connection(server.server_address, timeout=4) for _ in range(8)]
+    try:
+        for connection in stalled:
+            connection.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le")  # and no more
+        # Past the cap, a connection is closed once accepted: not queued behind stalled
+        # ones, and well before their timeout.
+        started = time.monotonic()
+        for connection in stalled[4:]:
+            connection.settimeout(max(0.01, started + 1.0 - time.monotonic()))
+        closed_at_once = sum(_closed(connection) for connection in stalled[4:])
+        # Within the cap, each is cut off once it has sent nothing for the timeout.
+        cut_off = sum(_closed(connection) for connection in stalled[:4])
+
+        with socket.create_connection(server.server_address, timeout=5) as fresh:
+            fresh.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = fresh.recv(1024)
+    finally:
+        for connection in stalled:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+
+    assert closed_at_once == 4
+    assert cut_off == 4
+    assert answer.startswith(b"HTTP/1.0 200")  # every slot free again
+    assert "Traceback" not in capsys.readouterr().err  # a cut-off client is no error

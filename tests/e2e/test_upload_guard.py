@@ -11,7 +11,7 @@ import base64
 import io
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
@@ -27,10 +27,18 @@ from app.integrations import (
     UploadAuthorizer,
     UploadGuard,
     form_data_boundary,
+    normalize_project_name,
     project_from_filename,
 )
 
-from .fake_trustpub import CLIENT_ID, CLIENT_SECRET, Answer, FakeTrustpub, active_answer
+from .fake_trustpub import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INACTIVE,
+    Answer,
+    FakeTrustpub,
+    active_answer,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # bottle imports cgi
@@ -473,7 +481,79 @@ def test_the_scanner_gives_the_same_answer_for_any_chunking() -> None:
         ("demo pkg-1.0.tar.gz", None),
         (".demo_pkg-1.0.tar.gz", None),
         ("demo_pkg-1.0.exe", None),
+        # Names an index that takes the project up to the first "-<digit>" (pypiserver)
+        # would file under another project: none, rather than `demo`'s.
+        ("demo-evil-1.0-py3-none-any.whl", None),
+        ("demo-victim_tools-1.0-py3-none-any.whl", None),
+        ("demo_pkg-1.0-build-py3-none-any.whl", None),
+        ("demo-1.0-2.0.tar.gz", None),
+        ("demo_pkg-latest.tar.gz", None),
     ],
 )
 def test_project_from_filename(filename: str, project: str | None) -> None:
     assert project_from_filename(filename) == project
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "demo_pkg-1.0-py3-none-any.whl",
+        "demo_pkg-1.0-1-py3-none-any.whl",
+        "demo-pkg-1.0.tar.gz",
+        "demo-evil-1.0-py3-none-any.whl",
+        "demo-1.0-2.0.tar.gz",
+        "demo-victim_tools-1.0-py3-none-any.whl",
+    ],
+)
+def test_a_file_the_default_names_a_project_of_is_that_projects_for_pypiserver(
+    filename: str,
+) -> None:
+    from pypiserver.pkg_helpers import guess_pkgname_and_version
+
+    ours = project_from_filename(filename)
+    theirs = guess_pkgname_and_version(filename)
+
+    assert ours is None or (
+        theirs is not None and normalize_project_name(ours) == normalize_project_name(theirs[0])
+    )
+
+
+class _SlowBody(io.RawIOBase):
+    """A request body that arrives in two parts, `meanwhile` happening in between."""
+
+    def __init__(self, data: bytes, meanwhile: Callable[[], None]) -> None:
+        self._data = io.BytesIO(data)
+        self._meanwhile: Callable[[], None] | None = meanwhile
+
+    def read(self, size: int = -1) -> bytes:
+        if self._data.tell() > 0 and self._meanwhile is not None:
+            self._meanwhile()
+            self._meanwhile = None
+        return self._data.read(min(size, 1024) if size > 0 else 1024)
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired"])
+def test_a_token_is_asked_about_again_once_the_body_is_in(
+    fake: FakeTrustpub, index: Index, change: str
+) -> None:
+    # An upload may take longer to send than its token lives, or than a revocation takes
+    # to be answered: the answer from before its body is no longer the answer.
+    fake.answer(TOKEN, active_answer(["demo-pkg"], expires_in=60))
+    client = IntrospectionClient(fake.url, CLIENT_SECRET, client_id=CLIENT_ID, cache_ttl=0)
+    guard = UploadGuard(index, UploadAuthorizer(client), max_upload_bytes=1_000_000)
+    body, content_type = twine_like()
+
+    def meanwhile() -> None:
+        if change == "revoked":
+            fake.answer(TOKEN, INACTIVE)
+        else:
+            # Still "active" by a trustpub whose clock is behind: over by the index's.
+            fake.answer(TOKEN, active_answer(["demo-pkg"], expires_in=-1))
+
+    response, _ = call(
+        guard, body=body, content_type=content_type, **{"wsgi.input": _SlowBody(body, meanwhile)}
+    )
+
+    assert response.status == 403, response.body
+    assert index.calls == []
+    assert fake.asked(TOKEN) == 2  # before the body, and after it

@@ -11,11 +11,11 @@ requests into outbound fetches.
 Every refresh runs on its own thread, at most one per issuer, and a request waits for
 it at most `max_wait` seconds from the moment it started. Per-read socket timeouts do
 not bound a fetch: a server that trickles its headers or body a byte at a time keeps
-every read within them. The fetch checks its deadline after every read of the body, so
-a trickled body ends it there; trickled headers (which http.client reads line by line)
-can still hold it, and that issuer's next refresh, for as long as they last. The
-request still gets its answer in time, and no lock is held across the network, so
-requests never queue behind a stuck fetch.
+every read within them, and one read of http.client's may go on for ever (interim
+responses, chunk lines, trailers). At the fetch's deadline its sockets are shut down
+(app.oidc.fetch_deadline), which ends any read in progress; the fetch also checks the
+deadline after every read of the body. No lock is held across the network, so requests
+never queue behind a fetch.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.errors import InvalidToken, KeySetUnavailable
 from app.metrics import labelled, metrics
+from app.oidc.fetch_deadline import SocketDeadline, watch_sockets
 from app.oidc.jws import PublicKey
 
 log = logging.getLogger(__name__)
@@ -229,6 +231,10 @@ class HttpKeySetFetcher:
         key_origins: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._session = session
+        watch_sockets(session)  # the deadline ends a read in progress (app.oidc.fetch_deadline)
+        # An issuer's cookies are kept by no one: requests' jar has no bound, and a failing
+        # issuer could add megabytes with every answer, sent back with every fetch.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         # By issuer: the origins besides its own that may serve its keys.
         self._key_origins = dict(key_origins or {})
         self._timeout = timeout
@@ -270,17 +276,21 @@ class HttpKeySetFetcher:
         if remaining <= 0:
             raise KeySetFetchError("deadline exceeded")
         timeout = min(self._timeout, remaining)
+        cut_off = SocketDeadline(remaining)
         try:
-            with self._session.get(
-                url,
-                timeout=(timeout, timeout),
-                stream=True,
-                allow_redirects=False,
-                # The body is read raw, undecoded, and capped in bytes: asked for as is,
-                # or the session's default "gzip, deflate" lets an issuer's CDN answer
-                # bytes that no parser here reads, and every fetch fails.
-                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
-            ) as response:
+            with (
+                cut_off,
+                self._session.get(
+                    url,
+                    timeout=(timeout, timeout),
+                    stream=True,
+                    allow_redirects=False,
+                    # The body is read raw, undecoded, and capped in bytes: asked for as is,
+                    # or the session's default "gzip, deflate" lets an issuer's CDN answer
+                    # bytes that no parser here reads, and every fetch fails.
+                    headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+                ) as response,
+            ):
                 if response.status_code != 200:
                     raise KeySetFetchError(f"{url} answered HTTP {response.status_code}")
                 encoding = response.headers.get("Content-Encoding", "identity")
@@ -295,9 +305,15 @@ class HttpKeySetFetcher:
                     if len(body) > self._max_bytes:
                         raise KeySetFetchError(f"{url} answered more than {self._max_bytes} bytes")
                     if time.monotonic() > deadline:
-                        raise KeySetFetchError(f"{url} was too slow")
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise KeySetFetchError(f"{url}: {type(exc).__name__}") from exc
+                        raise KeySetFetchError(f"{url}: was too slow")
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # Ended by its deadline (its socket shut down), or by a failure of its own.
+            reason = "was too slow" if cut_off.expired else type(exc).__name__
+            raise KeySetFetchError(f"{url}: {reason}") from exc
+        if cut_off.expired:
+            # What was read ends where the socket was shut, wherever http.client was: in
+            # the headers, in the trailers. A truncated answer may still parse.
+            raise KeySetFetchError(f"{url}: was too slow")
         try:
             document = json.loads(bytes(body).decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):

@@ -9,6 +9,7 @@ are checked on a `CachedKeySet` built with a clock the test moves, through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -30,7 +31,7 @@ from app.settings import GOOGLE_ISSUER
 from .conftest import MakeApp, MakeClaims, MakeToken
 from .exchange_api import AUDIENCE, assert_failure, assert_minted, mint, run_together
 from .policies import github_publisher
-from .trickling_issuer import TricklingIssuer
+from .trickling_issuer import PARTS, TricklingIssuer
 
 JWKS = "/jwks"
 DISCOVERY = "/openid-configuration"
@@ -395,6 +396,26 @@ def test_an_encoded_answer_nobody_asked_for_is_refused(
         HttpKeySetFetcher(session).fetch(oidc_issuer.url)
 
 
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_issuers_cookies_are_neither_kept_nor_sent_back(
+    oidc_issuer: OIDCIssuer, session: requests.Session, status: int
+) -> None:
+    # requests' jar keeps every cookie, of a failed answer too, without a bound: a
+    # failing issuer could grow it by megabytes at every attempt, in every worker.
+    oidc_issuer.set_cookies(20)
+    fetcher = HttpKeySetFetcher(session)
+    if status != 200:
+        oidc_issuer.fail_with(status)
+
+    for _ in range(3):
+        with contextlib.suppress(KeySetFetchError):
+            fetcher.fetch(oidc_issuer.url)
+
+    assert oidc_issuer.requests() >= 3
+    assert len(session.cookies) == 0
+    assert oidc_issuer.cookies_received == 0
+
+
 def test_jwks_uri_on_another_origin_is_never_fetched(
     client: FlaskClient,
     oidc_issuer: OIDCIssuer,
@@ -544,14 +565,18 @@ def test_only_the_public_google_issuer_takes_its_keys_from_googleapis() -> None:
     assert custom.key_origins == frozenset()
 
 
-def test_a_trickled_body_ends_the_fetch_at_its_deadline(
-    test_ca: TestCA, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_a_trickled_answer_ends_the_fetch_at_its_deadline(
+    test_ca: TestCA, session: requests.Session, monkeypatch: pytest.MonkeyPatch, part: str
 ) -> None:
-    # Each byte comes within the read timeout: before, the fetch waited for 16 KiB of
-    # them before it looked at its deadline, and held the issuer's refreshes that long.
+    # Each byte comes within the read timeout. Before, a body was read 16 KiB at a time
+    # before the deadline was looked at; and a trickled status line or headers, a chunk
+    # line, trailers or a flood of interim responses held one read of http.client's for
+    # as long as they went on, the flood with a core busy parsing it. The issuer's next
+    # refresh waited on it.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
     outcome: list[BaseException] = []
-    with TricklingIssuer(test_ca, part="body") as trickler:
+    with TricklingIssuer(test_ca, part=part) as trickler:
         fetcher = HttpKeySetFetcher(session, timeout=0.5, deadline=1.0)
 
         def fetch() -> None:

@@ -2,7 +2,10 @@
 
 Each byte arrives well within any read timeout, so only a deadline on the whole fetch
 (or on how long a request waits for it) can stop a client from hanging on it. It
-trickles either its status line and headers or, after complete headers, its body.
+trickles its status line and headers (`headers`), or after complete headers its body
+(`body`), one chunk-size line of a chunked body (`chunk-line`) or trailer fields after
+its last chunk (`trailers`); or it floods `100 Continue` responses as fast as it can
+(`interim`). The last three keep a single read of http.client's going.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from types import TracebackType
 from support.tls import TestCA
 
 BYTE_INTERVAL = 0.2
+PARTS = frozenset({"headers", "body", "chunk-line", "trailers", "interim"})
+_CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+_INTERIM = b"HTTP/1.1 100 Continue\r\n\r\n" * 256
 
 
 class TricklingIssuer:
     def __init__(self, ca: TestCA, *, part: str) -> None:
-        if part not in {"headers", "body"}:
-            raise ValueError(f"part must be 'headers' or 'body', got {part!r}")
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}")
         self._part = part
         cert_path, key_path = ca.issue_server_cert(["127.0.0.1"])
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -79,12 +87,22 @@ class TricklingIssuer:
             with self._lock:
                 self.requests += 1
                 self._connections.append(tls)
+            if self._part == "interim":
+                while not self._stopping.is_set():
+                    tls.sendall(_INTERIM)
+                return
             if self._part == "body":
                 tls.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 100000\r\n\r\n{"
                 )
                 filler = b" "
+            elif self._part == "chunk-line":
+                tls.sendall(_CHUNKED + b"2;ext=")
+                filler = b"x"
+            elif self._part == "trailers":
+                tls.sendall(_CHUNKED + b"2\r\n{}\r\n0\r\n")
+                filler = b"X-T: y\r\n"
             else:
                 tls.sendall(b"HTTP/1.1 200 OK\r\nX-Filler: ")
                 filler = b"x"

@@ -74,6 +74,8 @@ class _Faults:
     # in front of an issuer does), "always" even when it does not.
     gzip: str | None = None
     discovery_overrides: dict[str, object] = dataclasses.field(default_factory=dict)
+    # Fresh cookies set with every answer (Set-Cookie), as a load balancer might.
+    cookies: int = 0
 
     def snapshot(self) -> _Faults:
         return dataclasses.replace(self, discovery_overrides=dict(self.discovery_overrides))
@@ -99,6 +101,9 @@ class OIDCIssuer:
         self._lock = threading.Lock()
         self._faults = _Faults()
         self._counts: Counter[str] = Counter()
+        self._cookies_set = 0
+        # Requests that came with a Cookie header.
+        self.cookies_received = 0
         self._keys: dict[str, rsa.RSAPrivateKey] = {}
         self._pool_indices: set[int] = set()
         self._next_kid = 1
@@ -285,6 +290,11 @@ class OIDCIssuer:
         with self._lock:
             self._faults.gzip = when
 
+    def set_cookies(self, count: int) -> None:
+        """Set ``count`` new cookies with every answer."""
+        with self._lock:
+            self._faults.cookies = count
+
     def override_discovery(self, **fields: object) -> None:
         """Replace fields of the discovery document (e.g. a wrong ``issuer``)."""
         with self._lock:
@@ -310,15 +320,21 @@ class OIDCIssuer:
 
     # -- serving (called from handler threads) ----------------------------------
 
-    def _respond(self, raw_path: str, accept_encoding: str) -> tuple[int, bytes, str | None]:
-        """Status, body and Content-Encoding of the answer to a GET of `raw_path`."""
+    def _respond(
+        self, raw_path: str, accept_encoding: str
+    ) -> tuple[int, bytes, str | None, list[str]]:
+        """Status, body, Content-Encoding and Set-Cookie values of the answer to a GET
+        of `raw_path`."""
         with self._lock:
             faults = self._faults.snapshot()
+            self._cookies_set += faults.cookies
+            first = self._cookies_set
         status, body = self._answer(raw_path, faults)
+        cookies = [f"c{first - n}={'x' * 100}; Max-Age=3600" for n in range(faults.cookies)]
         offered = "gzip" in accept_encoding.lower()
         if faults.gzip == "always" or (faults.gzip == "offered" and offered):
-            return status, gzip.compress(body), "gzip"
-        return status, body, None
+            return status, gzip.compress(body), "gzip", cookies
+        return status, body, None, cookies
 
     def _answer(self, raw_path: str, faults: _Faults) -> tuple[int, bytes]:
         path = raw_path.split("?", 1)[0]
@@ -400,9 +416,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         accept_encoding = self.headers.get("Accept-Encoding", "")
-        status, body, encoding = self.server.issuer._respond(self.path, accept_encoding)
+        status, body, encoding, cookies = self.server.issuer._respond(self.path, accept_encoding)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        if self.headers.get("Cookie"):
+            self.server.issuer.cookies_received += 1
         if encoding is not None:
             self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))

@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -173,14 +172,16 @@ class IntrospectionClient:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if "@" in urlsplit(trustpub_url).netloc:
+        if "@" in trustpub_url:
             # Said before anything quotes the URL: it is logged at start and in errors.
+            # Anywhere in it: a password holding "/" or "#" moves the "@" out of what
+            # urlsplit calls the host part, and one without a scheme has no host part.
             raise ValueError(
                 "trustpub_url must not hold credentials (user:password@, not shown): "
                 "the client's go in client_id and client_secret"
             )
         if not trustpub_url.startswith(("http://", "https://")):
-            raise ValueError(f"trustpub_url must be an http(s) URL, got {trustpub_url!r}")
+            raise ValueError("trustpub_url must be an http(s) URL (not shown)")
         if not client_secret:
             raise ValueError("client_secret is empty")
         if timeout <= 0:

@@ -297,8 +297,20 @@ def test_an_unreachable_trustpub_fails_closed() -> None:
         ("https://idx:hunter2@trustpub.example", "must not hold credentials"),
         ("ftp://idx:hunter2@trustpub.example", "must not hold credentials"),
         ("ftp://trustpub.example", "must be an http(s) URL"),
+        ("idx:hunter2@trustpub.example:8000", "must not hold credentials"),
+        ("https://idx:hunt/er2@trustpub.example", "must not hold credentials"),
+        ("https://idx:hunt#er2@trustpub.example", "must not hold credentials"),
+        ("trustpub.example/hunter2", "must be an http(s) URL"),
     ],
-    ids=["credentials", "credentials-other-scheme", "other-scheme"],
+    ids=[
+        "credentials",
+        "credentials-other-scheme",
+        "other-scheme",
+        "credentials-without-scheme",
+        "password-with-slash",
+        "password-with-hash",
+        "no-scheme",
+    ],
 )
 def test_a_trustpub_url_it_cannot_use_is_refused_without_its_password(
     url: str, refused: str

@@ -538,6 +538,12 @@ class _Api:
 def _management_url(url: str, named: str) -> str:
     """`url`, unless the bearer secret would cross a network unencrypted to reach it."""
     parts = urlsplit(url)
+    if "@" in url:
+        # Not quoted: the part before "@" would be a password, and every error names the URL.
+        raise click.ClickException(
+            f"{named} holds credentials (user:password@, not shown): the secret goes in "
+            "TRUSTPUB_CLIENT_SECRET"
+        )
     if not parts.hostname or parts.scheme not in ("https", "http"):
         raise click.ClickException(
             f"{named} must be an https:// URL (http:// only to this machine)"

@@ -339,6 +339,7 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
         ("ftp://127.0.0.1", False, False),
         ("trustpub.example.com", False, False),
         ("https://", False, False),
+        ("https://admin:hunter2@trustpub.example.com", False, False),
     ],
 )
 def test_the_secret_is_sent_over_plain_http_only_to_this_machine(
@@ -368,4 +369,5 @@ def test_the_secret_is_sent_over_plain_http_only_to_this_machine(
         assert "cannot reach" in result.output
     else:
         assert requested == []
-        assert "https://" in result.output
+        assert "https://" in result.output or "holds credentials" in result.output
+        assert "hunter2" not in result.output

@@ -39,7 +39,7 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -366,27 +366,27 @@ class LivePublishers(PublisherRegistry):
         # policy files' history in Git holds. If the write fails, this process still
         # counts its files' projects, and its next reload tries again.
         missing = sorted(self._file_projects - state.projects)
-        # Set off by the poller or by a request's refresh, but no request's doing.
-        outside_the_request = REQUEST_ID.set("-")
         try:
-            for first in range(0, len(missing), MAX_DECLARED_PROJECTS):
-                batch = missing[first : first + MAX_DECLARED_PROJECTS]
-                if self._audit is None:
-                    self._store.declare_projects(batch)
-                    continue
-                record = self._audit.prepare(
-                    "projects-declare", SERVICE_ACTOR, {"count": str(len(batch))}
-                )
-                # The store appends the record only when it added a name: of processes
-                # loading the same files at once, the first records them.
-                if self._store.declare_projects(batch, audit=record).created:
-                    self._audit.log(record)
+            with _no_request_id():
+                self._declare_file_projects(missing)
             return self._store.load_registrations()
         except StoreUnavailable:
             log.warning("registrations: the policy files' projects could not be recorded yet")
             return state
-        finally:
-            REQUEST_ID.reset(outside_the_request)
+
+    def _declare_file_projects(self, missing: Sequence[str]) -> None:
+        for first in range(0, len(missing), MAX_DECLARED_PROJECTS):
+            batch = missing[first : first + MAX_DECLARED_PROJECTS]
+            if self._audit is None:
+                self._store.declare_projects(batch)
+                continue
+            record = self._audit.prepare(
+                "projects-declare", SERVICE_ACTOR, {"count": str(len(batch))}
+            )
+            # The store appends the record only when it added a name: of processes
+            # loading the same files at once, the first records them.
+            if self._store.declare_projects(batch, audit=record).created:
+                self._audit.log(record)
 
     def _purge(self, now: int) -> None:
         # Any process may purge: the store removes each registration once, with its audit
@@ -395,17 +395,13 @@ class LivePublishers(PublisherRegistry):
         if self._audit is None:
             self._store.purge_expired(now)
             return
-        # An expiry is no request's doing, though a request's refresh may purge it: its
-        # record and log line carry no request id (an add in its place keeps the add's).
-        outside_the_request = REQUEST_ID.set("-")
-        try:
+        # An add in place of an expired publisher keeps the add's request id.
+        with _no_request_id():
             expired = _expiry_records(
                 self._audit, (r for r in self._snapshot.pending if r.expired(now))
             )
             for registration_id in self._store.purge_expired(now, expired):
                 self._audit.log(expired.of(registration_id))
-        finally:
-            REQUEST_ID.reset(outside_the_request)
 
     def try_refresh(self) -> None:
         try:
@@ -498,6 +494,19 @@ class LivePublishers(PublisherRegistry):
             ),
             pending=tuple(r for r in state.registrations if r.pending),
         )
+
+
+@contextlib.contextmanager
+def _no_request_id() -> Iterator[None]:
+    """For trustpub's own changes (an expiry purged, the policy files' projects recorded):
+    a request's refresh may set them off, but they are no request's doing, so their audit
+    records and log lines carry no request id, which would send whoever follows it to the
+    wrong caller."""
+    outside = REQUEST_ID.set("-")
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(outside)
 
 
 def _poll(owner_ref: weakref.ref[LivePublishers], interval: float, stop: threading.Event) -> None:

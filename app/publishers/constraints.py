@@ -18,9 +18,14 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from app.publishers.model import ClaimCheck
+
+# A verified token's claims, by name (a claim it lacks is None).
+Claims = Mapping[str, str | None]
+NO_CLAIMS: Claims = MappingProxyType({})
 
 MAX_GLOB_LENGTH = 255
 # Letters, digits and the punctuation of git refs, paths and SHAs: enough for every
@@ -103,7 +108,11 @@ class Rule(Protocol):
         """Canonical text: two publishers whose rules have equal keys constrain alike."""
         ...
 
-    def check(self, received: str | None) -> ClaimCheck: ...
+    def check(self, received: str | None, claims: Claims = NO_CLAIMS) -> ClaimCheck:
+        """The verdict on `received`, the rule's claim. `claims`: all of the token's, for
+        a rule whose verdict depends on another (GitHub's reusable workflow at the run's
+        own ref); the others ignore them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class MatchesAny:
     def key(self) -> str:
         return f"{self.claim}~" + "|".join(sorted(p.text for p in self.patterns))
 
-    def check(self, received: str | None) -> ClaimCheck:
+    def check(self, received: str | None, claims: Claims = NO_CLAIMS) -> ClaimCheck:
         ok = received is not None and any(p.matches(received) for p in self.patterns)
         return ClaimCheck(self.claim, self._expected, received, ok)
 
@@ -141,7 +150,7 @@ class OneOf:
     def key(self) -> str:
         return f"{self.claim}=" + "|".join(sorted(self.values))
 
-    def check(self, received: str | None) -> ClaimCheck:
+    def check(self, received: str | None, claims: Claims = NO_CLAIMS) -> ClaimCheck:
         return ClaimCheck(self.claim, self._expected, received, received in self.values)
 
     @cached_property
@@ -160,7 +169,7 @@ class IsTrue:
     def key(self) -> str:
         return f"{self.claim}=true"
 
-    def check(self, received: str | None) -> ClaimCheck:
+    def check(self, received: str | None, claims: Claims = NO_CLAIMS) -> ClaimCheck:
         return ClaimCheck(self.claim, "'true'", received, received == "true")
 
 
@@ -194,5 +203,5 @@ def rules_from_policy(
     return tuple(factory(entry[key]) for key, factory in table.items() if key in entry)
 
 
-def check_rules(rules: tuple[Rule, ...], values: Mapping[str, str | None]) -> list[ClaimCheck]:
-    return [rule.check(values.get(rule.claim)) for rule in rules]
+def check_rules(rules: tuple[Rule, ...], values: Claims) -> list[ClaimCheck]:
+    return [rule.check(values.get(rule.claim), values) for rule in rules]

@@ -20,9 +20,12 @@ from typing import Any, NamedTuple
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
 from app.publishers.constraints import (
+    NO_CLAIMS,
+    Claims,
     Glob,
     Rule,
     RuleFactory,
+    check_rules,
     equal_to,
     is_true,
     matches_any,
@@ -116,10 +119,11 @@ class ReusableWorkflowRule:
     def key(self) -> str:
         return f"{self.claim}~{self.repository.lower()}{_WORKFLOWS_DIR}{self.file}@{self.ref.text}"
 
-    def check(self, received: str | None, own_refs: tuple[str, ...] = ()) -> ClaimCheck:
-        # `own_refs`: the run's `ref` and `sha`, the only refs that may hold an "@"
-        # (a monorepo tag `refs/tags/pkg@1.0.0` running a same-repository reusable
-        # workflow), as `_workflow_file` accepts them in `workflow_ref`.
+    def check(self, received: str | None, claims: Claims = NO_CLAIMS) -> ClaimCheck:
+        # The run's `ref` and `sha` are the only refs that may hold an "@" (a monorepo
+        # tag `refs/tags/pkg@1.0.0` running a same-repository reusable workflow), as
+        # `_workflow_file` accepts them in `workflow_ref`.
+        own_refs = tuple(ref for ref in (claims.get("ref"), claims.get("sha")) if ref)
         split = split_workflow_ref(received, own_refs) if received is not None else None
         ok = split is not None and (
             split[0].lower() == self.repository.lower()
@@ -261,7 +265,7 @@ class GitHubPublisher:
                 )
             )
         if self.rules:
-            checks.extend(_check_rules(self.rules, claims.values))
+            checks.extend(check_rules(self.rules, claims.values))
         return tuple(checks)
 
     @cached_property
@@ -353,17 +357,6 @@ class GitHubProvider:
             environment=environment,
             values={**values, **optional},
         )
-
-
-def _check_rules(rules: tuple[Rule, ...], values: Mapping[str, str | None]) -> list[ClaimCheck]:
-    """Each rule's check; the reusable-workflow rule also hears the run's own ref and sha."""
-    own_refs = tuple(ref for ref in (values.get("ref"), values.get("sha")) if ref)
-    return [
-        rule.check(values.get(rule.claim), own_refs)
-        if isinstance(rule, ReusableWorkflowRule)
-        else rule.check(values.get(rule.claim))
-        for rule in rules
-    ]
 
 
 def _workflow_file(repository: str, workflow_ref: str, ref: str, sha: str) -> str:

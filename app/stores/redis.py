@@ -580,9 +580,9 @@ class RedisStore:
 
     def _check_eviction(self, memory: object) -> None:
         try:
-            if isinstance(memory, redis.ResponseError):
+            if not isinstance(memory, bytes):  # an error reply
                 raise ValueError(str(memory))
-            risk = eviction_risk(memory if isinstance(memory, bytes) else str(memory).encode())
+            risk = eviction_risk(memory)
         except ValueError as unknown:
             # An ACL without INFO (it is in @dangerous) or a proxy with its own INFO: the
             # setting cannot be read here, and granting INFO for it is the operator's call.

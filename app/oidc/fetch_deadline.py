@@ -9,8 +9,10 @@ keep one read going for ever, its thread parsing at full speed.
 So at its deadline a fetch's sockets are shut down: any read in progress, wherever it
 is, ends at once with an error, and so does every later one. A session carries this
 once `watch_sockets` mounted its adapters; a fetch sets its deadline with
-`SocketDeadline`. Sockets of a proxy (`HTTPS_PROXY`) are not watched: the fetch's own
-deadline checks still bound those.
+`SocketDeadline`. Through an operator's proxy (`HTTPS_PROXY`) the socket watched is
+the one to the proxy, which carries the tunnel. A SOCKS proxy's sockets are not watched
+(requests needs PySocks for one, which trustpub does not install): the fetch's own
+deadline checks between reads still bound those.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import ProxyManager
 
 # The deadline of the fetch this thread is making, if any.
 _current = threading.local()
@@ -119,10 +122,16 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class _WatchedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPPool,
-            "https": _WatchedHTTPSPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, ProxyManager):  # not SOCKS: its pools open their own sockets
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager

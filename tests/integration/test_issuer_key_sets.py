@@ -19,6 +19,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from support.connect_proxy import ConnectProxy
 from support.oidc_issuer import OIDCIssuer
 from support.tls import TestCA
 
@@ -565,18 +566,29 @@ def test_only_the_public_google_issuer_takes_its_keys_from_googleapis() -> None:
     assert custom.key_origins == frozenset()
 
 
+@pytest.mark.parametrize("route", ["direct", "through-a-proxy"])
 @pytest.mark.parametrize("part", sorted(PARTS))
 def test_a_trickled_answer_ends_the_fetch_at_its_deadline(
-    test_ca: TestCA, session: requests.Session, monkeypatch: pytest.MonkeyPatch, part: str
+    test_ca: TestCA,
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    part: str,
+    route: str,
 ) -> None:
     # Each byte comes within the read timeout. Before, a body was read 16 KiB at a time
     # before the deadline was looked at; and a trickled status line or headers, a chunk
     # line, trailers or a flood of interim responses held one read of http.client's for
     # as long as they went on, the flood with a core busy parsing it. The issuer's next
-    # refresh waited on it.
+    # refresh waited on it. Until the twenty-eighth session a fetch through an
+    # operator's HTTPS_PROXY still did.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     outcome: list[BaseException] = []
-    with TricklingIssuer(test_ca, part=part) as trickler:
+    with TricklingIssuer(test_ca, part=part) as trickler, ConnectProxy() as proxy:
+        if route == "through-a-proxy":
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+            monkeypatch.setenv("https_proxy", proxy.url)
         fetcher = HttpKeySetFetcher(session, timeout=0.5, deadline=1.0)
 
         def fetch() -> None:
@@ -595,6 +607,7 @@ def test_a_trickled_answer_ends_the_fetch_at_its_deadline(
     assert elapsed < 2.0  # the deadline and one read past it
     assert [type(exc) for exc in outcome] == [KeySetFetchError]
     assert str(outcome[0]).endswith("was too slow")
+    assert proxy.tunnels == (1 if route == "through-a-proxy" else 0)
 
 
 def test_a_refresh_without_a_thread_fails_like_a_fetch_and_is_tried_again(

@@ -211,7 +211,13 @@ class CachedKeySet:
             with self._lock:
                 self._snapshot = _Snapshot(keys=keys, fetched_at=now)
                 self._next_attempt_at = now + self._policy.min_refresh_interval
-            log.info("key set refreshed for issuer %s: %d key(s)", self._issuer, len(keys))
+            if keys:
+                log.info("key set refreshed for issuer %s: %d key(s)", self._issuer, len(keys))
+            else:
+                log.warning(
+                    "key set of issuer %s lists no usable signing key: its tokens are refused",
+                    self._issuer,
+                )
         finally:
             with self._lock:
                 self._refresh = None
@@ -324,8 +330,11 @@ class HttpKeySetFetcher:
 
 
 def parse_jwks(document: Mapping[str, Any]) -> dict[str, IssuerKey]:
-    """Public signing keys by `kid`; keys that are unusable or ambiguous are skipped, none
-    at all fails."""
+    """Public signing keys by `kid`; keys that are unusable or ambiguous are skipped.
+
+    A set that lists none is the issuer's answer, not a failure: it replaces the cached
+    set like any other, so an issuer that withdraws every key (a compromise) is believed
+    at the next refresh, rather than its old keys trusted for `max_stale`."""
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise KeySetFetchError("key set has no 'keys' list")
@@ -344,8 +353,6 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, IssuerKey]:
     for kid in ambiguous:
         log.warning("key set names more than one signing key %r: none of them is used", kid[:64])
         del keys[kid]
-    if not keys:
-        raise KeySetFetchError("key set holds no usable signing key")
     return keys
 
 

@@ -215,34 +215,35 @@ def test_warm_cache_never_waits_for_the_network(
 # -- the issuer failing (item 13) ----------------------------------------------------
 
 
-def _garbage_jwks(oidc_issuer: OIDCIssuer) -> dict[str, bytes]:
-    public = oidc_issuer.jwks()["keys"][0]
-    leaked_private = {**public, "d": "AQAB", "p": "AQAB", "q": "AQAB"}
+def _garbage_jwks() -> dict[str, bytes]:
     return {
         "not-json": b"<html>bad gateway</html>",
         "not-utf8": b"\xff\xfe\x00",
         "json-list": b"[]",
         "no-keys-list": b'{"keys": {}}',
+        "oversized": b'{"keys": [], "pad": "' + b"x" * (300 * 1024) + b'"}',
+    }
+
+
+def _sets_without_a_signing_key(oidc_issuer: OIDCIssuer) -> dict[str, bytes]:
+    public = oidc_issuer.jwks()["keys"][0]
+    leaked_private = {**public, "d": "AQAB", "p": "AQAB", "q": "AQAB"}
+    return {
         "empty-key-list": b'{"keys": []}',
         "only-symmetric-key": json.dumps(
             {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "key-1"}]}
         ).encode(),
         "only-encryption-key": json.dumps({"keys": [{**public, "use": "enc"}]}).encode(),
         "private-key-document": json.dumps({"keys": [leaked_private]}).encode(),
-        "oversized": b'{"keys": [], "pad": "' + b"x" * (300 * 1024) + b'"}',
     }
 
 
-GARBAGE_IDS = [
-    "not-json",
-    "not-utf8",
-    "json-list",
-    "no-keys-list",
+GARBAGE_IDS = ["not-json", "not-utf8", "json-list", "no-keys-list", "oversized"]
+WITHOUT_A_SIGNING_KEY_IDS = [
     "empty-key-list",
     "only-symmetric-key",
     "only-encryption-key",
     "private-key-document",
-    "oversized",
 ]
 
 
@@ -250,10 +251,48 @@ GARBAGE_IDS = [
 def test_unusable_key_set_on_a_cold_cache_is_503(
     client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, garbage: str
 ) -> None:
-    oidc_issuer.serve_garbage(_garbage_jwks(oidc_issuer)[garbage])
+    oidc_issuer.serve_garbage(_garbage_jwks()[garbage])
     response = mint(client, make_token())
     assert_failure(response, 503, "issuer-keys-unavailable")
     assert response.headers["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("answer", WITHOUT_A_SIGNING_KEY_IDS, ids=WITHOUT_A_SIGNING_KEY_IDS)
+def test_a_key_set_without_a_signing_key_refuses_the_issuers_tokens(
+    client: FlaskClient, oidc_issuer: OIDCIssuer, make_token: MakeToken, answer: str
+) -> None:
+    oidc_issuer.serve_garbage(_sets_without_a_signing_key(oidc_issuer)[answer])
+    response = mint(client, make_token())
+    assert_failure(response, 422, "invalid-token")
+    assert "not in the issuer's key set" in response.get_json()["errors"][0]["description"]
+
+
+@pytest.mark.parametrize("answer", WITHOUT_A_SIGNING_KEY_IDS, ids=WITHOUT_A_SIGNING_KEY_IDS)
+def test_an_issuer_that_withdraws_every_key_is_believed_at_the_next_refresh(
+    make_trusted: Callable[..., TrustedIssuers],
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+    answer: str,
+) -> None:
+    # Before, a set without a usable key was a failed fetch: the withdrawn keys went on
+    # verifying for max_stale (24 h), and the issuer had to publish a new key to be heard.
+    issuers = make_trusted(ttl=3600, min_refresh_interval=60)
+    verify(make_token(), issuers)
+    oidc_issuer.serve_garbage(_sets_without_a_signing_key(oidc_issuer)[answer])
+
+    clock.now += 61  # an unknown kid may refresh the set again
+    with pytest.raises(InvalidToken):
+        verify(make_token(headers={"kid": "new"}), issuers)
+    assert oidc_issuer.requests(JWKS) == 2
+    with pytest.raises(InvalidToken, match="not in the issuer's key set"):
+        verify(make_token(), issuers)
+    assert "lists no usable signing key: its tokens are refused" in caplog.text
+
+    oidc_issuer.healthy()  # the issuer publishes its key again
+    clock.now += 61
+    verify(make_token(), issuers)
 
 
 @pytest.mark.parametrize(
@@ -304,8 +343,9 @@ def test_a_key_verifies_only_the_algorithm_its_key_set_declares(
     elif isinstance(declared["alg"], str):
         description = assert_failure(response, 422, "invalid-token")
         assert "published for ('RS512')" in description
-    else:
-        assert_failure(response, 503, "issuer-keys-unavailable")
+    else:  # an entry whose "alg" is no algorithm is no signing key
+        description = assert_failure(response, 422, "invalid-token")
+        assert "not in the issuer's key set" in description
 
 
 @pytest.mark.parametrize("signing_first", [True, False], ids=["signing-first", "signing-last"])

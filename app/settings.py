@@ -33,7 +33,6 @@ MIN_TOKEN_TTL = 60
 _AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
 # What follows a URL's scheme up to its path: the host, and any user:password@ before it.
-_AUTHORITY = re.compile(r"^[^:/?#]*:/*([^/?#]*)")
 
 
 @dataclass(frozen=True)
@@ -409,13 +408,14 @@ def _as_providers(name: str, value: Any) -> frozenset[str]:
 
 def validate_issuer_url(name: str, issuer: str) -> None:
     """An issuer is compared byte for byte with `iss`, and its keys come over TLS only."""
-    # On the text, not on urlsplit's netloc: said before any message that quotes the URL
-    # (user:password@ is a secret, and start-up errors are logged), and urlsplit refuses a
-    # password holding "[" or "]", whose message would quote it.
-    authority = _AUTHORITY.match(issuer)
-    if authority is not None and "@" in authority.group(1):
+    # Anywhere in the text, not only in what a parser takes for the authority, and before
+    # any message that quotes the URL (user:password@ is a secret, and start-up errors are
+    # logged): a password holding "/", "?", "#", "[" or "]" moves where parsers end the
+    # authority, and with it the password into a quoted "host" or path. No CI issuer has
+    # an "@" in its URL.
+    if "@" in issuer:
         raise ConfigurationError(
-            f"{name}: an issuer URL must not have credentials (user:password@, not shown)"
+            f"{name}: an issuer URL must not contain '@' (credentials, user:password@; not shown)"
         )
     try:
         parts = urlsplit(issuer)

@@ -144,6 +144,11 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         # Also where urlsplit refuses the URL, or the scheme lacks a slash: both quote it.
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hun[ter2@ghe.example"}, ["credentials"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": "https:/u:hunter2@ghe.example"}, ["credentials"]),
+        # A password holding "/", "?" or "#": parsers end the authority before its "@".
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hun/ter2@ghe.example"}, ["credentials"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hun?ter2@ghe.example"}, ["credentials"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hun#ter2@ghe.example"}, ["credentials"]),
+        ({"TRUSTPUB_GITHUB_ISSUERS": "https://u:hunter2:99@ghe.example/"}, ["credentials"]),
         ({"TRUSTPUB_GITHUB_ISSUERS": " , ,"}, ["github_issuers is empty"]),
         # Malformed URLs must be a ConfigurationError too, not a ValueError traceback.
         ({"TRUSTPUB_GITHUB_ISSUERS": "https://[::1"}, ["'https://[::1'"]),
@@ -197,6 +202,10 @@ def test_dev_switch(environ: dict[str, str], dev: bool | None, expected_dev: boo
         "issuer-credentials-and-http",
         "issuer-credentials-bracket-in-password",
         "issuer-credentials-one-slash",
+        "issuer-credentials-slash-in-password",
+        "issuer-credentials-question-mark-in-password",
+        "issuer-credentials-hash-in-password",
+        "issuer-credentials-colon-in-password",
         "issuers-empty-list",
         "issuer-bad-ipv6",
         "issuer-port-out-of-range",

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import requests
 import urllib3
+from requests.auth import AuthBase
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,18 @@ MAX_IDLE_SESSIONS = 16
 INTROSPECTION_PATH = "/oauth/introspect"
 
 _SEPARATORS = re.compile(r"[-_.]+")
+
+
+class _BearerAuth(AuthBase):
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._secret}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<secret>)"
 
 
 def normalize_project_name(name: str) -> str:
@@ -259,12 +272,14 @@ class IntrospectionClient:
                 session.close()
 
     def _post(self, token: str) -> Any:
-        auth: tuple[str, str] | None = None
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        # Always an `auth`: without one, requests looks up ~/.netrc and lets its entry
+        # for trustpub's host replace the Authorization header.
+        auth: tuple[str, str] | _BearerAuth
         if self._client_id is not None:
             auth = (self._client_id, self._client_secret)
         else:
-            headers["Authorization"] = f"Bearer {self._client_secret}"
+            auth = _BearerAuth(self._client_secret)
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         deadline = time.monotonic() + ANSWER_DEADLINE_TIMEOUTS * self.timeout
         try:
             with self._session() as session:

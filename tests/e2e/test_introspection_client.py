@@ -339,6 +339,27 @@ def test_the_secret_alone_is_sent_as_a_bearer_credential(fake: FakeTrustpub) -> 
     client.probe()
 
 
+@pytest.mark.parametrize("client_id", [None, CLIENT_ID], ids=["bearer", "basic"])
+def test_a_netrc_entry_for_trustpub_does_not_replace_the_credentials(
+    fake: FakeTrustpub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client_id: str | None,
+) -> None:
+    # requests reads ~/.netrc (or $NETRC) for a call made without `auth`, and its entry
+    # replaced the Bearer header: trustpub then refused every upload (and was sent the
+    # netrc's password).
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1\nlogin someone\npassword netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    fake.answer("tok", active_answer(["demo-pkg"]))
+    client = IntrospectionClient(fake.url, CLIENT_SECRET, client_id=client_id)
+
+    assert client.introspect("tok") is not None
+    client.probe()
+
+
 @pytest.mark.parametrize("token", ["", "x" * 9000, "pypi-tök"], ids=["empty", "huge", "non-ascii"])
 def test_tokens_that_cannot_be_upload_tokens_are_inactive_without_a_call(
     fake: FakeTrustpub, token: str

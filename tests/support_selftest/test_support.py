@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support.claims import REMOVE, github_claims, gitlab_claims
 from support.oidc_issuer import OIDCIssuer
+from support.ports import free_port
 from support.redis_server import RedisServer
 
 AUDIENCE = "trustpub"
@@ -360,3 +362,15 @@ def test_gitlab_claims_shape() -> None:
     assert claims["ref_protected"] == "false"
     assert claims["sub"] == "project_path:group/sub/project:ref_type:branch:ref:main"
     assert claims["ci_config_ref_uri"].startswith("gitlab.com/group/sub/project//")
+
+
+def test_free_ports_are_bindable_and_below_the_ephemeral_range() -> None:
+    # Outgoing connections take their local ports from the ephemeral range: a listener's
+    # port chosen there could be taken by one before the server binds it.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert len(ports) > 1
+    for port in ports:
+        assert 1024 <= port < low
+        with socket.create_server(("127.0.0.1", port)):
+            pass

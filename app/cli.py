@@ -415,12 +415,15 @@ def tokens_revoke(
         raise click.UsageError("--workflow and --issuer go with --repository")
     if before is not None and (token_file is not None or jti):
         raise click.UsageError("--before goes with --project or --repository")
-    settings = _settings(dev=None)
+    # Only a token needs the keys (to verify it); a project, a publisher or a jti is
+    # revoked with Redis alone, so the operator's machine need not hold private keys.
+    with_keys = token_file is not None
+    settings = _settings(dev=None) if with_keys else _settings_without_keys(dev=False)
     if settings.redis_url is None:
         raise click.ClickException(
             "set TRUSTPUB_REDIS_URL: revocations live in the service's Redis"
         )
-    revoker = build_revoker(settings)
+    revoker = build_revoker(settings, verify_tokens=with_keys)
     actor = _cli_actor()
     try:
         if token_file is not None:
@@ -807,8 +810,14 @@ def _confirm(api: _Api, epoch: str) -> None:
 @click.option("--since", type=int, help="Unix seconds.")
 @click.option("--until", type=int, help="Unix seconds.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--refusals", is_flag=True, help="Refused mints (their own trail; admin only).")
 def audit_command(
-    project: str | None, repository: str | None, since: int | None, until: int | None, limit: int
+    project: str | None,
+    repository: str | None,
+    since: int | None,
+    until: int | None,
+    limit: int,
+    refusals: bool,
 ) -> None:
     """Print the audit trail, newest first, one JSON record per line."""
     import json
@@ -820,6 +829,7 @@ def audit_command(
             ("repository", repository),
             ("since", since),
             ("until", until),
+            ("refusals", "true" if refusals else None),
         )
         if value is not None
     }

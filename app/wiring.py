@@ -199,16 +199,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def build_revoker(settings: Settings) -> TokenRevoker:
+def build_revoker(settings: Settings, *, verify_tokens: bool = True) -> TokenRevoker:
     """The revocation service alone, for the CLI: keys, store and the issuers' names,
-    no policies and no key sets.
+    no policies and no key sets. Without `verify_tokens`, no key is loaded: revoking a
+    project, a publisher or a jti needs none, and the operator's machine then need not
+    hold the private signing keys.
 
     Its clock is the store's. The replicas' clocks are within CLOCK_SKEW_SECONDS of each
     other; an operator's laptop is not: one 5 minutes behind would leave the last 5
     minutes' tokens out of a default `before`, one ahead would let a token's entry expire
     before the token."""
-    key_ring = build_key_ring(settings)
-    verifier = build_upload_verifier(settings, key_ring)
+    verifier = build_upload_verifier(settings, build_key_ring(settings)) if verify_tokens else None
     stores = build_stores(settings)
     clock = stores.revocations.server_time
     audit = AuditTrail(stores.audit, clock)

@@ -61,7 +61,8 @@ class TokenRevoker:
     """Every revocation, whoever asks (the API, the OAuth endpoint, the CLI), is
     recorded in the audit trail by `actor`, in the same step as its entry."""
 
-    verifier: UploadTokenVerifier
+    # None: built without keys (the CLI revoking a project, a publisher or a jti).
+    verifier: UploadTokenVerifier | None
     store: RevocationStore
     clock: Callable[[], float]
     # The longest an upload token can live: how long a bulk entry must be kept.
@@ -73,6 +74,8 @@ class TokenRevoker:
 
     def revoke_token(self, raw_token: str, *, actor: str) -> Revocation | None:
         """Revoke a token that trustpub minted; None for anything else (RFC 7009: not an error)."""
+        if self.verifier is None:
+            raise ValueError("this revoker was built without signing keys")
         now = int(self.clock())
         try:
             token = self.verifier.verify(raw_token, now)

@@ -145,6 +145,10 @@ def _check_claims(
         raise InvalidToken("lives longer than any upload token")
     if not_before > now + CLOCK_SKEW_SECONDS:
         raise InvalidToken("not valid yet")
+    if issued_at > now + CLOCK_SKEW_SECONDS:
+        # Revocations are moments compared with `iat` (app.tokens.revocation): a token
+        # dated later than any replica's clock would escape every one of them.
+        raise InvalidToken("issued in the future")
     jti, epoch = claims.get("jti"), claims.get("epoch")
     projects, publisher = claims.get("projects"), claims.get("publisher")
     if not (isinstance(jti, str) and jti and isinstance(epoch, str) and epoch):

@@ -85,11 +85,27 @@ CASES: dict[str, tuple[Callable[[KeyRing, str], str], int]] = {
     "audience-as-list": (lambda k, e: token(k, e, aud=[AUDIENCE]), NOW),
     "not-the-upload-scope": (lambda k, e: token(k, e, scope="admin"), NOW),
     "not-valid-yet": (lambda k, e: token(k, e, nbf=NOW + CLOCK_SKEW_SECONDS + 1), NOW),
+    # Revocations compare moments with `iat`: a token dated later than any replica's
+    # clock would escape every revocation of its project, publisher or jti.
+    "issued-in-the-future": (
+        lambda k, e: token(k, e, iat=NOW + CLOCK_SKEW_SECONDS + 1, exp=NOW + 900),
+        NOW,
+    ),
     "outlives-any-revocation": (lambda k, e: token(k, e, exp=NOW + MAX_TOKEN_TTL + 1), NOW),
     "typ-of-an-oidc-token": (lambda k, e: token(k, e, typ="JWT"), NOW),
     "no-prefix": (lambda k, e: token(k, e, prefix=""), NOW),
     "another-epoch": (lambda k, e: token(k, "not-" + e), NOW),
 }
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_dated_within_the_clock_skew_is_active(
+    keys: KeyRing, store: MemoryStore, claim: str
+) -> None:
+    # The minting replica's clock may be up to CLOCK_SKEW_SECONDS ahead of this one's.
+    dated = token(keys, store.current_epoch().id, **{claim: NOW + CLOCK_SKEW_SECONDS})
+
+    assert introspector(keys, store).introspect(dated) is not None
 
 
 @pytest.mark.parametrize(("make", "now"), CASES.values(), ids=CASES.keys())

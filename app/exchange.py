@@ -122,7 +122,12 @@ class TokenExchange:
         if self.audit is not None and not match.pending:
             record = self._mint_record(claims.identity, match.projects, jti, match)
         claim = self.replay.claim_once(
-            replay_key, jti, replay_record_ttl(identity, now), audit=record
+            replay_key,
+            jti,
+            replay_record_ttl(identity, now),
+            audit=record,
+            # The record is stored only if the epoch check below lets the mint go on.
+            epoch_began_before=identity.issued_at - self.epoch_margin,
         )
         if not claim.first:
             # A replay spends nothing of its publisher's budget: anyone holding a used

@@ -63,11 +63,18 @@ class RevocationState:
 
 class ReplayStore(Protocol):
     def claim_once(
-        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self,
+        key: str,
+        claimant: str,
+        ttl_seconds: int,
+        audit: Mapping[str, str] | None = None,
+        epoch_began_before: int | None = None,
     ) -> ClaimResult:
         """Atomically record `key` for `claimant` and `ttl_seconds`, in one round trip
         with the epoch; when the claim is the first, append `audit` to the audit log in
-        the same trip.
+        the same trip, unless the epoch began at or after `epoch_began_before` (unix
+        seconds): the exchange then refuses the token as predating a data loss, and a
+        mint record would name a token never minted.
 
         `first` is also true when `claimant` already holds `key` (its audit record is not
         appended again): an exchange whose claim ran but whose reply was lost, and which

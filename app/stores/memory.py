@@ -50,7 +50,12 @@ class MemoryStore:
         self._epoch = Epoch(id=new_epoch_id(), created_at=int(clock()))
 
     def claim_once(
-        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self,
+        key: str,
+        claimant: str,
+        ttl_seconds: int,
+        audit: Mapping[str, str] | None = None,
+        epoch_began_before: int | None = None,
     ) -> ClaimResult:
         now = self._clock()
         with self._lock:
@@ -59,8 +64,10 @@ class MemoryStore:
                 return ClaimResult(first=self._claimants.get(key) == claimant, epoch=self._epoch)
             self._set(key, 1, now + ttl_seconds)
             self._claimants[key] = claimant
-        if audit is not None:
-            self.append_audit(audit)
+            if audit is not None and (
+                epoch_began_before is None or self._epoch.created_at < epoch_began_before
+            ):
+                self._append_audit_locked(audit)
         return ClaimResult(first=True, epoch=self._epoch)
 
     def revoke_before(

@@ -71,6 +71,10 @@ end
 -- The record holds its claimant (ARGV[4]), an id only this exchange knows.
 local first = redis.call('SET', KEYS[2], ARGV[4], 'NX', 'EX', ARGV[1])
 if first then
+  -- ARGV[6] (with a record only): no record when the epoch began at or after it, for
+  -- the exchange then refuses the token as predating a data loss.
+  local began = tonumber(string.match(epoch, ':(%d+)$'))
+  if fields and ARGV[6] and not (began and began < tonumber(ARGV[6])) then fields = nil end
   if fields then
     -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
     -- bound, ARGV[5] a JSON array of field, value, field, value... in the record's
@@ -519,7 +523,12 @@ class RedisStore:
         self._client.close()
 
     def claim_once(
-        self, key: str, claimant: str, ttl_seconds: int, audit: Mapping[str, str] | None = None
+        self,
+        key: str,
+        claimant: str,
+        ttl_seconds: int,
+        audit: Mapping[str, str] | None = None,
+        epoch_began_before: int | None = None,
     ) -> ClaimResult:
         args: list[Argument] = [
             max(1, ttl_seconds),
@@ -529,6 +538,8 @@ class RedisStore:
         ]
         if audit:
             args.append(_record_argument(audit))
+            if epoch_began_before is not None:
+                args.append(epoch_began_before)
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )

@@ -20,7 +20,7 @@ from support.oidc_issuer import OIDCIssuer
 from app.observability import FIELDS_KEY, JsonFormatter
 
 from .conftest import MakeApp, MakeToken
-from .exchange_api import assert_minted, mint
+from .exchange_api import assert_failure, assert_minted, mint
 from .policies import github_publisher
 from .registrations_api import (
     AUDIT_PATH,
@@ -441,6 +441,21 @@ def test_refusals_of_verified_tokens_are_recorded_and_others_are_not(
         "no trusted publisher is registered for 'octo-org/other' with this token's issuer",
     )
     assert used not in json.dumps([replay, other])
+
+
+def test_a_mint_refused_as_predating_the_stores_epoch_leaves_no_mint_record(
+    app: Flask, clients: ManagementClients, make_token: MakeToken, store: redis.Redis
+) -> None:
+    # The claim script stored the mint's record with the claim, before the exchange
+    # found the token older than the epoch (a data loss just now) and refused it: the
+    # trail said a token was minted that never was.
+    client = app.test_client()
+    store.set("trustpub:epoch", f"after-a-loss:{int(time.time())}")
+
+    assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")
+
+    (refused,) = audit(client, clients.bearer("admin"))
+    assert (refused["action"], refused["code"]) == ("mint-refused", "invalid-reuse-token")
 
 
 def test_revocations_are_recorded_without_the_token(

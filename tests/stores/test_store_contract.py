@@ -58,6 +58,22 @@ def test_claim_once_is_true_once_then_false(make_store: Callable[[], Store]) -> 
     assert store.claim_once("jti:b", "exchange-3", 60).first is True
 
 
+def test_a_claims_record_is_stored_only_for_a_token_issued_after_the_epoch_began(
+    make_store: Callable[[], Store],
+) -> None:
+    # The exchange refuses a token issued before `epoch_began_before` (it may predate a
+    # data loss): its claim must not store a record of a mint that will not happen.
+    store = make_store()
+    began = store.current_epoch().created_at
+
+    store.claim_once("jti:a", "exchange-1", 60, audit={"action": "a"}, epoch_began_before=began)
+    store.claim_once("jti:b", "exchange-2", 60, audit={"action": "b"}, epoch_began_before=began + 1)
+    store.claim_once("jti:c", "exchange-3", 60, audit={"action": "c"})
+
+    stored = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
+    assert [record.fields["action"] for record in stored.records] == ["c", "b"]
+
+
 def test_epoch_is_stable_and_starts_no_later_than_now(make_store: Callable[[], Store]) -> None:
     store = make_store()
     before = int(time.time())

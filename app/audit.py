@@ -68,6 +68,7 @@ class AuditQuery:
     until: int | None = None  # unix seconds, inclusive
     limit: int = 100
     before: str | None = None  # a record id, exclusive: an earlier answer's `next_before`
+    refusals: bool = False  # the refused mints' own trail, rather than the changes'
 
     def accepts(self, fields: Mapping[str, str]) -> bool:
         if self.project is not None:
@@ -87,6 +88,13 @@ class AuditTrail:
     def append(self, entry: Mapping[str, str]) -> None:
         """Store and log a prepared record that no change's script stored with it."""
         self.store.append_audit(entry)
+        self.log(entry)
+
+    def append_refusal(self, entry: Mapping[str, str]) -> None:
+        """Store and log the record of a refused mint, in the refusals' own trail: anyone
+        can have a token verified (the audience is public) and refused again and again,
+        and that must not trim the record of any change or mint away."""
+        self.store.append_audit(entry, refusal=True)
         self.log(entry)
 
     def prepare(self, action: str, actor: str, fields: Mapping[str, str | None]) -> dict[str, str]:
@@ -125,6 +133,7 @@ class AuditTrail:
             accept=query.accepts,
             before=query.before,
             scan_limit=SCAN_LIMIT,
+            refusals=query.refusals,
         )
         return {
             "records": [_as_dict(record) for record in page.records],

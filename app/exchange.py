@@ -202,7 +202,7 @@ class TokenExchange:
         record = self.audit.prepare("mint-refused", identity.issuer.provider, fields)
         if not isinstance(refusal, StoreUnavailable):
             try:
-                self.audit.append(record)
+                self.audit.append_refusal(record)
                 return
             except StoreUnavailable:
                 pass

@@ -855,6 +855,8 @@ class PublisherRegistrations:
         if not client.allows("admin"):
             if "manage" not in client.scopes:
                 raise Forbidden("reading the audit trail needs the 'manage' or 'admin' scope")
+            if query.refusals:
+                raise Forbidden("reading refused mints (they name no project) needs 'admin'")
             if query.project is None:
                 raise ProjectForbidden(
                     "name one of your projects (?project=; `trustpub audit --project`)"

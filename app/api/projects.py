@@ -82,6 +82,7 @@ def read_audit() -> Response:
         until=_seconds("until"),
         limit=_seconds("limit") or 100,
         before=_record_id("before"),
+        refusals=_flag("refusals"),
     )
     return _no_store(jsonify(services().registrations.read_audit(client, query)))
 
@@ -93,6 +94,13 @@ def _record_id(name: str) -> str | None:
     if not _RECORD_ID.fullmatch(value) or max(map(int, value.split("-"))) >= 2**64:
         raise InvalidRequest(f"{name!r} must be a record id, as an earlier answer's next_before")
     return value
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name)
+    if value not in (None, "true", "false"):
+        raise InvalidRequest(f"{name!r} must be true or false")
+    return value == "true"
 
 
 def _text(name: str) -> str | None:

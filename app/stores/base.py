@@ -339,8 +339,11 @@ def stream_position(record_id: str) -> tuple[int, int]:
 
 
 class AuditLog(Protocol):
-    def append_audit(self, fields: Mapping[str, str]) -> str:
-        """Append a record (only strings, never a token or secret); its id."""
+    def append_audit(self, fields: Mapping[str, str], *, refusal: bool = False) -> str:
+        """Append a record (only strings, never a token or secret); its id. A `refusal`
+        (of a token that verified: anyone can get one for this audience, so as many as
+        a caller wants) goes to a trail of its own, with its own bound, so that refusals
+        can never trim the changes and mints out of theirs."""
         ...
 
     def read_audit(
@@ -352,8 +355,9 @@ class AuditLog(Protocol):
         accept: Callable[[Mapping[str, str]], bool],
         before: str | None = None,
         scan_limit: int | None = None,
+        refusals: bool = False,
     ) -> AuditPage:
         """The newest `limit` records in [since, until] and older than the record id
         `before` that `accept` keeps, newest first, looking at `scan_limit` records at
-        most; and where to go on."""
+        most; and where to go on. Of the refusals' trail when `refusals`."""
         ...

@@ -41,6 +41,7 @@ class MemoryStore:
         self._projects_confirmed = False
         self._version = 0
         self._audit: deque[AuditRecord] = deque(maxlen=audit_max_length)
+        self._refusals: deque[AuditRecord] = deque(maxlen=audit_max_length)
         self._audit_sequence = 0
         self._lock = threading.Lock()
         self._values: dict[str, tuple[int, float]] = {}
@@ -255,9 +256,9 @@ class MemoryStore:
 
     # -- audit trail -------------------------------------------------------------------
 
-    def append_audit(self, fields: Mapping[str, str]) -> str:
+    def append_audit(self, fields: Mapping[str, str], *, refusal: bool = False) -> str:
         with self._lock:
-            return self._append_audit_locked(fields)
+            return self._append_audit_locked(fields, self._refusals if refusal else None)
 
     def read_audit(
         self,
@@ -268,9 +269,10 @@ class MemoryStore:
         accept: Callable[[Mapping[str, str]], bool],
         before: str | None = None,
         scan_limit: int | None = None,
+        refusals: bool = False,
     ) -> AuditPage:
         with self._lock:
-            records = list(self._audit)
+            records = list(self._refusals if refusals else self._audit)
         below = None if before is None else stream_position(before)
         found = []
         scanned = 0
@@ -295,12 +297,14 @@ class MemoryStore:
             self._purge(self._clock())
             return len(self._values)
 
-    def _append_audit_locked(self, fields: Mapping[str, str]) -> str:
+    def _append_audit_locked(
+        self, fields: Mapping[str, str], trail: deque[AuditRecord] | None = None
+    ) -> str:
         # With the lock held: a change and its record are seen together or not at all.
         self._audit_sequence += 1
         at_ms = int(self._clock() * 1000)
         record = AuditRecord(f"{at_ms}-{self._audit_sequence}", at_ms, dict(fields))
-        self._audit.append(record)
+        (self._audit if trail is None else trail).append(record)
         return record.id
 
     def _set(self, key: str, value: int, expires: float) -> None:

@@ -14,6 +14,7 @@ Keys (all under the `trustpub:` prefix):
 | `projects`        | set of projects that exist   | none                                 |
 | `projects:confirmed` | the epoch `projects` was confirmed complete in | none; stale in another |
 | `audit`           | stream, `MAXLEN ~ audit_max_length` | trimmed by length              |
+| `audit:refused`   | stream of refused mints, the same bound | trimmed by length          |
 """
 
 from __future__ import annotations
@@ -504,6 +505,7 @@ class RedisStore:
         self._confirmed_key = prefix + "projects:confirmed"
         self._pins_key = prefix + "registrations:pins"
         self._audit_key = prefix + "audit"
+        self._refusals_key = prefix + "audit:refused"
         self._prefix = prefix
         self._epoch_key = prefix + "epoch"
         # The request path and every write go through a connection per thread: one
@@ -774,11 +776,14 @@ class RedisStore:
 
     # -- audit trail -------------------------------------------------------------------
 
-    def append_audit(self, fields: Mapping[str, str]) -> str:
+    def append_audit(self, fields: Mapping[str, str], *, refusal: bool = False) -> str:
         (record_id,) = self._run(
             "append_audit",
             _APPEND_AUDIT,
-            [self._audit_key, self._prefix + "audit:request:" + new_epoch_id()],
+            [
+                self._refusals_key if refusal else self._audit_key,
+                self._prefix + "audit:request:" + new_epoch_id(),
+            ],
             [self._audit_max_length, _record_argument(fields)],
         )
         return bytes(record_id).decode()
@@ -792,7 +797,9 @@ class RedisStore:
         accept: Callable[[Mapping[str, str]], bool],
         before: str | None = None,
         scan_limit: int | None = None,
+        refusals: bool = False,
     ) -> AuditPage:
+        stream = self._refusals_key if refusals else self._audit_key
         # Newest first, in batches, at most `scan_limit` records: a filtered read of a
         # long stream would otherwise decode all of it in one request.
         if before is not None and stream_position(before) == (0, 0):
@@ -808,7 +815,7 @@ class RedisStore:
         while True:
             count = _AUDIT_BATCH if scan_limit is None else min(_AUDIT_BATCH, scan_limit - scanned)
             batch = self._fail_closed(
-                "read_audit", self._client.xrevrange, self._audit_key, upper, lower, count=count
+                "read_audit", self._client.xrevrange, stream, upper, lower, count=count
             )
             for raw_id, raw_fields in batch:
                 record_id = raw_id.decode()

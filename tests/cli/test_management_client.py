@@ -206,6 +206,18 @@ def test_audit_goes_on_where_each_answer_stopped_until_it_has_its_limit(
     assert all(query["project"] == ["demo-pkg"] for query in server.queries)
 
 
+@pytest.mark.parametrize(("flag", "asked"), [([], None), (["--refusals"], ["true"])])
+def test_audit_asks_for_the_refusals_trail_only_when_told(
+    server: _Server, tmp_path: Path, flag: list[str], asked: list[str] | None
+) -> None:
+    server.audit_pages = {None: {"records": [{"id": "1-0"}], "next_before": None}}
+
+    result = _invoke(server, tmp_path, ["audit", *flag])
+
+    assert result.exit_code == 0, result.output
+    assert [query.get("refusals") for query in server.queries] == [asked]
+
+
 def test_a_bulk_declaration_waits_out_a_rate_limit_and_goes_on(
     server: _Server, tmp_path: Path
 ) -> None:

@@ -425,7 +425,8 @@ def test_refusals_of_verified_tokens_are_recorded_and_others_are_not(
     mint(client, no_publisher)
     mint(client, used[:-8] + "AAAAAAAA")  # a signature that does not verify: no record
 
-    other, replay, minted = audit(client, clients.bearer("admin"))
+    (minted,) = audit(client, clients.bearer("admin"))
+    other, replay = audit(client, clients.bearer("admin"), "?refusals=true")
     assert minted["action"] == "mint"
     assert (replay["action"], replay["code"], replay["actor"]) == (
         "mint-refused",
@@ -443,6 +444,40 @@ def test_refusals_of_verified_tokens_are_recorded_and_others_are_not(
     assert used not in json.dumps([replay, other])
 
 
+def test_refusals_anyone_can_cause_cannot_trim_the_mints_out_of_the_trail(
+    make_app: MakeApp, clients: ManagementClients, make_token: MakeToken
+) -> None:
+    # Anyone's CI signs a token for this (public) audience on request; one that matches
+    # no publisher is refused and not burned. Until the twenty-eighth session every
+    # refusal went into the one bounded stream: replayed from many addresses (60 a
+    # minute each), one token trimmed every mint and change out of it.
+    bound = 1000  # the least audit_max_length allows
+    client = make_app(clients_file=clients.path, audit_max_length=bound).test_client()
+    assert_minted(mint(client, make_token()))  # demo-pkg's release
+    ref = "mallory/noise/.github/workflows/x.yml@refs/heads/main"
+    stranger = make_token(
+        repository="mallory/noise", repository_id="999", workflow_ref=ref, job_workflow_ref=ref
+    )
+    for number in range(2 * bound):
+        answer = client.post(
+            "/_/oidc/mint-token",
+            json={"token": stranger},
+            environ_base={"REMOTE_ADDR": f"198.51.{number // 50}.{number % 50}"},
+        )
+        if number == 0:
+            assert_failure(answer, 422, "invalid-publisher")
+
+    maintainer = clients.bearer("demo-maintainer")
+    assert [r["action"] for r in audit(client, maintainer, "?project=demo-pkg")] == ["mint"]
+    # The refusals are recorded in a trail of their own, which only an admin reads.
+    admin = clients.bearer("admin")
+    (refused,) = audit(client, admin, "?refusals=true&limit=1")
+    assert (refused["action"], refused["code"]) == ("mint-refused", "invalid-publisher")
+    refusals_of_a_project = AUDIT_PATH + "?refusals=true&project=demo-pkg"
+    api_error(client.get(refusals_of_a_project, headers=maintainer), 403, "insufficient-scope")
+    api_error(client.get(AUDIT_PATH + "?refusals=yes", headers=admin), 400, "invalid-request")
+
+
 def test_a_mint_refused_as_predating_the_stores_epoch_leaves_no_mint_record(
     app: Flask, clients: ManagementClients, make_token: MakeToken, store: redis.Redis
 ) -> None:
@@ -454,8 +489,11 @@ def test_a_mint_refused_as_predating_the_stores_epoch_leaves_no_mint_record(
 
     assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")
 
-    (refused,) = audit(client, clients.bearer("admin"))
-    assert (refused["action"], refused["code"]) == ("mint-refused", "invalid-reuse-token")
+    admin = clients.bearer("admin")
+    assert [r["action"] for r in audit(client, admin)] == []
+    (refused,) = audit(client, admin, "?refusals=true")
+    assert refused["code"] == "invalid-reuse-token"
+    assert store.xlen("trustpub:audit") == 0
 
 
 def test_revocations_are_recorded_without_the_token(

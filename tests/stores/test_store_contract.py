@@ -74,6 +74,21 @@ def test_a_claims_record_is_stored_only_for_a_token_issued_after_the_epoch_began
     assert [record.fields["action"] for record in stored.records] == ["c", "b"]
 
 
+def test_refusals_are_kept_apart_from_the_trail(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+
+    store.append_audit({"action": "mint"})
+    store.append_audit({"action": "mint-refused"}, refusal=True)
+
+    def actions(refusals: bool) -> list[str]:
+        page = store.read_audit(
+            since_ms=None, until_ms=None, limit=10, accept=lambda f: True, refusals=refusals
+        )
+        return [record.fields["action"] for record in page.records]
+
+    assert (actions(False), actions(True)) == (["mint"], ["mint-refused"])
+
+
 def test_epoch_is_stable_and_starts_no_later_than_now(make_store: Callable[[], Store]) -> None:
     store = make_store()
     before = int(time.time())

@@ -418,14 +418,27 @@ class LivePublishers(PublisherRegistry):
         with self._start_lock:
             if self._poller_pid == pid:
                 return
-            self._poller_pid = pid
-            self._poller = threading.Thread(
+            # This process's first request. A gunicorn worker (also one forked again
+            # after a crash or a SIGHUP) holds the snapshot its master loaded at start-up,
+            # maybe days ago: a publisher removed since must not match until the poller's
+            # first reload. Reloaded now; StoreUnavailable if it cannot be, and the next
+            # request tries again.
+            self.refresh()
+            poller = threading.Thread(
                 target=_poll,
                 args=(weakref.ref(self), self._poll_interval, self._stop_polling),
                 name="trustpub-registrations",
                 daemon=True,
             )
-            self._poller.start()
+            try:
+                poller.start()
+            except RuntimeError:
+                # No thread to be had (a pids limit): each request reloads for itself
+                # until one starts, rather than serve this snapshot for good.
+                log.error("registrations: the poller could not start a thread")
+                return
+            self._poller_pid = pid
+            self._poller = poller
 
     def stop_polling(self) -> None:
         """End this process's poller, once its reload under way (if any) is done.

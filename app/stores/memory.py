@@ -1,14 +1,17 @@
 """In-process stores for development and unit tests: one process only, lost on restart.
 
 Losing everything on restart is exactly the data loss the epoch detects: a new process
-has a new epoch, so tokens minted by an earlier one are no longer vouched for.
+has a new epoch (a forked one too: a gunicorn worker forked again from its master), so
+tokens minted by an earlier one are no longer vouched for.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
@@ -49,6 +52,16 @@ class MemoryStore:
         self._claimants: dict[str, str] = {}
         self._expiry_heap: list[tuple[float, str]] = []
         self._epoch = Epoch(id=new_epoch_id(), created_at=int(clock()))
+        _STORES.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child (a gunicorn worker, and every worker forked again after a
+        crash or a SIGHUP): what the child changes is its own and dies with it, so it
+        is a process of its own with an epoch of its own. Sharing its parent's would let
+        the next child vouch for tokens an earlier one revoked, and mint again for OIDC
+        tokens an earlier one exchanged."""
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+        self._epoch = Epoch(id=new_epoch_id(), created_at=int(self._clock()))
 
     def claim_once(
         self,
@@ -319,3 +332,14 @@ class MemoryStore:
             if entry is not None and entry[1] == expires:
                 del self._values[key]
                 self._claimants.pop(key, None)
+
+
+_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _begin_new_epochs() -> None:
+    for store in list(_STORES):
+        store._forked()
+
+
+os.register_at_fork(after_in_child=_begin_new_epochs)

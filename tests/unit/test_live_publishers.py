@@ -3,6 +3,7 @@ snapshot of the registrations, whatever the store holds by the time the exchange
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from support.claims import github_claims
 
 from app.audit import AuditTrail
-from app.errors import InvalidPendingPublisher
+from app.errors import InvalidPendingPublisher, InvalidPublisher
 from app.publishers.github import GitHubClaims, GitHubProvider
 from app.publishers.providers import PROVIDERS
 from app.registrations import LivePublishers, parse_entry, registration_source, unique_key
@@ -213,3 +214,34 @@ def test_an_expired_pending_publisher_purged_by_two_processes_is_recorded_and_lo
     assert [r.fields for r in stored.records] == [record]
     # Logged by the first, whose purge deleted it; the second found nothing to delete.
     assert [trail.logged for trail in trails] == [[record], []]
+
+
+def test_a_poller_that_could_not_start_leaves_no_snapshot_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No thread to be had (a pids limit). Before, the request got a 500 and the process
+    # never polled again: a publisher removed later matched for as long as it lived.
+    store = MemoryStore(clock=lambda: NOW)
+    registration = registered(store, pending=False)
+    publishers = LivePublishers((), store, PROVIDERS, TRUSTED, clock=lambda: NOW, poll_interval=60)
+    start = threading.Thread.start
+
+    def no_thread(thread: threading.Thread) -> None:
+        if thread.name == "trustpub-registrations":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    assert publishers.match(token_claims()).projects  # served, from a fresh load
+    assert store.remove_registration(registration.id) is not None
+    with pytest.raises(InvalidPublisher):  # each request loads for itself meanwhile
+        publishers.match(token_claims())
+    monkeypatch.undo()
+
+    assert store.add_registration(registration, NOW) == (None, None)
+    try:
+        assert publishers.match(token_claims()).projects  # and a poller starts
+        assert publishers._poller is not None
+        assert publishers._poller.is_alive()
+    finally:
+        publishers.stop_polling()

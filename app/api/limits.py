@@ -121,18 +121,21 @@ def _api_client(environ: Mapping[str, Any]) -> str:
 
 # Bucket keys by a digest of the header: an index sends the same header with every
 # introspection, read once; the cache holds no credential (security.md: hashes only).
-_CREDENTIAL_KEYS: dict[bytes, str | None] = {}
+# "" for a header that holds no secret. One lookup, not `in` then `[]`: another thread
+# may clear the cache between the two.
+_CREDENTIAL_KEYS: dict[bytes, str] = {}
 _CREDENTIAL_KEYS_MAX = 256
 
 
 def _credential_key(authorization: str) -> str | None:
     header_digest = hashlib.sha256(authorization.encode("utf-8", "replace")).digest()
-    if header_digest in _CREDENTIAL_KEYS:
-        return _CREDENTIAL_KEYS[header_digest]
+    cached = _CREDENTIAL_KEYS.get(header_digest)
+    if cached is not None:
+        return cached or None
     if len(_CREDENTIAL_KEYS) >= _CREDENTIAL_KEYS_MAX:
         _CREDENTIAL_KEYS.clear()  # wrong secrets by the thousand must not grow it
     key = _key_of_secret(authorization)
-    _CREDENTIAL_KEYS[header_digest] = key
+    _CREDENTIAL_KEYS[header_digest] = key or ""
     return key
 
 

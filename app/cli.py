@@ -208,7 +208,8 @@ def _render_explanation(report: dict[str, Any]) -> str:
 
 
 def _settings_without_keys(dev: bool) -> Settings:
-    """Settings for commands that verify CI tokens but never sign: the real audience."""
+    """Settings for commands that never sign (they verify CI tokens, or revoke without
+    a token): the real audience."""
     environ = dict(os.environ)
     _default(environ, "TRUSTPUB_SIGNING_KEYS", "unused")
     try:

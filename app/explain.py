@@ -22,7 +22,7 @@ from typing import Any
 from app.errors import InvalidPendingPublisher, InvalidPublisher, NotEnabled
 from app.oidc.verify import TrustedIssuers, verify_identity_token
 from app.publishers.model import ClaimCheck, Provider
-from app.publishers.registry import PublisherRegistry, PublisherReport
+from app.publishers.registry import PublisherRegistry, PublisherReport, own_reports
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ class TokenExplainer:
         # A token whose claims are malformed (a missing claim, pull_request_target) gets
         # the exchange's own invalid-publisher error, which names the claim.
         claims = provider.parse_claims(identity.issuer.url, identity.claims)
-        reports = self.publishers.explain(claims)
+        # Only the publishers whose immutable IDs the caller has: the same repository
+        # name re-registered by someone else learns nothing of the former owner's.
+        reports = own_reports(self.publishers.explain(claims))
         try:
             # The exchange's own decision (a registry may refuse more than the checks
             # say, e.g. a pending publisher whose project exists now).

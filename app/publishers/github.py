@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
@@ -188,6 +188,7 @@ class GitHubPublisher:
     repository_id: str | None = None
     rules: tuple[Rule, ...] = ()
     provider: str = field(default="github", init=False)
+    id_claims: ClassVar[frozenset[str]] = frozenset({"repository_owner_id", "repository_id"})
 
     @property
     def lookup_key(self) -> str:

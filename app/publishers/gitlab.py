@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import IssuerConfig
@@ -132,6 +132,7 @@ class GitLabPublisher:
     # None stands for a pin the store lost a part of, which no token can pass.
     first_use_pins: tuple[tuple[str, str | None], ...] = ()
     provider: str = field(default="gitlab", init=False)
+    id_claims: ClassVar[frozenset[str]] = frozenset({"namespace_id", "project_id"})
 
     @property
     def lookup_key(self) -> str:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from app.errors import ClaimMismatch, InvalidPublisher
 from app.oidc.verify import LEEWAY_SECONDS, IssuerConfig
@@ -68,6 +68,7 @@ class GooglePublisher:
     source: str
     subject: str | None = None
     provider: str = field(default="google", init=False)
+    id_claims: ClassVar[frozenset[str]] = frozenset({"sub"})
 
     @property
     def lookup_key(self) -> str:

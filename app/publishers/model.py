@@ -90,6 +90,13 @@ class Publisher(Protocol):
         ...
 
     @property
+    def id_claims(self) -> frozenset[str]:
+        """The claims that carry the caller's immutable IDs (owner, repository, group,
+        account). A token that fails a check of one is someone else's under the same
+        names (a deleted owner registered again, say): it is not told the rest."""
+        ...
+
+    @property
     def pins_on_first_use(self) -> tuple[str, ...]:
         """The claims to pin from the first token it matches, because it names no
         immutable ID of its own (trust on first use); empty once pinned, or if it needs

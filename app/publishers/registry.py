@@ -42,6 +42,18 @@ class PublisherReport(NamedTuple):
     def matches(self) -> bool:
         return all(map(_passed, self.checks))
 
+    @property
+    def foreign(self) -> bool:
+        """Whether the caller carries other immutable IDs than the publisher's: the
+        same names, someone else's (a deleted and re-registered owner, say)."""
+        ids = self.publisher.id_claims
+        return any(not check.ok and check.claim in ids for check in self.checks)
+
+
+def own_reports(reports: Iterable[PublisherReport]) -> tuple[PublisherReport, ...]:
+    """The reports a caller may see: those of publishers whose immutable IDs it has."""
+    return tuple(report for report in reports if not report.foreign)
+
 
 _passed = attrgetter("ok")
 
@@ -91,9 +103,19 @@ def choose(
     matching = [report.publisher for report in reports if report.matches]
     if not matching:
         # Show the caller's own claims against the closest publisher of its own
-        # repository: enough to fix a typo, and nothing about other projects.
-        closest = min(reports, key=lambda report: len(failed(report.checks)))
-        raise InvalidPublisher("no trusted publisher matches this token", failed(closest.checks))
+        # repository: enough to fix a typo, and nothing about other projects. A caller
+        # whose immutable IDs no publisher has is not that repository's owner: it learns
+        # which of its IDs differ, never the other checks (workflow, environment, refs).
+        own = own_reports(reports)
+        if own:
+            closest = min(own, key=lambda report: len(failed(report.checks)))
+            mismatches = failed(closest.checks)
+        else:
+            ids = reports[0].publisher.id_claims
+            mismatches = tuple(
+                check.mismatch for check in reports[0].checks if not check.ok and check.claim in ids
+            )
+        raise InvalidPublisher("no trusted publisher matches this token", mismatches)
     if len(matching) == 1:  # the common case: one publisher per repository and workflow
         return PublisherMatch(publishers=(matching[0],), projects=matching[0].projects)
     if authority is None:

@@ -30,7 +30,7 @@ from .exchange_api import (
     replay_keys,
     upload_token_projects,
 )
-from .policies import github_publisher, gitlab_publisher, google_publisher, write_policy
+from .policies import OWNER_ID, github_publisher, gitlab_publisher, google_publisher, write_policy
 
 EXPLAIN_PATH = "/_/oidc/explain"
 TRUSTPUB = Path(sys.executable).with_name("trustpub")
@@ -401,3 +401,94 @@ def test_explain_is_rate_limited_per_address_apart_from_minting(
         report_of(answer)
     assert_failure(limited, 429, "rate-limited")
     assert_minted(mint(client, token))  # its own budget: minting is not spent by explaining
+
+
+# What a resurrected owner must not learn of the former owner's publishers.
+FORMER_OWNERS = (
+    "secret-env",
+    "secret-release.yml",
+    "former-owners-pkg",
+    "publisher[",
+    "refs/tags/v",
+)
+
+
+def test_resurrected_github_owner_learns_nothing_of_the_former_owners_publishers(
+    make_app: MakeApp, oidc_issuer: OIDCIssuer, make_token: MakeToken
+) -> None:
+    client = make_app(
+        [
+            github_publisher(
+                oidc_issuer.url,
+                workflow="secret-release.yml",
+                environment="secret-env",
+                refs=["refs/tags/v*"],
+                projects=["former-owners-pkg"],
+            )
+        ]
+    ).test_client()
+    # "octo-org" was deleted and registered again by a stranger: a new owner ID, the
+    # same names. Before, explain and the refused mint showed it every check of the
+    # former owner's publishers: workflow files, environments, refs, projects.
+    token = make_token(repository_owner_id="4242")
+
+    response = explain(client, token)
+    report = report_of(response)
+    description = assert_failure(mint(client, token), 422, "invalid-publisher")
+
+    assert report["would_mint"] is False
+    assert report["publishers"] == []
+    for text in (response.get_data(as_text=True), description):
+        for secret in FORMER_OWNERS:
+            assert secret not in text, (secret, text)
+    # Still says why, in the caller's own terms.
+    assert "repository_owner_id" in description
+    assert repr(OWNER_ID) in description
+
+
+def test_resurrected_gitlab_project_learns_nothing_of_the_former_publishers(
+    make_app: MakeApp, make_oidc_issuer: MakeIssuer
+) -> None:
+    gitlab = make_oidc_issuer()
+    client = make_app(
+        [
+            gitlab_publisher(
+                gitlab.url,
+                namespace_id="1",
+                project_id="2",
+                environment="secret-env",
+                workflow_filepath="ci/secret-release.yml",
+                projects=["former-owners-pkg"],
+            )
+        ],
+        gitlab_issuers=(gitlab.url,),
+    ).test_client()
+    token = gitlab.sign(gitlab_claims(gitlab.url, AUDIENCE, namespace_id="777", project_id="778"))
+
+    response = explain(client, token)
+    report = report_of(response)
+    description = assert_failure(mint(client, token), 422, "invalid-publisher")
+
+    assert report["publishers"] == []
+    for text in (response.get_data(as_text=True), description):
+        for secret in FORMER_OWNERS:
+            assert secret not in text, (secret, text)
+
+
+def test_recreated_google_account_learns_nothing_of_the_former_publishers(
+    make_app: MakeApp, make_oidc_issuer: MakeIssuer
+) -> None:
+    google = make_oidc_issuer()
+    client = make_app(
+        [google_publisher(google.url, sub="1111", projects=["former-owners-pkg"])],
+        google_issuers=(google.url,),
+    ).test_client()
+    token = google.sign(google_claims(google.url, AUDIENCE, sub="2222"))
+
+    response = explain(client, token)
+    report = report_of(response)
+    description = assert_failure(mint(client, token), 422, "invalid-publisher")
+
+    assert report["publishers"] == []
+    for text in (response.get_data(as_text=True), description):
+        assert "former-owners-pkg" not in text

@@ -133,3 +133,19 @@ def start_service(tmp_path: Path) -> Iterator[Callable[[Deployment], Service]]:
     yield start
     for service in services:
         service.stop()
+
+
+def mint(service: Service, token: str) -> requests.Response:
+    return requests.post(f"{service.base}/_/oidc/mint-token", json={"token": token}, timeout=10)
+
+
+def introspect(service: Service, deployment: Deployment, token: str) -> dict[str, object]:
+    response = requests.post(
+        f"{service.base}/oauth/introspect",
+        data={"token": token},
+        headers={"Authorization": f"Bearer {deployment.secret}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body

@@ -14,25 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import Deployment, Service
+from .conftest import Deployment, Service, introspect, mint
 
 pytestmark = pytest.mark.slow
-
-
-def mint(service: Service, token: str) -> requests.Response:
-    return requests.post(f"{service.base}/_/oidc/mint-token", json={"token": token}, timeout=10)
-
-
-def introspect(service: Service, deployment: Deployment, token: str) -> dict[str, object]:
-    response = requests.post(
-        f"{service.base}/oauth/introspect",
-        data={"token": token},
-        headers={"Authorization": f"Bearer {deployment.secret}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
-    return body
 
 
 def test_two_processes_share_replay_and_revocation_state(

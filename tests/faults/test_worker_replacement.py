@@ -18,7 +18,7 @@ from app.auth.clients import add_client
 from app.stores.base import StoredRegistration
 from app.stores.redis import RedisStore, connect
 
-from .conftest import Deployment, Service
+from .conftest import Deployment, Service, introspect, mint
 
 pytestmark = pytest.mark.slow
 
@@ -45,21 +45,6 @@ def _replace_the_worker(service: Service, how: str) -> None:
     service.wait_ready()
 
 
-def _mint(service: Service, token: str) -> requests.Response:
-    return requests.post(f"{service.base}/_/oidc/mint-token", json={"token": token}, timeout=10)
-
-
-def _introspect(service: Service, secret: str, token: str) -> object:
-    response = requests.post(
-        f"{service.base}/oauth/introspect",
-        data={"token": token},
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 @pytest.mark.parametrize("how", ["kill", "hup"])
 def test_in_memory_stores_never_forget_a_revocation_when_the_worker_is_replaced(
     deployment: Deployment, start_service: Callable[..., Service], how: str
@@ -72,16 +57,16 @@ def test_in_memory_stores_never_forget_a_revocation_when_the_worker_is_replaced(
     service = start_service(deployment, workers=1)
     time.sleep(1.1)  # the in-memory epoch's own second refuses tokens (epoch_margin 0)
     oidc_token = deployment.make_token()
-    minted = _mint(service, oidc_token)
+    minted = mint(service, oidc_token)
     assert minted.status_code == 200, minted.text
     upload = minted.json()["token"]
     assert requests.post(f"{service.base}/oauth/revoke", data={"token": upload}, timeout=5).ok
-    assert _introspect(service, deployment.secret, upload) == {"active": False}
+    assert introspect(service, deployment, upload) == {"active": False}
 
     _replace_the_worker(service, how)
 
-    assert _introspect(service, deployment.secret, upload) == {"active": False}
-    assert _mint(service, oidc_token).status_code == 422
+    assert introspect(service, deployment, upload) == {"active": False}
+    assert mint(service, oidc_token).status_code == 422
 
 
 @pytest.mark.parametrize("how", ["kill", "hup"])
@@ -126,7 +111,7 @@ def test_a_replacement_worker_never_matches_a_publisher_removed_since_the_master
             workflow_ref=OTHER_REF,
         )
 
-    assert _mint(service, other_token()).status_code == 200
+    assert mint(service, other_token()).status_code == 200
     removed = requests.delete(
         f"{service.base}/api/v1/projects/other-pkg/publishers/{registration.id}",
         headers={"Authorization": f"Bearer {admin}"},
@@ -136,4 +121,4 @@ def test_a_replacement_worker_never_matches_a_publisher_removed_since_the_master
 
     _replace_the_worker(service, how)
 
-    assert _mint(service, other_token()).status_code == 422
+    assert mint(service, other_token()).status_code == 422

@@ -10,12 +10,10 @@ its last chunk (`trailers`); or it floods `100 Continue` responses as fast as it
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
-from types import TracebackType
 
+from support.raw_server import RawLoopbackServer
 from support.tls import TestCA
 
 BYTE_INTERVAL = 0.2
@@ -26,67 +24,29 @@ _CHUNKED = (
 _INTERIM = b"HTTP/1.1 100 Continue\r\n\r\n" * 256
 
 
-class TricklingIssuer:
+class TricklingIssuer(RawLoopbackServer):
     def __init__(self, ca: TestCA, *, part: str) -> None:
         if part not in PARTS:
             raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}")
+        super().__init__()
         self._part = part
         cert_path, key_path = ca.issue_server_cert(["127.0.0.1"])
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert_path, key_path)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)  # close() does not wake a blocked accept()
-        self.port: int = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._connections: list[socket.socket] = []
         self.requests = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> TricklingIssuer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Closing every connection ends the client's stuck read with an error.
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for connection in self._connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-                connection.close()
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._connections.append(connection)
-            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
-
-    def _trickle(self, connection: socket.socket) -> None:
+    def serve(self, connection: socket.socket) -> None:
         try:
             connection.settimeout(5)
             tls = self._context.wrap_socket(connection, server_side=True)
             tls.recv(8192)
+            self.track(tls)
             with self._lock:
                 self.requests += 1
-                self._connections.append(tls)
             if self._part == "interim":
                 while not self._stopping.is_set():
                     tls.sendall(_INTERIM)

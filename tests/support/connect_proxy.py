@@ -10,60 +10,24 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
+
+from support.raw_server import RawLoopbackServer
 
 _CHUNK = 65536
 
 
-class ConnectProxy:
+class ConnectProxy(RawLoopbackServer):
     """Answers `CONNECT 127.0.0.1:port` with a tunnel to that port, and nothing else."""
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)  # close() does not wake a blocked accept()
-        self.port: int = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        super().__init__()
         self.tunnels = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ConnectProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._sockets.append(client)
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
+    def serve(self, client: socket.socket) -> None:
         try:
             client.settimeout(5)
             head = b""
@@ -78,8 +42,8 @@ class ConnectProxy:
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
             upstream = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+            self.track(upstream)
             with self._lock:
-                self._sockets.append(upstream)
                 self.tunnels += 1
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()

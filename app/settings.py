@@ -32,7 +32,6 @@ MIN_TOKEN_TTL = 60
 
 _AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
-# What follows a URL's scheme up to its path: the host, and any user:password@ before it.
 
 
 @dataclass(frozen=True)

@@ -72,10 +72,12 @@ end
 -- The record holds its claimant (ARGV[4]), an id only this exchange knows.
 local first = redis.call('SET', KEYS[2], ARGV[4], 'NX', 'EX', ARGV[1])
 if first then
-  -- ARGV[6] (with a record only): no record when the epoch began at or after it, for
-  -- the exchange then refuses the token as predating a data loss.
-  local began = tonumber(string.match(epoch, ':(%d+)$'))
-  if fields and ARGV[6] and not (began and began < tonumber(ARGV[6])) then fields = nil end
+  if fields and ARGV[6] then
+    -- No record when the epoch began at or after ARGV[6]: the exchange then refuses the
+    -- token as predating a data loss, and no upload token is minted.
+    local began = tonumber(string.match(epoch, ':(%d+)$'))
+    if not (began and began < tonumber(ARGV[6])) then fields = nil end
+  end
   if fields then
     -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
     -- bound, ARGV[5] a JSON array of field, value, field, value... in the record's

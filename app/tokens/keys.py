@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,10 @@ from app.errors import ConfigurationError
 from app.oidc.jws import PublicKey, b64url_encode
 
 SigningPrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+# "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"...: not "EC PARAMETERS", which
+# `openssl ecparam -genkey` writes before its key.
+_PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,12 @@ def _load_signing_key(path: Path) -> SigningKey:
         raise ConfigurationError(
             f"signing_keys: {path} is open to other users (mode {stat.S_IMODE(mode):04o}): "
             "make it 0600 or 0440 (chmod o-rwx; in Kubernetes, the volume's defaultMode)"
+        )
+    if len(_PRIVATE_KEY_BLOCK.findall(data)) > 1:
+        # cryptography loads the first and ignores the rest, without a word.
+        raise ConfigurationError(
+            f"signing_keys: {path} holds more than one private key: put each key in a file "
+            "of its own"
         )
     try:
         key = serialization.load_pem_private_key(data, password=None)

@@ -226,8 +226,22 @@ def test_single_file_path(tmp_path: Path) -> None:
             ),
             "is not an unencrypted PEM private key",
         ),
+        # Only the first would be loaded: which key signs would depend on the file's order.
+        (
+            lambda: generate_signing_key_pem() + generate_signing_key_pem(),
+            "holds more than one private key: put each key in a file of its own",
+        ),
     ],
-    ids=["rsa-1024", "ec-p384", "not-pem", "empty-file", "public-key", "encrypted", "der"],
+    ids=[
+        "rsa-1024",
+        "ec-p384",
+        "not-pem",
+        "empty-file",
+        "public-key",
+        "encrypted",
+        "der",
+        "two-keys",
+    ],
 )
 def test_refused_key_files(tmp_path: Path, content: Callable[[], bytes], fragment: str) -> None:
     write_private_file(tmp_path / "good.pem", generate_signing_key_pem())

@@ -541,17 +541,22 @@ class _Api:
 
 def _management_url(url: str, named: str) -> str:
     """`url`, unless the bearer secret would cross a network unencrypted to reach it."""
-    parts = urlsplit(url)
     if "@" in url:
         # Not quoted: the part before "@" would be a password, and every error names the URL.
         raise click.ClickException(
             f"{named} holds credentials (user:password@, not shown): the secret goes in "
             "TRUSTPUB_CLIENT_SECRET"
         )
+    not_a_url = click.ClickException(
+        f"{named} must be an https:// URL (http:// only to this machine)"
+    )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
+    except ValueError:  # "[::1" unclosed, a port out of range: a traceback before
+        raise not_a_url from None
     if not parts.hostname or parts.scheme not in ("https", "http"):
-        raise click.ClickException(
-            f"{named} must be an https:// URL (http:// only to this machine)"
-        )
+        raise not_a_url
     if parts.scheme == "https" or os.environ.get("TRUSTPUB_ALLOW_PLAIN_HTTP") == "1":
         return url
     try:

@@ -351,6 +351,8 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_reported_not_a_crash(
         ("ftp://127.0.0.1", False, False),
         ("trustpub.example.com", False, False),
         ("https://", False, False),
+        ("http://[::1", False, False),  # urlsplit's ValueError was a traceback
+        ("https://trustpub.example.com:99999", False, False),
         ("https://admin:hunter2@trustpub.example.com", False, False),
     ],
 )

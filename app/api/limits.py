@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -108,8 +109,23 @@ def _limited(view: Callable[..., Any], check: RateCheck) -> Any:
 _RATE_KEY_DOMAIN = b"trustpub rate-limit key\x00"
 
 
+# An IPv6 client is usually handed a whole /64 (RFC 6177), so a budget per address would
+# give it 2**64 budgets: it counts by its /64 instead, and an IPv4-mapped address as the
+# IPv4 address it is.
+_IPV6_BUDGET_PREFIX = 64
+
+
 def _client_address(environ: Mapping[str, Any]) -> str:
-    return str(environ.get("REMOTE_ADDR") or "unknown")
+    address = str(environ.get("REMOTE_ADDR") or "unknown")
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, _IPV6_BUDGET_PREFIX), strict=False))
 
 
 def _api_client(environ: Mapping[str, Any]) -> str:

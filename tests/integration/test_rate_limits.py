@@ -52,6 +52,36 @@ def test_mint_is_limited_per_source_address(make_app: MakeApp, make_token: MakeT
     assert_minted(elsewhere)
 
 
+@pytest.mark.parametrize(
+    ("spent_from", "then_from", "limited"),
+    [
+        (["2001:db8:1:2::10", "2001:db8:1:2::ffff"], "2001:db8:1:2:abcd::1", True),
+        (["2001:db8:1:2::10", "2001:db8:1:2::10"], "2001:db8:1:3::10", False),
+        (["2001:db8:1:2::10", "2001:db8:1:2::11"], "2001:db8:1:2::12%eth0", True),
+        (["192.0.2.7", "192.0.2.7"], "::ffff:192.0.2.7", True),
+        (["::ffff:192.0.2.7", "::ffff:192.0.2.7"], "192.0.2.8", False),
+        (["not-an-address:1", "not-an-address:1"], "not-an-address:2", False),
+    ],
+)
+def test_an_ipv6_client_counts_by_its_slash_64(
+    make_app: MakeApp, make_token: MakeToken, spent_from: list[str], then_from: str, limited: bool
+) -> None:
+    client = make_app(mint_rate_limit="2/minute").test_client()
+
+    answers = [
+        client.post("/_/oidc/mint-token", json={"token": make_token()}, **address(ip))
+        for ip in spent_from
+    ]
+    then = client.post("/_/oidc/mint-token", json={"token": make_token()}, **address(then_from))
+
+    for answer in answers:
+        assert_minted(answer)
+    if limited:
+        assert_failure(then, 429, "rate-limited")
+    else:
+        assert_minted(then)
+
+
 def test_forwarded_for_is_used_only_behind_trusted_proxies(
     make_app: MakeApp, make_token: MakeToken
 ) -> None:

@@ -252,7 +252,7 @@ def build_key_ring(settings: Settings) -> KeyRing:
     # kept in the development directory so tokens survive a restart.
     key_dir = settings.dev_dir / "signing-keys"
     write_private_file(key_dir / "dev-signing-key.pem", generate_signing_key_pem())
-    return load_key_ring(key_dir)
+    return load_key_ring(key_dir, settings.signing_kid)
 
 
 def build_stores(settings: Settings) -> Stores:

@@ -87,3 +87,15 @@ def test_unknown_signing_kid_stops_start_up(tmp_path: Path, make_app: MakeApp) -
 
     with pytest.raises(ConfigurationError, match="signing_kid 'nope' is not among the keys"):
         make_app(signing_keys=tmp_path, signing_kid="nope")
+
+
+def test_signing_kid_names_the_generated_key_in_dev_mode_too(
+    tmp_path: Path, make_app: MakeApp, make_token: MakeToken
+) -> None:
+    dev = {"dev": True, "dev_dir": tmp_path / "dev", "signing_keys": None}
+
+    with pytest.raises(ConfigurationError, match="signing_kid 'nope' is not among the keys"):
+        make_app(signing_kid="nope", **dev)
+    generated_kid = load_key_ring(tmp_path / "dev" / "signing-keys").signer.kid
+    client = make_app(signing_kid=generated_kid, **dev).test_client()
+    assert kid_of(assert_minted(mint(client, make_token()))["token"]) == generated_kid

@@ -850,3 +850,7 @@ def audit_command(
         if not page.get("next_before"):
             break
         query["before"] = page["next_before"]
+
+
+if __name__ == "__main__":
+    main()

@@ -26,9 +26,7 @@ TRUSTPUB = str(Path(sys.executable).with_name("trustpub"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TRUSTPUB, *args],
         capture_output=True,
@@ -37,6 +35,20 @@ def run(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def test_python_dash_m_runs_the_same_command_line() -> None:
+    module = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert module.returncode == 0, module.stderr
+    assert module.stdout == run("keys", "--help").stdout
+    assert "Usage: trustpub keys" in module.stdout
 
 
 def test_clients_add_prints_the_secret_once_and_stores_only_its_hash(tmp_path: Path) -> None:

@@ -74,19 +74,20 @@ class UploadTokenVerifier:
     # is not a verifier's concern (the revocation store is read every time).
     verified: VerifiedTokens = field(default_factory=lambda: VerifiedTokens(4096))
 
-    def verify(self, token: str, now: int) -> UploadTokenClaims:
-        """The token's claims if trustpub minted it and it has not expired; else InvalidToken."""
+    def verify(self, token: str, now: int, *, expiry_grace: int = 0) -> UploadTokenClaims:
+        """The token's claims if trustpub minted it and it has not expired (`expiry_grace`
+        seconds ago at most); else InvalidToken."""
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         known = self.verified.get(digest)
         if known is not None:
-            if now >= known.expires_at:
+            if now >= known.expires_at + expiry_grace:
                 raise InvalidToken("expired")
             return known
-        claims = self._verify(token, now)
+        claims = self._verify(token, now, expiry_grace)
         self.verified.add(digest, claims)
         return claims
 
-    def _verify(self, token: str, now: int) -> UploadTokenClaims:
+    def _verify(self, token: str, now: int, expiry_grace: int = 0) -> UploadTokenClaims:
         if not token.startswith(self.prefix):
             raise InvalidToken("not an upload token")
         try:
@@ -105,7 +106,7 @@ class UploadTokenVerifier:
         if header.get("alg") != key.algorithm:
             raise InvalidToken("algorithm does not match the signing key")
         verify_signature(parsed, key.algorithm, key.public_key)
-        return _check_claims(parsed.claims, self.issuer, self.audience, now)
+        return _check_claims(parsed.claims, self.issuer, self.audience, now, expiry_grace)
 
 
 class VerifiedTokens:
@@ -130,14 +131,14 @@ class VerifiedTokens:
 
 
 def _check_claims(
-    claims: Mapping[str, Any], issuer: str, audience: str, now: int
+    claims: Mapping[str, Any], issuer: str, audience: str, now: int, expiry_grace: int = 0
 ) -> UploadTokenClaims:
     if claims.get("iss") != issuer or claims.get("aud") != audience:
         raise InvalidToken("issued for another service")
     if claims.get("scope") != "upload":
         raise InvalidToken("not an upload token")
     issued_at, expires_at, not_before = (_integer(claims, name) for name in ("iat", "exp", "nbf"))
-    if now >= expires_at:
+    if now >= expires_at + expiry_grace:
         raise InvalidToken("expired")
     if expires_at - issued_at > MAX_TOKEN_TTL:
         # No trustpub mints one (settings refuse a longer token_ttl), and bulk revocation

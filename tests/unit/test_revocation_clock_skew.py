@@ -8,6 +8,8 @@ is the slower one's.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +119,38 @@ def test_an_acknowledged_revocation_holds_on_every_replica_until_the_token_expir
     for clock in (real, *(replica.clock for replica in replicas.values())):
         clock.now += last_second
     assert not replicas["behind"].active(token)
+
+
+@pytest.mark.parametrize("scope", REVOCATIONS)
+def test_a_revocation_in_a_tokens_last_seconds_holds_where_a_slower_clock_still_takes_it(
+    cluster: tuple[Clock, MemoryStore, dict[str, Replica]], scope: str
+) -> None:
+    real, store, replicas = cluster
+    behind, ahead = replicas["behind"], replicas["ahead"]
+    token = behind.minter.mint(
+        frozenset({"demo-pkg"}), PUBLISHER, store.current_epoch().id, int(behind.clock())
+    )
+    # Past `exp` on the faster replica's clock, not yet on the slower one's.
+    step = token.expires_at - SKEW // 2 - behind.clock()
+    for clock in (real, *(replica.clock for replica in replicas.values())):
+        clock.now += step
+    assert behind.active(token)
+    assert not ahead.active(token)
+
+    REVOCATIONS[scope](ahead.revoker, token)  # /oauth/revoke answers 200 either way
+
+    assert not behind.active(token)
+
+
+def test_the_revocation_answer_in_the_docs_is_the_revokers() -> None:
+    endpoints = (Path(__file__).parents[2] / "docs" / "endpoints.md").read_text()
+    documented = re.search(r'Answer: `(\{"revoked": .*?\})`', endpoints)
+    assert documented is not None
+    answer = json.loads(documented.group(1))["revoked"]
+    clock = Clock(answer["before"] + 60)
+    store = MemoryStore(clock=clock)
+    revoker = TokenRevoker(None, store, clock, 3600, AuditTrail(store, clock), {})
+
+    revocation = revoker.revoke_project("demo-pkg", answer["before"], actor="t")
+
+    assert {"scope": "project", **revocation.as_dict()} == answer

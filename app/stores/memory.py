@@ -46,6 +46,7 @@ class MemoryStore:
         self._audit: deque[AuditRecord] = deque(maxlen=audit_max_length)
         self._refusals: deque[AuditRecord] = deque(maxlen=audit_max_length)
         self._audit_sequence = 0
+        self._audit_last_ms = 0
         self._lock = threading.Lock()
         self._values: dict[str, tuple[int, float]] = {}
         # Who made each replay claim in `_values`, removed with it.
@@ -315,7 +316,9 @@ class MemoryStore:
     ) -> str:
         # With the lock held: a change and its record are seen together or not at all.
         self._audit_sequence += 1
-        at_ms = int(self._clock() * 1000)
+        # Never before the last record, as Redis's stream ids: after the clock steps back,
+        # a read `since` would stop at the first older record, and one `before` skip some.
+        at_ms = self._audit_last_ms = max(int(self._clock() * 1000), self._audit_last_ms)
         record = AuditRecord(f"{at_ms}-{self._audit_sequence}", at_ms, dict(fields))
         (self._audit if trail is None else trail).append(record)
         return record.id

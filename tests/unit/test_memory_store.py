@@ -119,3 +119,24 @@ def test_concurrent_claims_of_one_key_have_exactly_one_winner() -> None:
 
 def test_ping_answers() -> None:
     MemoryStore(clock=Clock()).ping()  # never raises: there is nothing to reach
+
+
+def _actions(
+    store: MemoryStore, *, since_ms: int | None = None, before: str | None = None
+) -> list[str]:
+    page = store.read_audit(
+        since_ms=since_ms, until_ms=None, limit=10, accept=lambda _: True, before=before
+    )
+    return [record.fields["action"] for record in page.records]
+
+
+def test_the_audit_trail_keeps_its_order_when_the_clock_steps_back() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    store.append_audit({"action": "first"})
+    clock.advance(-60)  # an NTP step
+    newest = store.append_audit({"action": "second"})
+
+    assert _actions(store) == ["second", "first"]
+    assert _actions(store, since_ms=int((clock.now + 30) * 1000)) == ["second", "first"]
+    assert _actions(store, before=newest) == ["first"]

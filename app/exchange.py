@@ -128,6 +128,8 @@ class TokenExchange:
             audit=record,
             # The record is stored only if the epoch check below lets the mint go on.
             epoch_began_before=identity.issued_at - self.epoch_margin,
+            # Read again: `now` predates the verification (a key fetch may have waited).
+            clock=int(self.clock()),
         )
         if not claim.first:
             # A replay spends nothing of its publisher's budget: anyone holding a used

@@ -59,7 +59,8 @@ def metrics() -> Metrics:
         ),
         store_errors=Counter(
             "trustpub_store_errors_total",
-            "Operations on the token store that failed: unreachable, or not replicated.",
+            "Operations on the token store that failed: unreachable, not replicated, or"
+            " refused because this replica's clock is off the store's.",
             ["operation"],
         ),
         request_seconds=Histogram(

@@ -59,6 +59,8 @@ class RevocationState:
 
     epoch: Epoch | None
     revoked_before: tuple[int | None, ...]
+    # The store's clock when it answered, Unix seconds: the caller checks its own.
+    server_time: float
 
 
 class ReplayStore(Protocol):
@@ -69,12 +71,16 @@ class ReplayStore(Protocol):
         ttl_seconds: int,
         audit: Mapping[str, str] | None = None,
         epoch_began_before: int | None = None,
+        clock: int | None = None,
     ) -> ClaimResult:
         """Atomically record `key` for `claimant` and `ttl_seconds`, in one round trip
         with the epoch; when the claim is the first, append `audit` to the audit log in
         the same trip, unless the epoch began at or after `epoch_began_before` (unix
         seconds): the exchange then refuses the token as predating a data loss, and a
         mint record would name a token never minted.
+
+        `clock`: the caller's clock now, Unix seconds. When it is further from the store's
+        than STORE_CLOCK_TOLERANCE_SECONDS, nothing is claimed and ClockOffStore is raised.
 
         `first` is also true when `claimant` already holds `key` (its audit record is not
         appended again): an exchange whose claim ran but whose reply was lost, and which

@@ -15,6 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from app.clocks import check_store_clock
 from app.errors import DeclarationsLost
 from app.stores.base import (
     UNCONFIRMED,
@@ -71,8 +72,11 @@ class MemoryStore:
         ttl_seconds: int,
         audit: Mapping[str, str] | None = None,
         epoch_began_before: int | None = None,
+        clock: int | None = None,
     ) -> ClaimResult:
         now = self._clock()
+        if clock is not None:
+            check_store_clock(clock, now)
         with self._lock:
             self._purge(now)
             if key in self._values:
@@ -103,9 +107,10 @@ class MemoryStore:
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
         with self._lock:
-            self._purge(self._clock())
+            now = self._clock()
+            self._purge(now)
             values = tuple(entry[0] if (entry := self._values.get(k)) else None for k in keys)
-        return RevocationState(epoch=self._epoch, revoked_before=values)
+        return RevocationState(epoch=self._epoch, revoked_before=values, server_time=now)
 
     def current_epoch(self) -> Epoch:
         return self._epoch

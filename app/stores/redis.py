@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -32,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from app.clocks import STORE_CLOCK_TOLERANCE_SECONDS, check_store_clock, clock_off
 from app.errors import ConfigurationError, DeclarationsLost, StoreMayEvict, StoreUnavailable
 from app.json_text import compact
 from app.metrics import labelled, metrics
@@ -62,25 +64,32 @@ REPLICA_WAIT_MS = 500
 # The new epoch's time is the server's, so every replica agrees on it.
 _CLAIM = Script(
     """
+-- ARGV[5]: the claiming replica's clock, ARGV[6] how far it may be from Redis's: a
+-- replica whose clock is further off claims nothing (it would judge `exp` against
+-- records that Redis expires by its own clock). Answered {false, Redis's seconds}.
+local now = redis.call('TIME')[1]
+if ARGV[5] ~= '' and math.abs(tonumber(now) - tonumber(ARGV[5])) > tonumber(ARGV[6]) then
+  return {false, now}
+end
 -- Decoded first: a record the script cannot read fails before anything is written.
-local fields = ARGV[5] and cjson.decode(ARGV[5])
+local fields = ARGV[7] and cjson.decode(ARGV[7])
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
-  epoch = ARGV[2] .. ':' .. redis.call('TIME')[1]
+  epoch = ARGV[2] .. ':' .. now
   redis.call('SET', KEYS[1], epoch)
 end
 -- The record holds its claimant (ARGV[4]), an id only this exchange knows.
 local first = redis.call('SET', KEYS[2], ARGV[4], 'NX', 'EX', ARGV[1])
 if first then
-  if fields and ARGV[6] then
-    -- No record when the epoch began at or after ARGV[6]: the exchange then refuses the
+  if fields and ARGV[8] then
+    -- No record when the epoch began at or after ARGV[8]: the exchange then refuses the
     -- token as predating a data loss, and no upload token is minted.
     local began = tonumber(string.match(epoch, ':(%d+)$'))
-    if not (began and began < tonumber(ARGV[6])) then fields = nil end
+    if not (began and began < tonumber(ARGV[8])) then fields = nil end
   end
   if fields then
     -- The mint's audit record, in the same round trip: ARGV[3] is the stream's length
-    -- bound, ARGV[5] a JSON array of field, value, field, value... in the record's
+    -- bound, ARGV[7] a JSON array of field, value, field, value... in the record's
     -- order. One argument: hiredis formats each argument's length with sprintf, thirty
     -- of them cost the mint more than encoding the array; an array of pairs cost Redis
     -- a Lua loop.
@@ -533,12 +542,15 @@ class RedisStore:
         ttl_seconds: int,
         audit: Mapping[str, str] | None = None,
         epoch_began_before: int | None = None,
+        clock: int | None = None,
     ) -> ClaimResult:
         args: list[Argument] = [
             max(1, ttl_seconds),
             new_epoch_id(),
             self._audit_max_length,
             claimant,
+            "" if clock is None else clock,
+            STORE_CLOCK_TOLERANCE_SECONDS,
         ]
         if audit:
             args.append(_record_argument(audit))
@@ -547,6 +559,9 @@ class RedisStore:
         epoch, first = self._write(
             "claim", _CLAIM, [self._epoch_key, self._prefix + key, self._audit_key], args
         )
+        if epoch is None:
+            # The script claimed nothing: `clock` is too far from Redis's, told in `first`.
+            raise clock_off(int(clock or 0) - int(first))
         return ClaimResult(first=bool(first), epoch=_epoch("claim", epoch))
 
     def revoke_before(
@@ -560,8 +575,16 @@ class RedisStore:
         )
 
     def revocation_state(self, keys: Sequence[str]) -> RevocationState:
-        values = self._execute("mget", ("MGET", self._epoch_key, *(self._prefix + k for k in keys)))
+        # With Redis's clock, in the same round trip: the introspection checks its own.
+        values, server_time = self._fail_closed(
+            "mget",
+            self._connections.execute,
+            [("MGET", self._epoch_key, *(self._prefix + k for k in keys)), ("TIME",)],
+        )
+        if isinstance(values, redis.ResponseError) or isinstance(server_time, redis.ResponseError):
+            raise self._unavailable("mget")
         return RevocationState(
+            server_time=_seconds(server_time),
             epoch=_epoch("mget", values[0]) if values[0] is not None else None,
             revoked_before=tuple(
                 _moment("mget", self._prefix + key, v) if v is not None else None
@@ -574,8 +597,7 @@ class RedisStore:
         return _epoch("epoch", value)
 
     def server_time(self) -> float:
-        seconds, microseconds = self._execute("time", ("TIME",))
-        return int(seconds) + int(microseconds) / 1_000_000
+        return _seconds(self._execute("time", ("TIME",)))
 
     def ping(self) -> None:
         # On the thread's own connection, as a request's commands go: within one socket
@@ -583,15 +605,21 @@ class RedisStore:
         # The epoch rather than PING, at the same cost: a store whose epoch cannot be read
         # can neither mint nor introspect, so it is not ready. In the same round trip,
         # whether Redis may evict keys: a store that may drop a revocation or a replay
-        # record before its time is not ready either (StoreMayEvict).
-        epoch, memory = self._fail_closed(
-            "ping", self._connections.execute, [("GET", self._epoch_key), ("INFO", "memory")]
+        # record before its time is not ready either (StoreMayEvict), nor a replica whose
+        # clock is off Redis's (ClockOffStore), which could neither mint nor introspect.
+        epoch, memory, server_time = self._fail_closed(
+            "ping",
+            self._connections.execute,
+            [("GET", self._epoch_key), ("INFO", "memory"), ("TIME",)],
         )
         if isinstance(epoch, redis.ResponseError):
             raise self._unavailable("ping") from epoch
         if epoch is not None:
             _epoch("ping", epoch)
         self._check_eviction(memory)
+        if isinstance(server_time, redis.ResponseError):
+            raise self._unavailable("ping") from server_time
+        check_store_clock(time.time(), _seconds(server_time))
 
     def _check_eviction(self, memory: object) -> None:
         try:
@@ -934,6 +962,12 @@ def _epoch(operation: str, value: bytes) -> Epoch:
     if epoch is None or not epoch.id:
         raise _unreadable(operation, "epoch", "the epoch")
     return epoch
+
+
+def _seconds(reply: Sequence[bytes]) -> float:
+    """Unix seconds from the reply of TIME."""
+    seconds, microseconds = reply
+    return int(seconds) + int(microseconds) / 1_000_000
 
 
 def _moment(operation: str, key: str, value: bytes) -> int:

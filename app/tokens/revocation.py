@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.audit import AuditTrail
-from app.clocks import CLOCK_SKEW_SECONDS
+from app.clocks import CLOCK_SKEW_SECONDS, check_store_clock
 from app.errors import InvalidRequest, InvalidToken, StoreUnavailable
 from app.metrics import labelled, metrics
 from app.publishers import github, gitlab, google
@@ -76,7 +76,7 @@ class TokenRevoker:
         """Revoke a token that trustpub minted; None for anything else (RFC 7009: not an error)."""
         if self.verifier is None:
             raise ValueError("this revoker was built without signing keys")
-        now = int(self.clock())
+        now = self._now()
         try:
             # Up to CLOCK_SKEW_SECONDS past its `exp`: a replica whose clock is behind this
             # one's still takes it that long, and `_revoke` keeps the entry so long.
@@ -94,7 +94,7 @@ class TokenRevoker:
             # would be acknowledged, revoke nothing, and put a live token in the audit.
             raise InvalidRequest("'jti' is an upload token's jti (24 base64url characters)")
         # The token is not at hand: minted already, its `iat` is at most this far ahead.
-        moment = int(self.clock()) + CLOCK_SKEW_SECONDS
+        moment = self._now() + CLOCK_SKEW_SECONDS
         record = {"scope": "jti", "jti": jti}
         return self._revoke(token_scope(jti), moment, moment + self.max_token_ttl, actor, record)
 
@@ -148,8 +148,16 @@ class TokenRevoker:
         }
         return self._revoke(scope, moment, moment + self.max_token_ttl, actor, record)
 
+    def _now(self) -> int:
+        """This replica's clock, once it agrees with the store's: a moment or an entry's
+        life judged by a clock that stepped would leave tokens out, or drop the entry
+        early."""
+        now = self.clock()
+        check_store_clock(now, self.store.server_time())
+        return int(now)
+
     def _moment(self, before: int | None) -> int:
-        now = int(self.clock())
+        now = self._now()
         if before is None:
             # "Everything minted so far", on whichever replica's clock minted it.
             return now + CLOCK_SKEW_SECONDS
@@ -197,6 +205,9 @@ class TokenIntrospector:
             return None
         try:
             state = self.store.revocation_state(token.revocation_scopes)
+            # A clock off Redis's would judge `exp` against entries Redis expires by its
+            # own: a revocation gone while this replica still takes the token for valid.
+            check_store_clock(self.clock(), state.server_time)
         except StoreUnavailable:
             labelled(metrics().introspections, "store-unavailable").inc()
             raise

@@ -167,6 +167,13 @@ def test_once_its_pins_are_loaded_a_gitlab_mint_costs_one_round_trip(
 
     # Until its snapshot holds the pins, a process asks the store for them: two trips.
     assert [c.name for c in unloaded if not c.by_script] == ["EVALSHA", "EVALSHA"]
-    assert [c.name for c in unloaded if c.by_script] == ["HGET", "HSET", "GET", "SET", "XADD"]
+    assert [c.name for c in unloaded if c.by_script] == [
+        "HGET",
+        "HSET",
+        "TIME",
+        "GET",
+        "SET",
+        "XADD",
+    ]
     assert [c.name for c in loaded if not c.by_script] == ["EVALSHA"]
-    assert {c.name for c in loaded if c.by_script} == {"GET", "SET", "XADD"}
+    assert {c.name for c in loaded if c.by_script} == {"TIME", "GET", "SET", "XADD"}

@@ -199,7 +199,8 @@ def test_introspection_costs_one_redis_round_trip(
 
     sent = commands_sent(redis_server, introspect_all)
 
-    assert [command.name for command in sent] == ["MGET"] * len(tokens)
+    # Redis's clock in the same round trip: the introspection checks its own against it.
+    assert [command.name for command in sent] == ["MGET", "TIME"] * len(tokens)
 
 
 def test_store_down_answers_503_never_active(
@@ -321,3 +322,35 @@ def test_a_store_record_that_cannot_be_read_answers_503_never_active(
         assert client.get("/readyz").status_code == 503
         assert store_errors("claim") - before["claim"] == 1.0
         assert store_errors("ping") - before["ping"] == 1.0
+
+
+def test_a_replica_whose_clock_is_off_redis_refuses_every_token_operation_and_is_not_ready(
+    make_app: MakeApp,
+    make_token: MakeToken,
+    clients: Clients,
+    store: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upload_token = minted_token(make_app(clients_file=clients.path).test_client(), make_token)
+    replay_records = len(store.keys("trustpub:jti:*"))
+    right_time = time.time
+    # The whole host's clock steps two minutes ahead (a VM resumed): the replica is built
+    # on it, and the CI token it is sent is dated by it too, so only Redis disagrees.
+    monkeypatch.setattr(time, "time", lambda: right_time() + 120)
+    stepped = make_app(clients_file=clients.path).test_client()
+
+    minted = mint(stepped, make_token())
+    introspected = introspect(stepped, upload_token, clients.basic("index"))
+    revoked = stepped.post("/oauth/revoke", data={"token": upload_token})
+    ready = stepped.get("/readyz")
+
+    assert_failure(minted, 503, "store-unavailable")
+    assert introspected.status_code == 503
+    assert "active" not in introspected.get_json()
+    assert revoked.status_code == 503
+    assert ready.status_code == 503
+    assert len(store.keys("trustpub:jti:*")) == replay_records  # nothing claimed
+    assert not store.keys("trustpub:rev:*")  # nothing revoked
+    monkeypatch.undo()
+    right = make_app(clients_file=clients.path).test_client()
+    assert is_active(right, upload_token, clients.basic("index"))

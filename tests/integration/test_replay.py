@@ -161,9 +161,9 @@ def test_a_mint_costs_one_redis_round_trip_audit_record_included(
 
     sent = commands_sent(redis_server, lambda: assert_minted(mint(client, token)))
 
-    # One command from the app, an EVALSHA: the epoch, the replay claim and the audit
-    # record (XADD) run inside it.
+    # One command from the app, an EVALSHA: the clock check, the epoch, the replay claim
+    # and the audit record (XADD) run inside it.
     assert [command.name for command in sent if not command.by_script] == ["EVALSHA"]
-    assert {command.name for command in sent if command.by_script} == {"GET", "SET", "XADD"}
+    assert {command.name for command in sent if command.by_script} == {"TIME", "GET", "SET", "XADD"}
     (record,) = store.xrevrange("trustpub:audit", count=1)
     assert record[1][b"action"] == b"mint"

@@ -10,6 +10,7 @@ import pytest
 from support.ports import free_port
 from support.redis_server import RedisServer
 
+from app.clocks import STORE_CLOCK_TOLERANCE_SECONDS, ClockOffStore
 from app.errors import DeclarationsLost, StoreUnavailable
 from app.stores.base import UNCONFIRMED, Epoch, ExpiryRecords, StoredRegistration
 from app.stores.memory import MemoryStore
@@ -631,6 +632,29 @@ def test_the_store_tells_its_time(make_store: Callable[[], Store]) -> None:
     told = make_store().server_time()
 
     # Redis's clock is this machine's here.
+    assert before - 1 <= told <= time.time() + 1
+
+
+def test_a_claim_by_a_clock_off_the_stores_claims_nothing(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    now = int(time.time())  # Redis's clock is this machine's here
+    record = {"action": "mint", "jti": "a" * 24}
+
+    for off in (-STORE_CLOCK_TOLERANCE_SECONDS - 2, STORE_CLOCK_TOLERANCE_SECONDS + 2):
+        with pytest.raises(ClockOffStore):
+            store.claim_once("jti:k", "exchange-1", 60, audit=record, clock=now + off)
+    assert store.claim_once("jti:k", "exchange-2", 60, clock=now + 3).first is True
+    assert (
+        store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True).records
+        == []
+    )
+
+
+def test_revocation_state_tells_the_stores_time(make_store: Callable[[], Store]) -> None:
+    before = time.time()
+    told = make_store().revocation_state(["rev:a"]).server_time
+
+    assert told is not None
     assert before - 1 <= told <= time.time() + 1
 
 

@@ -17,6 +17,7 @@ from flask import Flask
 from support.claims import unverified_claims
 from support.oidc_issuer import OIDCIssuer
 
+from app.exchange import EPOCH_MARGIN_SECONDS
 from app.observability import FIELDS_KEY, JsonFormatter
 
 from .conftest import MakeApp, MakeToken
@@ -478,16 +479,27 @@ def test_refusals_anyone_can_cause_cannot_trim_the_mints_out_of_the_trail(
     api_error(client.get(AUDIT_PATH + "?refusals=yes", headers=admin), 400, "invalid-request")
 
 
+@pytest.mark.parametrize(
+    "epoch_age",
+    [0, 5, EPOCH_MARGIN_SECONDS],
+    ids=["same-second", "within-the-margin", "margin-ends-at-iat"],
+)
 def test_a_mint_refused_as_predating_the_stores_epoch_leaves_no_mint_record(
-    app: Flask, clients: ManagementClients, make_token: MakeToken, store: redis.Redis
+    app: Flask,
+    clients: ManagementClients,
+    make_token: MakeToken,
+    store: redis.Redis,
+    epoch_age: int,
 ) -> None:
     # The claim script stored the mint's record with the claim, before the exchange
     # found the token older than the epoch (a data loss just now) and refused it: the
-    # trail said a token was minted that never was.
+    # trail said a token was minted that never was. The epoch began `epoch_age` seconds
+    # before the token was issued: still within the margin the exchange refuses.
     client = app.test_client()
-    store.set("trustpub:epoch", f"after-a-loss:{int(time.time())}")
+    issued_at = int(time.time())
+    store.set("trustpub:epoch", f"after-a-loss:{issued_at - epoch_age}")
 
-    assert_failure(mint(client, make_token()), 422, "invalid-reuse-token")
+    assert_failure(mint(client, make_token(now=issued_at)), 422, "invalid-reuse-token")
 
     admin = clients.bearer("admin")
     assert [r["action"] for r in audit(client, admin)] == []

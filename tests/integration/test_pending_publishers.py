@@ -11,7 +11,10 @@ import redis
 from flask import Flask
 from support.oidc_issuer import OIDCIssuer
 
+from app.auth.clients import add_client
+from app.errors import StoreUnavailable
 from app.registrations import MAX_DECLARATION_BYTES, MAX_DECLARED_PROJECTS
+from app.stores.redis import RedisStore
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, upload_token_projects
@@ -105,6 +108,26 @@ def test_a_project_a_policy_file_named_stays_existing_once_the_file_drops_it(
     # Another repository's pending publisher would take the project the index has.
     api_error(add(after, "demo-pkg", body, clients.bearer("index")), 409, "project-exists")
     assert_failure(mint(after, make_token(**OTHER_REPOSITORY)), 422, "invalid-publisher")
+
+
+def test_a_policy_files_project_the_store_could_not_record_still_exists(
+    make_pending_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    store: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("the token store is unavailable; retry in a few seconds")
+
+    monkeypatch.setattr(RedisStore, "declare_projects", unavailable)
+    client = make_pending_app().test_client()
+    body = registration(oidc_issuer.url, **PENDING)
+
+    # This process counts its files' projects whether or not the store has them yet.
+    api_error(add(client, "filed-pkg", body, clients.bearer("index")), 409, "project-exists")
+    assert not store.sismember("trustpub:projects", "filed-pkg")
+    assert store.hlen("trustpub:registrations") == 0
 
 
 @pytest.mark.parametrize("store_began", ["new-deployment", "data-loss"])
@@ -346,6 +369,28 @@ def test_a_pending_publisher_whose_project_came_to_exist_gets_the_contract_code(
     assert_failure(mint(client, token), 422, "invalid-pending-publisher")
 
 
+def test_a_mint_drops_the_project_of_a_pending_publisher_that_lost_its_conversion(
+    app: Flask,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    make_token: MakeToken,
+    store: redis.Redis,
+) -> None:
+    client = app.test_client()
+    normal = add(client, "demo-pkg", registration(oidc_issuer.url), clients.bearer("admin"))
+    assert normal.status_code == 201, normal.get_data(as_text=True)
+    pending = registration(oidc_issuer.url, **PENDING)
+    created = add(client, "new-pkg", pending, clients.bearer("index")).get_json()
+    # Another process declared the project; this one's snapshot has yet to see it.
+    store.sadd("trustpub:projects", "new-pkg")
+
+    minted = assert_minted(mint(client, make_token()))
+
+    # The store refused the conversion: the token is the normal publisher's alone.
+    assert upload_token_projects(minted) == ["demo-pkg"]
+    assert store.hget("trustpub:registrations:pending", created["id"]) is not None
+
+
 def test_two_pending_publishers_for_one_name_the_first_exchange_wins(
     make_pending_app: Any,
     clients: ManagementClients,
@@ -414,6 +459,20 @@ def test_the_index_removes_only_its_own_pending_publishers(
         403,
         "project-forbidden",
     )
+    assert remove(client, "new-pkg", created["id"], clients.bearer("index")).status_code == 200
+
+
+def test_a_pending_publisher_is_removed_only_by_the_pending_client_that_added_it(
+    make_pending_app: Any, clients: ManagementClients, oidc_issuer: OIDCIssuer
+) -> None:
+    other_index = {"Authorization": f"Bearer {add_client(clients.path, 'other', ['pending'])}"}
+    client = make_pending_app().test_client()
+    created = add(
+        client, "new-pkg", registration(oidc_issuer.url, **PENDING), clients.bearer("index")
+    ).get_json()
+
+    api_error(remove(client, "new-pkg", created["id"], other_index), 403, "insufficient-scope")
+    assert [p["id"] for p in listed(client, "new-pkg", clients.bearer("admin"))] == [created["id"]]
     assert remove(client, "new-pkg", created["id"], clients.bearer("index")).status_code == 200
 
 

@@ -11,7 +11,7 @@ from flask import Flask
 
 from .conftest import MakeApp, MakeToken
 from .exchange_api import assert_failure, assert_minted, mint, replay_keys
-from .oauth_api import INTROSPECT_PATH, Clients, introspect
+from .oauth_api import INTROSPECT_PATH, REVOCATIONS_PATH, REVOKE_PATH, Clients, introspect
 from .policies import github_publisher
 
 
@@ -157,6 +157,27 @@ def test_introspection_is_limited_per_client(
     assert answers[2].get_json()["error"] == "temporarily_unavailable"
     assert "Retry-After" in answers[2].headers
     assert other_client.status_code == 200
+
+
+def test_revocations_are_limited_per_address_and_per_client(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    clients = Clients(tmp_path / "clients.toml")
+    client = make_app(clients_file=clients.path, revoke_rate_limit="2/minute").test_client()
+
+    holders = [client.post(REVOKE_PATH, data={"token": "pypi-unknown"}) for _ in range(3)]
+    operator = [
+        client.post(
+            REVOCATIONS_PATH,
+            json={"project": "demo-pkg"},
+            headers=clients.bearer("operator"),
+            **address(f"192.0.2.{number}"),
+        )
+        for number in range(1, 4)
+    ]
+
+    assert [answer.status_code for answer in holders] == [200, 200, 429]
+    assert [answer.status_code for answer in operator] == [200, 200, 429]
 
 
 def test_one_key_spelled_many_ways_from_many_addresses_has_one_budget(

@@ -324,6 +324,8 @@ def test_a_project_key_cannot_touch_another_project(
     pending = registration(oidc_issuer.url, pending=True)
     api_error(add(client, "unborn-pkg", pending, demo), 403, "project-forbidden")
     api_error(remove(client, "other-pkg", other["id"], demo), 403, "project-forbidden")
+    # Nor is it told which ids exist there.
+    api_error(remove(client, "other-pkg", "rp_0123456789abcdef", demo), 403, "project-forbidden")
     # Its id under its own project is not found there: ids do not cross projects.
     api_error(remove(client, "demo-pkg", other["id"], demo), 404, "not-found")
     api_error(client.get("/api/v1/audit?project=other-pkg", headers=demo), 403, "project-forbidden")
@@ -380,6 +382,59 @@ def test_registrations_are_rate_limited_per_key(
     statuses = [add(client, "demo-pkg", body, headers).status_code for body in bodies]
 
     assert statuses == [201, 201, 429]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/projects/demo-pkg/publishers"),
+        ("DELETE", "/api/v1/projects/demo-pkg/publishers/rp_0123456789abcdef"),
+        ("PUT", "/api/v1/projects/new-pkg"),
+        ("POST", "/api/v1/projects"),
+        ("PUT", "/api/v1/projects"),
+    ],
+    ids=["add-publisher", "remove-publisher", "declare-project", "declare-projects", "confirm"],
+)
+def test_every_registration_change_spends_the_one_budget(
+    make_managed_app: Any,
+    clients: ManagementClients,
+    oidc_issuer: OIDCIssuer,
+    method: str,
+    path: str,
+) -> None:
+    client = make_managed_app(registration_rate_limit="1/minute").test_client()
+    headers = clients.bearer("admin")
+    assert add(client, "demo-pkg", registration(oidc_issuer.url), headers).status_code == 201
+
+    limited = client.open(path, method=method, json={"projects": ["new-pkg"]}, headers=headers)
+
+    api_error(limited, 429, "rate-limited")
+
+
+@pytest.mark.parametrize(
+    ("keys", "addresses"),
+    [
+        (["admin", "admin", "admin"], ["192.0.2.1", "192.0.2.2", "192.0.2.3"]),
+        (["admin", "demo-maintainer", "other-maintainer"], ["192.0.2.1"] * 3),
+    ],
+    ids=["one-key-from-many-addresses", "many-keys-from-one-address"],
+)
+def test_registration_changes_are_limited_per_key_and_per_address(
+    make_managed_app: Any, clients: ManagementClients, keys: list[str], addresses: list[str]
+) -> None:
+    client = make_managed_app(registration_rate_limit="2/minute").test_client()
+
+    statuses = [
+        client.put(
+            "/api/v1/projects/new-pkg",
+            headers=clients.bearer(key),
+            environ_base={"REMOTE_ADDR": address},
+        ).status_code
+        for key, address in zip(keys, addresses, strict=True)
+    ]
+
+    assert 429 not in statuses[:2]
+    assert statuses[2] == 429
 
 
 def test_listings_and_audit_reads_share_a_budget_apart_from_changes(
@@ -567,6 +622,14 @@ def test_a_registration_whose_issuer_is_no_longer_trusted_is_listed_and_can_be_r
     headers = clients.bearer("demo-maintainer")
     both = make_app(filed, clients_file=clients.path, issuers=[oidc_issuer.url, other])
     added = add(both.test_client(), "demo-pkg", registration(oidc_issuer.url), headers).get_json()
+    # Another project's, ignored as well: listed to that project's maintainers only.
+    theirs = add(
+        both.test_client(),
+        "other-pkg",
+        registration(oidc_issuer.url, repository="octo-org/other"),
+        clients.bearer("other-maintainer"),
+    )
+    assert theirs.status_code == 201, theirs.get_data(as_text=True)
     without = make_app(filed, clients_file=clients.path, issuers=[other]).test_client()
 
     (held,) = listed(without, "demo-pkg", headers)

@@ -158,7 +158,7 @@ def test_a_removal_or_declaration_whose_reply_was_lost_keeps_its_one_record(
 
 
 def test_a_revocation_whose_reply_was_lost_keeps_its_one_record(
-    proxy: LossyProxy, store: RedisStore
+    proxy: LossyProxy, store: RedisStore, redis_server: RedisServer
 ) -> None:
     proxy.lose_reply_to(b"trustpub:rev:jti:lost")
 
@@ -167,6 +167,14 @@ def test_a_revocation_whose_reply_was_lost_keeps_its_one_record(
     assert proxy.replies_lost == 1
     records = store.read_audit(since_ms=None, until_ms=None, limit=10, accept=lambda f: True)
     assert [r.fields for r in records.records] == [{"action": "revoke", "jti": "lost"}]
+    direct = redis_server.client()
+    try:
+        requests = list(direct.scan_iter(match="trustpub:rev:request:*"))
+        # Each call's nonce, the one sent again too, expires: none is a lasting key.
+        assert len(requests) == 2
+        assert all(0 < direct.ttl(key) <= 60 for key in requests)
+    finally:
+        direct.close()
 
 
 def test_an_audit_record_on_its_own_whose_reply_was_lost_is_stored_once(

@@ -311,6 +311,45 @@ def test_expired_pending_registrations_are_purged_and_free_their_key(
     assert [r.id for r in store.load_registrations().registrations] == ["rp_new"]
 
 
+def _convert_it(store: Store, now: int) -> object:
+    return store.convert_pending("rp_old", "new-pkg", now)
+
+
+def _add_with_its_key(store: Store, now: int) -> object:
+    return store.add_registration(_registration("rp_new", "new-pkg", "k", expires_at=now + 60), now)
+
+
+def _purge_expired(store: Store, now: int) -> object:
+    return store.purge_expired(now)
+
+
+@pytest.mark.parametrize(
+    ("operation", "when_expired", "when_pending"),
+    [
+        (_convert_it, "expired", "converted"),
+        (_add_with_its_key, (None, "rp_old"), ("rp_old", None)),
+        (_purge_expired, ("rp_old",), ()),
+    ],
+    ids=["convert", "add-with-its-key", "purge"],
+)
+@pytest.mark.parametrize("expires_in", [0, 1], ids=["expires-now", "expires-next-second"])
+def test_a_pending_registration_has_expired_from_its_expiry_second_on(
+    make_store: Callable[[], Store],
+    operation: Callable[[Store, int], object],
+    when_expired: object,
+    when_pending: object,
+    expires_in: int,
+) -> None:
+    # As the snapshot judges it (StoredRegistration.expired): at `expires_at` it is over.
+    store = make_store()
+    store.confirm_projects()  # pending registrations may be added
+    now = int(time.time())
+    registration = _registration("rp_old", "new-pkg", "k", expires_at=now + expires_in)
+    store.add_registration(registration, now - 100)
+
+    assert operation(store, now) == (when_expired if registration.expired(now) else when_pending)
+
+
 # The records a caller prepares for the expired pending registrations it may delete:
 # the one it read, and the minimal one for any other (the store adds its id).
 _EXPIRED_OWN = {
@@ -444,6 +483,36 @@ def test_concurrent_pins_have_exactly_one_winner_that_all_learn(
     assert sum(created for _, created in results) == 1
     assert len({tuple(pinned.items()) for pinned, _ in results}) == 1
     assert store.load_registrations().pins["rp_race"] in offers
+
+
+# Each kind of write, on a store that must have it on a replica before acknowledging it.
+_REPLICATED_WRITES: list[tuple[str, Callable[[RedisStore], object]]] = [
+    ("claim", lambda store: store.claim_once("jti:a", "exchange-1", 60)),
+    ("revoke", lambda store: store.revoke_before("rev:project:x", 100, 60)),
+    ("add-registration", lambda store: store.add_registration(_registration("rp_1"), 100)),
+    ("remove-registration", lambda store: store.remove_registration("rp_missing")),
+    ("pin", lambda store: store.pin_on_first_use("rp_1", _IDS)),
+    ("declare-projects", lambda store: store.declare_projects(["new-pkg"])),
+    ("confirm-projects", lambda store: store.confirm_projects()),
+]
+
+
+@pytest.mark.parametrize(
+    "write",
+    [write for _, write in _REPLICATED_WRITES],
+    ids=[name for name, _ in _REPLICATED_WRITES],
+)
+def test_a_write_no_replica_acknowledged_fails_closed(
+    redis_url: str, write: Callable[[RedisStore], object]
+) -> None:
+    # An acknowledged revocation or replay claim must survive a failover: with no
+    # replica to hold it, nothing is acknowledged.
+    store = RedisStore(connect(redis_url), min_replicas=1)
+    try:
+        with pytest.raises(StoreUnavailable, match="could not replicate"):
+            write(store)
+    finally:
+        store.close()
 
 
 def test_pins_go_with_their_registration_and_no_other(make_store: Callable[[], Store]) -> None:
@@ -871,6 +940,26 @@ def test_a_confirmation_naming_another_epoch_is_refused_and_not_recorded(
 
     assert store.projects_status() == (current, False)
     assert _change_records(store) == []
+
+
+@pytest.mark.parametrize("epoch_now", [None, "a-later-epoch:1700000000"], ids=["lost", "replaced"])
+def test_a_confirmation_of_an_epoch_the_store_left_confirms_nothing(
+    redis_server: RedisServer, redis_url: str, epoch_now: str | None
+) -> None:
+    # The epoch gone without the confirmation (evicted, restored from another backup):
+    # the set of projects it vouched for is not this epoch's.
+    client = redis_server.client()
+    store = RedisStore(connect(redis_url))
+    store.confirm_projects()
+    assert store.load_registrations().projects_confirmed
+    client.delete("trustpub:epoch")
+    if epoch_now is not None:
+        client.set("trustpub:epoch", epoch_now)
+
+    assert store.load_registrations().projects_confirmed is False
+    pending = _registration("rp_p", "new-pkg", expires_at=int(time.time()) + 60)
+    assert store.add_registration(pending, int(time.time())) == (UNCONFIRMED, None)
+    assert store.projects_status()[1] is False
 
 
 def test_projects_are_confirmed_once_with_their_record(make_store: Callable[[], Store]) -> None:

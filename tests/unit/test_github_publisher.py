@@ -264,6 +264,30 @@ def test_repository_lookup_is_case_insensitive(
 
 
 @pytest.mark.parametrize(
+    ("claimed", "matches"),
+    [
+        ("octo-org/demo", True),
+        ("OCTO-ORG/Demo", True),
+        ("octo-org/demo2", False),
+        ("evil-org/demo", False),
+    ],
+    ids=["same", "other-case", "other-name", "other-owner-name"],
+)
+def test_a_publisher_checks_the_repository_itself(claimed: str, matches: bool) -> None:
+    # The registry's lookup is not the only guard: a publisher asked about another
+    # repository's token (by explain, or a registry keyed otherwise) refuses it too.
+    claims = parse(
+        repository=claimed,
+        workflow_ref=f"{claimed}/.github/workflows/release.yml@refs/heads/main",
+    )
+
+    mismatches = publisher().mismatches(claims)
+
+    refused = (ClaimMismatch("repository", "'octo-org/demo' (any case)", claimed),)
+    assert mismatches == (() if matches else refused)
+
+
+@pytest.mark.parametrize(
     ("required", "claimed", "matches"),
     [
         (None, "pypi", True),
@@ -470,6 +494,7 @@ def test_parse_publisher_defaults_and_fields() -> None:
         ({}, {"workflow": "Release.yml"}, False),
         ({}, {"environment": "pypi"}, False),
         ({}, {"repository_id": "74"}, False),
+        ({}, {"repository_owner_id": "66"}, False),
         ({}, {"issuer": "https://token.actions.githubusercontent.com/acme"}, False),
     ],
     ids=[
@@ -480,6 +505,7 @@ def test_parse_publisher_defaults_and_fields() -> None:
         "workflow-case-counts",
         "environment-counts",
         "repository-id-counts",
+        "owner-id-counts",
         "issuer-counts",
     ],
 )

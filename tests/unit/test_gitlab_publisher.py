@@ -260,6 +260,30 @@ def test_namespace_is_everything_before_the_last_slash() -> None:
     assert publisher(project_path="user/project").namespace == "user"
 
 
+@pytest.mark.parametrize(
+    ("claimed", "matches"),
+    [
+        (PROJECT, True),
+        ("Group/SUB/project", True),
+        ("group/sub/project2", False),
+        ("group/project", False),
+    ],
+    ids=["same", "other-case", "other-name", "other-namespace"],
+)
+def test_a_publisher_checks_the_project_path_itself(claimed: str, matches: bool) -> None:
+    # The registry's lookup is not the only guard: a publisher asked about another
+    # project's token (by explain, or a registry keyed otherwise) refuses it too.
+    claims = parse(
+        project_path=claimed,
+        ci_config_ref_uri=f"gitlab.com/{claimed}//.gitlab-ci.yml@refs/heads/main",
+    )
+
+    mismatches = publisher().mismatches(claims)
+
+    refused = (ClaimMismatch("project_path", f"{PROJECT!r} (any case)", claimed),)
+    assert mismatches == (() if matches else refused)
+
+
 def test_project_in_another_namespace_is_another_publisher() -> None:
     claims = parse(
         project_path="group/project",

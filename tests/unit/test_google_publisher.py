@@ -150,6 +150,8 @@ def test_email_is_exact(registered: str, claimed: str, registered_for_token: boo
     registry = PublisherRegistry([publisher(email=registered)])
     claims = parse(email=claimed)
 
+    # The publisher's own check agrees with the exact lookup: no case folding either.
+    assert (publisher(email=registered).mismatches(claims) == ()) is registered_for_token
     if registered_for_token:
         assert registry.match(claims).projects == {"demo-pkg"}
     else:

@@ -151,6 +151,25 @@ def test_expired_pending_publishers_are_purged_by_the_first_refresh_after_they_e
     assert store.registrations_version() == purged  # once
 
 
+def test_a_pending_publisher_matches_nothing_from_its_expiry_before_any_reload() -> None:
+    clock = [float(NOW)]
+    store = MemoryStore(clock=lambda: clock[0])
+    store.confirm_projects()  # pending registrations may be added
+    registered(store, pending=True)  # expires a day after NOW
+    publishers = LivePublishers(
+        (), store, PROVIDERS, TRUSTED, clock=lambda: clock[0], poll_interval=3600
+    )
+    try:
+        assert publishers.match(token_claims()).projects == frozenset({PROJECT})
+        clock[0] = NOW + 86400  # the poller has not run since: the snapshot still holds it
+
+        with pytest.raises(InvalidPublisher, match="no trusted publisher is registered"):
+            publishers.match(token_claims())
+        assert publishers.explain(token_claims()) == ()
+    finally:
+        publishers.stop_polling()
+
+
 def test_two_tied_pending_publishers_of_one_project_convert_once_and_mint() -> None:
     # Two pending publishers for one new project, equally specific, both matching the
     # token (one names the environment, the other pins the repository id): the first

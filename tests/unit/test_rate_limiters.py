@@ -68,6 +68,20 @@ def test_a_refused_request_spends_nothing() -> None:
     assert limiter.hit("a") is None  # ... so the per-minute one still had room
 
 
+def test_a_refund_gives_back_no_more_than_the_window_spent() -> None:
+    # A request's refund may come after another request began a new window: it must not
+    # leave that window with room for more than its limit.
+    clock = Clock()
+    limiter = MemoryRateLimiter("2/minute", clock)
+    assert limiter.hit("a") is None
+    clock.now += 60
+    assert limiter.hit("a") is None  # a new window
+    limiter.refund("a")
+    limiter.refund("a")
+
+    assert [limiter.hit("a") for _ in range(3)] == [None, None, 60]
+
+
 def test_expired_windows_are_swept_so_memory_stays_bounded() -> None:
     clock = Clock()
     limiter = MemoryRateLimiter("5/second", clock)

@@ -17,7 +17,7 @@ from support.claims import github_claims
 
 from app.clocks import STORE_CLOCK_TOLERANCE_SECONDS
 from app.errors import InvalidReuseToken
-from app.exchange import TokenExchange
+from app.exchange import EPOCH_MARGIN_SECONDS, TokenExchange
 from app.oidc.keysets import StaticKeySet
 from app.oidc.verify import LEEWAY_SECONDS, IssuerConfig, TrustedIssuers
 from app.private_files import write_private_file
@@ -146,3 +146,27 @@ def test_a_token_exchanged_before_a_data_loss_is_refused_by_a_replica_ahead_of_r
 
     with pytest.raises(InvalidReuseToken, match="predates a reset"):
         replica(emptied, replica_clock).exchange(token)
+
+
+@pytest.mark.parametrize(
+    ("epoch_began", "refused"),
+    [
+        (ISSUED_AT - EPOCH_MARGIN_SECONDS, True),
+        (ISSUED_AT - EPOCH_MARGIN_SECONDS - 1, False),
+    ],
+    ids=["margin-ends-at-iat", "margin-ends-a-second-before-iat"],
+)
+def test_a_token_issued_at_the_end_of_the_epochs_margin_is_refused(
+    replica: Any, epoch_began: int, refused: bool
+) -> None:
+    # `iat` has whole seconds: a token of the margin's last second may predate the loss.
+    clock = Clock(epoch_began)
+    store = _store_since(clock)
+    clock.now = ISSUED_AT + 5
+    exchange = replica(store, clock)
+
+    if refused:
+        with pytest.raises(InvalidReuseToken, match="predates a reset"):
+            exchange.exchange(_token())
+    else:
+        assert exchange.exchange(_token()).projects == ("demo-pkg",)
